@@ -1,0 +1,1 @@
+"""mespot.calibration: operating points, per-subject neutral baseline, quantisation."""

@@ -1,0 +1,1 @@
+"""mespot.engine: everything learned (datasets, networks, methods, proposals, evaluation, runtime)."""

@@ -1,0 +1,157 @@
+"""Face tracking with MediaPipe face mesh: 468 landmarks, the largest face, explicit lost/found states."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import cv2
+import numpy as np
+
+from stream.errors import ConfigError
+from stream.frame import Frame
+
+log = logging.getLogger(__name__)
+
+N_LANDMARKS = 468
+
+
+class FaceState(StrEnum):
+    PRESENT = "present"
+    ABSENT = "absent"
+
+
+@dataclass(frozen=True, slots=True)
+class FaceObservation:
+    """What the tracker saw in one frame.
+
+    Attributes:
+        frame_index: index of the frame observed.
+        landmarks: (468, 2) float32 pixel coordinates (x, y) of the largest face, or None.
+        n_faces: how many faces were found (the largest is kept).
+        changed: True when this frame flips the state (face found or face lost).
+    """
+
+    frame_index: int
+    landmarks: np.ndarray | None = field(repr=False)
+    n_faces: int
+    changed: bool
+
+    @property
+    def present(self) -> bool:
+        return self.landmarks is not None
+
+
+class FaceTracker:
+    """MediaPipe face mesh in tracking mode, keeping the largest face.
+
+    MediaPipe runs its face detector on every frame while it tracks fewer faces than it was asked
+    for, so a mesh asked for two faces pays for a detection per frame whenever one person is in
+    view. The tracker therefore tracks with a one-face mesh and runs the (cheaper) short-range
+    detector every `check_every` frames; while that check sees several faces it switches to a
+    mesh of `max_faces` and keeps the largest, and it switches back once a single face has been
+    seen for `single_face_hold` frames.
+
+    Args:
+        max_faces: faces searched while several are in view; the largest (landmark bounding-box
+            area) is kept.
+        check_every: frames between two checks for other faces.
+        single_face_hold: consecutive single-face checks before leaving multi-face mode.
+        min_detection_confidence: detector threshold for (re)acquiring a face.
+        min_tracking_confidence: below this the mesh is considered lost and detection runs again.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_faces: int = 3,
+        check_every: int = 15,
+        single_face_hold: int = 4,
+        min_detection_confidence: float = 0.5,
+        min_tracking_confidence: float = 0.5,
+    ) -> None:
+        if not 1 <= max_faces <= 8:
+            raise ConfigError(f"max_faces={max_faces}: must lie in [1, 8]")
+        if check_every < 1 or single_face_hold < 1:
+            raise ConfigError(f"check_every={check_every}, single_face_hold={single_face_hold}: must be >= 1")
+        for name, v in (
+            ("min_detection_confidence", min_detection_confidence),
+            ("min_tracking_confidence", min_tracking_confidence),
+        ):
+            if not 0.0 < v < 1.0:
+                raise ConfigError(f"{name}={v}: must lie in (0, 1)")
+        import mediapipe as mp  # heavy import, deferred until a tracker is built
+
+        def mesh(n: int):
+            return mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=False,
+                max_num_faces=n,
+                refine_landmarks=False,
+                min_detection_confidence=min_detection_confidence,
+                min_tracking_confidence=min_tracking_confidence,
+            )
+
+        self._single = mesh(1)
+        self._multi = mesh(max_faces) if max_faces > 1 else None
+        self._detector = (
+            mp.solutions.face_detection.FaceDetection(
+                model_selection=0, min_detection_confidence=min_detection_confidence
+            )
+            if max_faces > 1
+            else None
+        )
+        self.check_every = check_every
+        self.single_face_hold = single_face_hold
+        self.state = FaceState.ABSENT
+        self.multi_mode = False
+        self._frames = 0
+        self._single_checks = 0
+
+    def process(self, frame: Frame) -> FaceObservation:
+        """Track the face in one frame (BGR image)."""
+        h, w = frame.image.shape[:2]
+        rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
+        if self._detector is not None and self._frames % self.check_every == 0:
+            self._check_for_faces(rgb)
+        self._frames += 1
+        result = (self._multi if self.multi_mode else self._single).process(rgb)
+        faces = result.multi_face_landmarks or []
+        landmarks = None
+        if faces:
+            best, best_area = None, -1.0
+            for face in faces:
+                pts = np.array([(p.x, p.y) for p in face.landmark[:N_LANDMARKS]], dtype=np.float32)
+                span = pts.max(axis=0) - pts.min(axis=0)
+                area = float(span[0] * span[1])
+                if area > best_area:
+                    best, best_area = pts, area
+            landmarks = best * np.array([w, h], dtype=np.float32)  # normalised -> pixels
+        new_state = FaceState.PRESENT if landmarks is not None else FaceState.ABSENT
+        changed = new_state != self.state
+        if changed:
+            log.info("frame %d: face %s", frame.index, "found" if landmarks is not None else "lost")
+        self.state = new_state
+        return FaceObservation(frame.index, landmarks, len(faces), changed)
+
+    def _check_for_faces(self, rgb: np.ndarray) -> None:
+        detections = self._detector.process(rgb).detections or []
+        if len(detections) > 1:
+            if not self.multi_mode:
+                log.info("%d faces in view: tracking all and keeping the largest", len(detections))
+            self.multi_mode, self._single_checks = True, 0
+        elif self.multi_mode:
+            self._single_checks += 1
+            if self._single_checks >= self.single_face_hold:
+                self.multi_mode = False
+
+    def close(self) -> None:
+        for part in (self._single, self._multi, self._detector):
+            if part is not None:
+                part.close()
+
+    def __enter__(self) -> FaceTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,55 @@
+"""The unit that flows through the pipeline: one image with its three clocks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded image.
+
+    Attributes:
+        index: position in its stream. Sources number their own frames; after resampling it is
+            the index on the canonical clock (media_time_s == index / fps).
+        media_time_s: time of the image within the media, in seconds from the first frame.
+        capture_ns: time.monotonic_ns() when the frame was read from its source (live latency
+            is measured against it).
+        image: (H, W, 3) uint8 BGR.
+        source_index: index of the frame as the source delivered it, kept through resampling.
+    """
+
+    index: int
+    media_time_s: float
+    capture_ns: int
+    image: np.ndarray = field(repr=False)
+    source_index: int = -1
+
+
+class SourceEventKind(StrEnum):
+    DISCONNECTED = "disconnected"  # a live source stopped delivering (stall or error)
+    RECONNECTED = "reconnected"  # frames flow again after a disconnection
+    BAD_FRAME = "bad_frame"  # a frame could not be decoded and was skipped
+    END = "end"  # a finite source has no more frames
+
+
+@dataclass(frozen=True, slots=True)
+class SourceEvent:
+    """Something that happened to the source, reported in-band with the frames.
+
+    Attributes:
+        kind: what happened.
+        source: the source's name (path, URL, camera index).
+        capture_ns: time.monotonic_ns() when it was noticed.
+        detail: human-readable detail (error text, gap length, ...).
+        gap_s: for RECONNECTED, seconds without frames.
+    """
+
+    kind: SourceEventKind
+    source: str
+    capture_ns: int
+    detail: str = ""
+    gap_s: float = 0.0

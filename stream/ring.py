@@ -1,0 +1,154 @@
+"""Fixed-size ring buffers and the assembly of frames into snippets.
+
+Live streams run for hours: everything kept per frame or per snippet lives in preallocated
+rings of fixed capacity, addressed by the absolute index of the item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stream.errors import ConfigError
+from stream.features import FrameFeatures
+
+
+class Ring:
+    """A preallocated ring of fixed-shape rows addressed by absolute index.
+
+    Args:
+        capacity: rows kept.
+        shape: shape of one row.
+        dtype: numpy dtype.
+    """
+
+    def __init__(self, capacity: int, shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> None:
+        if capacity < 1:
+            raise ConfigError(f"ring capacity={capacity}: must be >= 1")
+        self.capacity = capacity
+        self._data = np.zeros((capacity, *shape), dtype=dtype)
+        self.total = 0  # rows ever appended; the next row's absolute index
+
+    def __len__(self) -> int:
+        return min(self.total, self.capacity)
+
+    @property
+    def first_index(self) -> int:
+        """Absolute index of the oldest row still held."""
+        return self.total - len(self)
+
+    def append(self, row: np.ndarray) -> int:
+        """Store a row; returns its absolute index."""
+        self._data[self.total % self.capacity] = row
+        self.total += 1
+        return self.total - 1
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not self.first_index <= index < self.total:
+            raise IndexError(f"ring index {index} outside the held range [{self.first_index}, {self.total})")
+        return self._data[index % self.capacity]
+
+    def last(self, n: int) -> np.ndarray:
+        """(min(n, len), *shape) copy of the newest rows, oldest first."""
+        n = min(n, len(self))
+        idx = np.arange(self.total - n, self.total) % self.capacity
+        return self._data[idx]
+
+
+@dataclass(frozen=True, slots=True)
+class Snippet:
+    """g consecutive canonical frames summarised as one feature vector per modality.
+
+    Attributes:
+        index: snippet number (snippet j covers canonical frames [j*g, (j+1)*g)).
+        start_s: media time of the snippet's first frame.
+        end_s: media time just after its last frame (start_s + g / fps).
+        motion: (3 * Dm,) float32: mean, max and min over the g frames of each motion feature;
+            zeros when the snippet is not valid.
+        geometry: (3 * Dg,) float32: likewise for geometry / appearance.
+        frames: g.
+        valid_frames: frames of the snippet that had features (face present, flow warmed up).
+        capture_ns: capture time of the newest frame seen for the snippet (latency reference).
+    """
+
+    index: int
+    start_s: float
+    end_s: float
+    motion: np.ndarray = field(repr=False)
+    geometry: np.ndarray = field(repr=False)
+    frames: int
+    valid_frames: int
+    capture_ns: int
+
+    @property
+    def valid(self) -> bool:
+        """Only snippets whose every frame had features count; the others are reported gaps."""
+        return self.valid_frames == self.frames
+
+
+def summarise(block: np.ndarray) -> np.ndarray:
+    """(g, D) per-frame features -> (3D,) mean, max and min over time."""
+    return np.concatenate([block.mean(0), block.max(0), block.min(0)]).astype(np.float32)
+
+
+class SnippetAssembler:
+    """Groups per-frame features into snippets of g frames on the canonical clock.
+
+    Frames arrive in increasing index order, possibly with holes (time gaps); every snippet
+    index is emitted exactly once, in order, so the snippet axis stays continuous in time.
+
+    Args:
+        frames: g, frames per snippet.
+        fps: canonical rate.
+        motion_dim: per-frame motion dimension Dm.
+        geometry_dim: per-frame geometry dimension Dg.
+    """
+
+    def __init__(self, frames: int, fps: float, motion_dim: int, geometry_dim: int) -> None:
+        self.g = frames
+        self.fps = fps
+        self._motion = np.zeros((frames, motion_dim), np.float32)
+        self._geometry = np.zeros((frames, geometry_dim), np.float32)
+        self._have = np.zeros(frames, bool)
+        self._current = 0  # snippet being filled
+        self._capture_ns = 0
+
+    def push(self, feats: FrameFeatures, capture_ns: int) -> list[Snippet]:
+        """Add frame features; returns the snippets this frame completed (possibly several)."""
+        out: list[Snippet] = []
+        j, slot = divmod(feats.index, self.g)
+        if j < self._current:
+            raise ValueError(f"frame {feats.index} arrived after snippet {self._current} began")
+        while j > self._current:  # a hole: close the snippet being filled and any skipped ones
+            out.append(self._close())
+        if feats.valid:
+            self._motion[slot] = feats.motion
+            self._geometry[slot] = feats.geometry
+            self._have[slot] = True
+        self._capture_ns = capture_ns
+        if slot == self.g - 1:
+            out.append(self._close())
+        return out
+
+    def _close(self) -> Snippet:
+        j = self._current
+        n = int(self._have.sum())
+        if n == self.g:
+            motion, geometry = summarise(self._motion), summarise(self._geometry)
+        else:
+            motion = np.zeros(3 * self._motion.shape[1], np.float32)
+            geometry = np.zeros(3 * self._geometry.shape[1], np.float32)
+        snippet = Snippet(
+            j,
+            j * self.g / self.fps,
+            (j + 1) * self.g / self.fps,
+            motion,
+            geometry,
+            self.g,
+            n,
+            self._capture_ns,
+        )
+        self._have[:] = False
+        self._current += 1
+        return snippet

@@ -1,0 +1,61 @@
+"""Ring buffers and snippet assembly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream.features import FrameFeatures
+from stream.ring import Ring, SnippetAssembler
+
+
+def test_ring_keeps_the_newest_rows_by_absolute_index() -> None:
+    ring = Ring(4, (2,))
+    for i in range(10):
+        assert ring.append(np.array([i, -i])) == i
+    assert len(ring) == 4 and ring.first_index == 6 and ring.total == 10
+    np.testing.assert_array_equal(ring.last(3)[:, 0], [7, 8, 9])
+    np.testing.assert_array_equal(ring[6], [6, -6])
+    with pytest.raises(IndexError, match="outside the held range"):
+        ring[5]
+    assert ring.last(100).shape == (4, 2)
+
+
+def ff(i: int, value: float | None) -> FrameFeatures:
+    if value is None:
+        return FrameFeatures(i, None, None)
+    return FrameFeatures(i, np.full(2, value, np.float32), np.full(3, -value, np.float32))
+
+
+def test_snippets_summarise_mean_max_min() -> None:
+    asm = SnippetAssembler(4, 30.0, 2, 3)
+    out = []
+    for i in range(8):
+        out += asm.push(ff(i, float(i)), capture_ns=i)
+    assert [s.index for s in out] == [0, 1]
+    s0 = out[0]
+    assert s0.valid and s0.valid_frames == 4 and s0.capture_ns == 3
+    np.testing.assert_allclose(s0.motion, [1.5, 1.5, 3, 3, 0, 0])
+    np.testing.assert_allclose(s0.geometry[:3], [-1.5] * 3)
+    assert s0.start_s == 0 and s0.end_s == pytest.approx(4 / 30)
+
+
+def test_a_frame_without_features_invalidates_its_snippet() -> None:
+    asm = SnippetAssembler(4, 30.0, 2, 3)
+    out = []
+    for i in range(8):
+        out += asm.push(ff(i, None if i == 5 else 1.0), capture_ns=i)
+    assert [s.valid for s in out] == [True, False]
+    assert out[1].valid_frames == 3
+    assert not out[1].motion.any()  # zeros, never partial garbage
+
+
+def test_holes_emit_every_snippet_once_in_order() -> None:
+    asm = SnippetAssembler(4, 30.0, 2, 3)
+    out = []
+    for i in [0, 1, 2, 3, 4, 17, 18, 19]:
+        out += asm.push(ff(i, 1.0), capture_ns=i)
+    assert [s.index for s in out] == [0, 1, 2, 3, 4]
+    assert [s.valid for s in out] == [True, False, False, False, False]
+    with pytest.raises(ValueError, match="arrived after"):
+        asm.push(ff(3, 1.0), 0)
