@@ -154,9 +154,9 @@ class RegionFeaturizer:
         ref_pts = prev.landmarks[self._ref].astype(np.float64)
         ref_flow = self._patch_means(_integral(flow), ref_pts)  # (Nref, 2)
         rigid = similarity_fit(ref_pts, ref_pts + ref_flow)
-        resid = flow - self._rigid_field(rigid)
-        mag = np.sqrt(resid[..., 0] ** 2 + resid[..., 1] ** 2)
-        motion_ch = np.dstack([resid, mag])  # (S, S, 3)
+        resid = cv2.subtract(flow, self._rigid_field(rigid))  # (S, S, 2)
+        u, v = cv2.split(resid)
+        motion_ch = cv2.merge([u, v, cv2.magnitude(u, v)])  # (S, S, 3)
         motion = self._roi_means(_integral(motion_ch), prev.landmarks[self._idx]) * self.unit
         # appearance: mean absolute intensity change over the same k frames
         diff = cv2.absdiff(face.crop, prev.crop).astype(np.float32) / 255.0
@@ -179,8 +179,7 @@ class RegionFeaturizer:
 
     def _rigid_field(self, m: np.ndarray) -> np.ndarray:
         """(S, S, 2) float32 displacement x -> M x - x of a similarity over the crop grid."""
-        a = m[:, :2] - np.eye(2)
-        return (self._grid @ a.T.astype(np.float32) + m[:, 2].astype(np.float32)).astype(np.float32)
+        return cv2.transform(self._grid, m - np.hstack([np.eye(2), np.zeros((2, 1))]))
 
     def _patch_means(self, integral: np.ndarray, points: np.ndarray) -> np.ndarray:
         """(N, C) mean of each channel over the square patch around each point."""
