@@ -11,7 +11,6 @@ pair, for each estimator and DIS preset, in one run.
 
 from __future__ import annotations
 
-import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -19,10 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from stream.flow import DISFlow, FarnebackFlow
 
-from stream.flow import DISFlow, FarnebackFlow  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

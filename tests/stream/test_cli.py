@@ -1,0 +1,61 @@
+"""`mespot extract`: outputs, cache keyed by the configuration, lists, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream.cli import main
+from stream.config import FeatureConfig
+
+
+def test_extract_the_bundled_clip_by_default(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["extract", "--out", str(tmp_path), "--quiet"]) == 0
+    folder = tmp_path / FeatureConfig().digest()
+    npz = next(folder.glob("*single_face.mp4.npz"))
+    with np.load(npz) as data:
+        assert data["motion"].shape == (9, 153) and data["valid"].sum() == 8
+    meta = json.loads(npz.with_suffix(".json").read_text())
+    assert meta["snippets"] == 9 and meta["events"][0]["kind"] == "face_found"
+    assert FeatureConfig.from_dict(json.loads((folder / "config.json").read_text())) == FeatureConfig()
+    assert "9 snippets (8 valid" in capsys.readouterr().err
+
+
+def test_cache_hit_and_new_config_folder(tmp_path: Path, videos: Path, capsys: pytest.CaptureFixture) -> None:
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(videos / "single_face.mp4", clip)
+    out = tmp_path / "out"
+    assert main(["extract", str(clip), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["extract", str(clip), "--out", str(out), "--quiet"]) == 0
+    assert "cached" in capsys.readouterr().err
+    # another configuration never reuses these features
+    assert main(["extract", str(clip), "--out", str(out), "--quiet", "--skip-k", "2"]) == 0
+    assert "cached" not in capsys.readouterr().err
+    assert len([p for p in out.iterdir() if p.is_dir()]) == 2
+
+
+def test_dataset_list_with_a_bad_entry(tmp_path: Path, videos: Path, capsys: pytest.CaptureFixture) -> None:
+    lst = tmp_path / "videos.txt"
+    lst.write_text(f"# two clips and a missing one\n{videos / 'no_face.mp4'}\nmissing.mp4\n")
+    assert main(["extract", str(lst), "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "no_face.mp4: " in err and "0 valid" in err
+    assert "missing.mp4" in err and "error:" in err
+
+
+def test_console_script_reports_a_bad_option(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "extract", "--out", str(tmp_path), "--flow", "lk"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "flow='lk': choose one of" in proc.stderr
