@@ -17,8 +17,9 @@ import numpy as np
 
 from stream.errors import ConfigError
 
-# Inner eye corners, nose bridge / ridge, face sides at ear level, upper temples.
-STABLE_LANDMARKS: tuple[int, ...] = (133, 362, 168, 6, 197, 195, 5, 4, 234, 454, 127, 356, 21, 251)
+# Inner eye corners, nose bridge / ridge, face sides at eye and ear level (not the temples: brow
+# raises move the skin there).
+STABLE_LANDMARKS: tuple[int, ...] = (133, 362, 168, 6, 197, 195, 5, 4, 234, 454, 127, 356)
 
 
 @lru_cache(maxsize=1)
@@ -28,33 +29,62 @@ def canonical_template() -> np.ndarray:
         return np.load(f)
 
 
-def similarity_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (rotation, uniform scale, translation) mapping src onto dst.
+def similarity_fit(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Weighted least-squares similarity (rotation, uniform scale, shift) mapping src onto dst.
 
     Umeyama's closed form without reflection.
 
     Args:
         src: (N, 2) points.
         dst: (N, 2) points.
+        weights: optional (N,) non-negative weights.
 
     Returns:
         (2, 3) float64 matrix M with dst ~ src @ M[:, :2].T + M[:, 2].
     """
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
+    w = (
+        np.full(len(src), 1.0 / len(src))
+        if weights is None
+        else np.asarray(weights, np.float64) / np.sum(weights)
+    )
+    mu_s, mu_d = w @ src, w @ dst
     s, d = src - mu_s, dst - mu_d
-    cov = d.T @ s / len(src)
+    cov = (d * w[:, None]).T @ s
     u, sig, vt = np.linalg.svd(cov)
     sign = np.ones(2)
     if np.linalg.det(u) * np.linalg.det(vt) < 0:
         sign[-1] = -1
     rot = u @ np.diag(sign) @ vt
-    var = (s**2).sum() / len(src)
+    var = w @ (s**2).sum(1)
     scale = (sig * sign).sum() / var
     m = np.empty((2, 3))
     m[:, :2] = scale * rot
     m[:, 2] = mu_d - m[:, :2] @ mu_s
+    return m
+
+
+def robust_similarity_fit(
+    src: np.ndarray, dst: np.ndarray, *, iterations: int = 4, floor: float = 0.05
+) -> np.ndarray:
+    """Similarity fit that discounts points moved by something other than the rigid motion.
+
+    Iteratively reweighted least squares with L1-like weights 1 / max(residual, floor): a few
+    reference points dragged along by a nearby facial action (a cheek raise tugs the face
+    contour) barely bend the fit, where plain least squares would spread their motion over the
+    whole face.
+
+    Args:
+        src: (N, 2) points.
+        dst: (N, 2) points.
+        iterations: reweighting rounds after the plain fit.
+        floor: residual (in the points' units) below which points count fully.
+    """
+    m = similarity_fit(src, dst)
+    for _ in range(iterations):
+        resid = np.linalg.norm(src @ m[:, :2].T + m[:, 2] - dst, axis=1)
+        m = similarity_fit(src, dst, 1.0 / np.maximum(resid, floor))
     return m
 
 
@@ -76,18 +106,36 @@ class AlignedFace:
 
 
 class Aligner:
-    """Warps each frame's face onto the canonical template.
+    """Warps each frame's face onto the canonical template, with a deadband against jitter.
+
+    MediaPipe's mesh is one global regression: a local deformation (a cheek raise) or plain
+    estimation noise moves every landmark a little, and re-fitting the alignment on every frame
+    would turn that into motion of the whole crop. The aligner therefore keeps its transform
+    while the one the current landmarks imply stays within `deadband_px` (mean displacement of
+    the stable points, in crop pixels) and re-aligns only beyond it, i.e. on real head motion.
+    What a step leaves in the flow is a clean similarity, which the features' rigid reference
+    removes.
 
     Args:
         size: side of the square crop in pixels.
+        deadband_px: re-align when the stable points would move more than this (crop pixels of a
+            128 px crop, scaled with size); 0 re-aligns on every frame.
     """
 
-    def __init__(self, size: int = 128) -> None:
+    def __init__(self, size: int = 128, *, deadband_px: float = 1.0) -> None:
         if not 32 <= size <= 512:
             raise ConfigError(f"crop size={size}: must lie in [32, 512]")
+        if not 0 <= deadband_px <= 16:
+            raise ConfigError(f"alignment deadband_px={deadband_px}: must lie in [0, 16]")
         self.size = size
+        self.deadband = deadband_px * size / 128
         self._template_px = canonical_template() * size
         self._stable = np.array(STABLE_LANDMARKS)
+        self._m: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forget the held transform (face lost, time gap)."""
+        self._m = None
 
     def __call__(self, image: np.ndarray, landmarks: np.ndarray) -> AlignedFace:
         """Align one face.
@@ -96,7 +144,13 @@ class Aligner:
             image: (H, W, 3) uint8 BGR frame.
             landmarks: (468, 2) pixel landmarks of the face in that frame.
         """
-        m = similarity_fit(landmarks[self._stable], self._template_px[self._stable])
+        stable = landmarks[self._stable]
+        m = robust_similarity_fit(stable, self._template_px[self._stable], floor=0.5)
+        if self._m is not None:
+            shift = np.linalg.norm((stable @ (m - self._m)[:, :2].T + (m - self._m)[:, 2]), axis=1).mean()
+            if shift <= self.deadband:
+                m = self._m
+        self._m = m
         crop = cv2.warpAffine(
             image, m, (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )

@@ -7,8 +7,8 @@ motion (per ROI: u, v, |f|)
     skip-k flow f = flow(crop[t-k] -> crop[t]) minus the rigid motion of the reference region,
     averaged over the ROI's patches placed at the landmarks of frame t-k (where the flow field
     lives). The rigid motion is the similarity transform (shift, rotation, scale) that best
-    explains the flow at the reference landmarks (nose bridge, inner eye corners, temples);
-    subtracting it removes what alignment left of head motion and of landmark jitter, which a
+    explains the flow at the reference landmarks (nose bridge, inner eye corners, face sides),
+    fitted robustly; subtracting it removes what alignment left of head motion and of landmark jitter, which a
     mean-translation reference cannot (a 0.3 degree roll already moves the mouth by 0.3 px).
 geometry / appearance (per ROI: dx, dy, |I_t - I_t-k|)
     the ROI landmarks' displacement from a running neutral face (exponential average over
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from stream.align import AlignedFace, similarity_fit
+from stream.align import AlignedFace, robust_similarity_fit
 from stream.registry import Registry
 
 
@@ -67,8 +67,8 @@ _MESH17 = RoiSet(
         "lip_lower": (17, 84, 314, 14, 87, 317),  # AU16, AU25, AU26
         "chin": (152, 175, 199, 200, 148, 377),  # AU17, AU26
     },
-    # nose bridge, inner eye corners, temples: rigid with the skull
-    reference=(168, 6, 197, 195, 133, 362, 21, 251, 127, 356),
+    # nose bridge, inner eye corners, face sides at eye and ear level: rigid with the skull
+    reference=(168, 6, 197, 195, 133, 362, 127, 356, 234, 454),
 )
 ROI_SETS.register("mesh17")(lambda: _MESH17)
 
@@ -153,7 +153,7 @@ class RegionFeaturizer:
         # motion: flow minus the rigid motion fitted at the reference landmarks of frame t-k
         ref_pts = prev.landmarks[self._ref].astype(np.float64)
         ref_flow = self._patch_means(_integral(flow), ref_pts)  # (Nref, 2)
-        rigid = similarity_fit(ref_pts, ref_pts + ref_flow)
+        rigid = robust_similarity_fit(ref_pts, ref_pts + ref_flow)
         resid = cv2.subtract(flow, self._rigid_field(rigid))  # (S, S, 2)
         u, v = cv2.split(resid)
         motion_ch = cv2.merge([u, v, cv2.magnitude(u, v)])  # (S, S, 3)
@@ -171,7 +171,7 @@ class RegionFeaturizer:
         lm = face.landmarks.astype(np.float64)
         if self._neutral is None:
             self._neutral = lm.copy()
-        rigid = similarity_fit(self._neutral[self._ref], lm[self._ref])
+        rigid = robust_similarity_fit(self._neutral[self._ref], lm[self._ref])
         d = lm - (self._neutral @ rigid[:, :2].T + rigid[:, 2])  # non-rigid part only
         out = self._avg @ d[self._idx]
         self._neutral += self.alpha * (lm - self._neutral)  # causal: updated after use

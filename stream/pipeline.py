@@ -217,6 +217,7 @@ class Pipeline:
         if isinstance(staged, _Gap):
             # Flow and the neutral face must not span a hole in time.
             gap = staged.gap
+            self.aligner.reset()
             self.flow.reset()
             self.featurizer.reset()
             log.info("time gap of %.2f s at frame %d", gap.seconds, gap.first_index)
@@ -243,6 +244,7 @@ class Pipeline:
         t0 = time.monotonic_ns()
         self.times.ns["align"] += t0 - ta
         if aligned is None:
+            self.aligner.reset()
             self.flow.reset()
             self.featurizer.reset()
             t1 = t0

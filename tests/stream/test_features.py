@@ -50,21 +50,34 @@ def per_roi_mag(snippet: Snippet) -> dict[str, float]:
     }
 
 
-def test_a_mouth_corner_pull_shows_at_the_mouth_corner(base) -> None:
+@pytest.mark.parametrize(
+    "landmark,direction,width,roi",
+    [
+        (61, (-0.8, -0.6), 0.2, "mouth_corner_r"),  # AU12-like pull of the right mouth corner
+        (66, (0.0, -1.0), 0.2, "brow_inner_r"),  # AU1-like raise of the right inner brow
+        (296, (0.0, -1.0), 0.2, "brow_inner_l"),
+        (17, (0.0, 1.0), 0.2, "lip_lower"),  # AU25/26-like lowering of the lower lip
+        (118, (0.0, -1.0), 0.12, "cheek_r"),  # AU6-like raise of the right cheek
+    ],
+)
+def test_a_local_pull_shows_in_its_region(
+    base, landmark: int, direction: tuple, width: float, roi: str
+) -> None:
+    """A smooth pull (Gaussian of `width` eye spans) around one landmark leads its own region."""
     img, lm = base
-    corner = lm[61]  # subject's right mouth corner
     eye_span = np.linalg.norm(lm[33] - lm[263])
-    # 16 still frames, an 8-frame onset to a pull of 8% of the eye span outwards-up, 8 held frames
+    # 16 still frames, an 8-frame onset to a pull of 8% of the eye span, 8 held frames
     amp = np.concatenate([np.zeros(16), np.linspace(0, 1, 9)[1:], np.ones(8)])
-    direction = np.array([-0.8, -0.6]) * 0.08 * eye_span
-    frames = [local_pull(img, corner, a * direction, 0.2 * eye_span) for a in amp]
+    shift = np.array(direction) * 0.08 * eye_span
+    frames = [local_pull(img, lm[landmark], a * shift, width * eye_span) for a in amp]
     snippets = run(frames)
     assert all(s.valid for s in snippets[1:])
     still, onset = per_roi_mag(snippets[1]), per_roi_mag(snippets[2])
     ranked = sorted(onset, key=onset.get, reverse=True)
-    assert ranked[0] == "mouth_corner_r", onset
-    assert onset["mouth_corner_r"] > 5 * max(still["mouth_corner_r"], 0.02)
-    assert onset["brow_inner_l"] < 0.3 * onset["mouth_corner_r"]
+    assert ranked[0] == roi, onset
+    assert onset[roi] > 5 * max(still[roi], 0.02)
+    far = [r for r in onset if r.split("_")[0] not in roi.split("_")[0] and r != "glabella"]
+    assert np.median([onset[r] for r in far]) < 0.25 * onset[roi]
 
 
 def test_head_translation_and_rotation_do_not_show_as_facial_motion(base) -> None:
