@@ -24,6 +24,8 @@ class FeatureConfig:
     Attributes:
         fps: canonical frame rate every source is resampled to.
         crop_size: side of the aligned grey face crop in pixels.
+        align_deadband_px: the alignment is held until the landmarks imply a move of the stable
+            points beyond this many pixels of a 128 px crop (0: re-align every frame).
         flow: optical-flow estimator name (dis, farneback, tvl1).
         skip_k: flow is computed from the frame skip_k frames back (at the canonical rate).
         snippet_frames: frames per snippet (g).
@@ -36,6 +38,7 @@ class FeatureConfig:
 
     fps: float = 30.0
     crop_size: int = 128
+    align_deadband_px: float = 1.0
     flow: str = "dis"
     skip_k: int = 3
     snippet_frames: int = 8
@@ -47,6 +50,7 @@ class FeatureConfig:
     _RANGES: ClassVar[dict[str, tuple[float, float]]] = {
         "fps": (1.0, 1000.0),
         "crop_size": (32, 512),
+        "align_deadband_px": (0.0, 16.0),
         "skip_k": (1, 30),
         "snippet_frames": (1, 256),
         "patch_radius": (1.0, 32.0),

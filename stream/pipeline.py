@@ -107,7 +107,7 @@ class Pipeline:
         self.config = config = config or FeatureConfig()
         self.resampler = Resampler(config.fps, max_hold_s=config.max_hold_s)
         self.tracker = FaceTracker()
-        self.aligner = Aligner(config.crop_size)
+        self.aligner = Aligner(config.crop_size, deadband_px=config.align_deadband_px)
         self.flow = SkipKFlow(FLOWS.build(config.flow, **flow_options), config.skip_k)
         roi = ROI_SETS.build(config.roi_set)
         self.motion_names, self.geometry_names = feature_names(roi)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from stream.align import STABLE_LANDMARKS, Aligner, canonical_template, similarity_fit
+from stream.errors import ConfigError
 from stream.face import FaceTracker
 from stream.frame import Frame
 
@@ -56,3 +57,26 @@ def test_head_motion_is_removed(face_frames: list[np.ndarray]) -> None:
     diff = np.abs(a.crop.astype(float) - b.crop.astype(float))[20:108, 20:108].mean()
     assert diff < 12, diff
     assert b.scale == pytest.approx(a.scale / 0.85, rel=0.05)
+
+
+def test_deadband_holds_still_faces_and_follows_head_motion(face_frames: list[np.ndarray]) -> None:
+    img = face_frames[0]
+    h, w = img.shape[:2]
+    with FaceTracker() as tracker:
+        lms = [tracker.process(Frame(i, i / 30, 0, img, i)).landmarks for i in range(10)]
+        aligner = Aligner(128, deadband_px=1.0)
+        held = [aligner(img, lm).transform for lm in lms]
+        assert all(np.array_equal(held[0], m) for m in held)  # a still face: one transform
+        # a head shifted by 40 px: the aligner follows and the face lands on the template again
+        moved = cv2.warpAffine(
+            img, np.float32([[1, 0, 40], [0, 1, 0]]), (w, h), borderMode=cv2.BORDER_REPLICATE
+        )
+        lm2 = None
+        for i in range(10, 14):
+            lm2 = tracker.process(Frame(i, i / 30, 0, moved, i)).landmarks
+        out = aligner(moved, lm2)
+    assert not np.array_equal(out.transform, held[0])
+    stable = list(STABLE_LANDMARKS)
+    assert np.abs(out.landmarks[stable] - canonical_template()[stable] * 128).mean() < 2.5
+    with pytest.raises(ConfigError, match="deadband"):
+        Aligner(128, deadband_px=-1)
