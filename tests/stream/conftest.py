@@ -1,4 +1,4 @@
-"""Fixtures for the stream tests: the real videos and faces in ../shared/data."""
+"""Fixtures for the stream tests (the shared data fixtures live in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-
-
-@pytest.fixture(scope="session")
-def videos() -> Path:
-    path = SHARED_DATA / "videos"
-    if not path.is_dir():
-        pytest.skip(f"real test videos not found at {path} (shared/ must sit beside the repository)")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,142 @@
+"""Shared fixtures: the real test data folder and a real RTSP server (GStreamer, system python)."""
+
+from __future__ import annotations
+
+import functools
+import selectors
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# CI clones the repository with ../shared beside it.
+SHARED_DATA = REPO.parent / "shared" / "data"
+SYSTEM_PYTHON = "/usr/bin/python3"
+RTSP_SERVER_SCRIPT = REPO / "tests" / "support" / "rtsp_server.py"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real-data folder (videos/, faces/); see its README.md."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared test data not found at {SHARED_DATA} (expected ../shared beside the repo)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def videos(shared_data: Path) -> Path:
+    """The folder of real test videos."""
+    return shared_data / "videos"
+
+
+@functools.cache
+def gst_rtsp_problem() -> str | None:
+    """Why the GStreamer RTSP server cannot run here, or None when it can."""
+    check = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+    try:
+        done = subprocess.run([SYSTEM_PYTHON, "-c", check], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{SYSTEM_PYTHON} cannot run: {exc}"
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        return f"{SYSTEM_PYTHON} lacks GstRtspServer (apt: python3-gi gir1.2-gst-rtsp-server-1.0): {last}"
+    return None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def free_tcp_port() -> int:
+    """A loopback TCP port with no listener (connections to it are refused)."""
+    return free_port()
+
+
+class RtspServer:
+    """Runs tests/support/rtsp_server.py in a subprocess; can be killed and restarted on its port."""
+
+    def __init__(self, file: Path, port: int, cache: Path, log_dir: Path, loops: int = 20) -> None:
+        self.file = file
+        self.port = port
+        self.cache = cache
+        self.log_dir = log_dir
+        self.loops = loops
+        self.url = f"rtsp://127.0.0.1:{port}/clip"
+        self.process: subprocess.Popen[str] | None = None
+        self._starts = 0
+
+    def start(self, timeout_s: float = 20.0) -> float:
+        """Start the server; return time.monotonic() when it reported ready."""
+        self._starts += 1
+        log = (self.log_dir / f"rtsp_server.{self._starts}.log").open("w")
+        cmd = [SYSTEM_PYTHON, str(RTSP_SERVER_SCRIPT), "--port", str(self.port), "--mount", "/clip"]
+        cmd += ["--file", str(self.file), "--loops", str(self.loops), "--cache", str(self.cache)]
+        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+        log.close()
+        assert self.process.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.process.stdout, selectors.EVENT_READ)
+            if not sel.select(timeout_s):
+                self.kill()
+                raise RuntimeError(f"RTSP server not ready within {timeout_s} s; see {self.log_dir}")
+        line = self.process.stdout.readline()
+        if not line.startswith("ready"):
+            self.kill()
+            raise RuntimeError(f"RTSP server failed to start ({line!r}); see {self.log_dir}")
+        return time.monotonic()
+
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes as a crashed camera or a dropped link would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open but nothing is sent (a stalled stream)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after `pause`."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        """Terminate cleanly, or kill if that takes too long."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.resume()
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+@pytest.fixture(scope="session")
+def rtsp_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the server keeps its looped copy of the clip (built once per session)."""
+    return tmp_path_factory.mktemp("rtsp-cache")
+
+
+@pytest.fixture
+def rtsp_server(videos: Path, rtsp_cache: Path, tmp_path: Path) -> Iterator[RtspServer]:
+    """A running RTSP server on a free loopback port serving single_face.mp4 looped (~48 s)."""
+    problem = gst_rtsp_problem()
+    if problem is not None:
+        pytest.skip(problem)
+    server = RtspServer(videos / "single_face.mp4", free_port(), rtsp_cache, tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
