@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream.cli import main
+from engine.cli import main
 from stream.config import FeatureConfig
 
 
@@ -52,7 +52,7 @@ def test_dataset_list_with_a_bad_entry(tmp_path: Path, videos: Path, capsys: pyt
 
 def test_console_script_reports_a_bad_option(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "stream.cli", "extract", "--out", str(tmp_path), "--flow", "lk"],
+        [sys.executable, "-m", "engine.cli", "extract", "--out", str(tmp_path), "--flow", "lk"],
         capture_output=True,
         text=True,
         timeout=120,

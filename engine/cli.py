@@ -1,4 +1,4 @@
-"""The `mespot` command line.
+"""The `mespot` command line (it spans stream and engine, and engine depends on stream).
 
 mespot extract [INPUT ...] --out DIR     snippet features of files, frame folders or lists
 """
