@@ -46,53 +46,85 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     return out
 
 
-def cmd_extract(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+def feature_config(args: argparse.Namespace):
     from stream.config import FeatureConfig
-    from stream.extract_cache import FeatureCache
-    from stream.pipeline import Extraction, stream_snippets
 
-    config = FeatureConfig(
+    return FeatureConfig(
         fps=args.fps,
         flow=args.flow,
         crop_size=args.crop_size,
         skip_k=args.skip_k,
         snippet_frames=args.snippet_frames,
     )
+
+
+def extract_cached(
+    source: Path, config, cache, *, force: bool, quiet: bool, source_fps: float | None
+) -> Path:
+    """The cached feature file of one input, extracting it first when needed."""
+    from tqdm import tqdm
+
+    from stream.pipeline import Extraction, stream_snippets
+    from stream.ring import Snippet
+
+    if not force and (hit := cache.lookup(source)) is not None:
+        print(f"{source}: cached {hit}", file=sys.stderr)
+        return hit
+    with tqdm(desc=source.name, unit=" snippets", leave=False, disable=quiet) as bar:
+
+        def counted(outputs):
+            for o in outputs:
+                if isinstance(o, Snippet):
+                    bar.update()
+                yield o
+
+        result = Extraction.collect(
+            counted(stream_snippets(source, config, policy="replay", source_fps=source_fps)), config
+        )
+    npz = cache.store(source, result)
+    gaps = [e for e in result.events if e.kind.value in ("face_lost", "time_gap")]
+    print(
+        f"{source}: {len(result.valid)} snippets ({int(result.valid.sum())} valid, "
+        f"{len(gaps)} gaps) -> {npz}",
+        file=sys.stderr,
+    )
+    return npz
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from stream.extract_cache import FeatureCache
+
+    config = feature_config(args)
     cache = FeatureCache(Path(args.out), config)
     sources = expand_inputs(args.inputs) if args.inputs else [bundled_clip()]
     failures = 0
     print(f"feature config {config.digest()} -> {cache.folder}", file=sys.stderr)
     for source in sources:
-        if not args.force and (hit := cache.lookup(source)) is not None:
-            print(f"{source}: cached {hit}", file=sys.stderr)
-            continue
         try:
-            with tqdm(desc=source.name, unit=" snippets", leave=False, disable=args.quiet) as bar:
-
-                def counted(outputs):
-                    for o in outputs:
-                        if hasattr(o, "valid"):
-                            bar.update()
-                        yield o
-
-                result = Extraction.collect(
-                    counted(stream_snippets(source, config, policy="replay", source_fps=args.source_fps)),
-                    config,
-                )
+            extract_cached(
+                source, config, cache, force=args.force, quiet=args.quiet, source_fps=args.source_fps
+            )
         except MespotError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1
-            continue
-        npz = cache.store(source, result)
-        gaps = [e for e in result.events if e.kind.value in ("face_lost", "time_gap")]
-        print(
-            f"{source}: {len(result.valid)} snippets ({int(result.valid.sum())} valid, "
-            f"{len(gaps)} gaps) -> {npz}",
-            file=sys.stderr,
-        )
     return 1 if failures else 0
+
+
+def add_feature_options(p: argparse.ArgumentParser) -> None:
+    """Options that set the feature configuration (shared by every command that extracts)."""
+    p.add_argument("--flow", default="dis", help="optical flow: dis (default), farneback, tvl1")
+    p.add_argument("--fps", type=float, default=30.0, help="canonical frame rate (default 30)")
+    p.add_argument("--crop-size", type=int, default=128, help="aligned face crop side in px (default 128)")
+    p.add_argument("--skip-k", type=int, default=3, help="flow from k frames back (default 3)")
+    p.add_argument("--snippet-frames", type=int, default=8, help="frames per snippet (default 8)")
+    p.add_argument(
+        "--source-fps",
+        type=float,
+        default=None,
+        help="frame rate of frame folders (default 30; SAMM-LV is 200)",
+    )
+    p.add_argument("--force", action="store_true", help="extract again even when cached")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
