@@ -1,0 +1,705 @@
+"""Proposals: per-snippet scores -> scored expression intervals in frames.
+
+One proposal path shared by training (validation on the training subjects), evaluation and the
+live stage, which calls the same functions on a sliding window of scores. Everything here is pure
+numpy, deterministic (stable sorts, explicit tie-breaks) and works on any window length.
+
+The steps (MC-WES sec. 3.5, GIM sec. 3.6.3):
+
+1. Candidate spans from a class-agnostic score (attention / intensity / actionness):
+   GIM's *multi-threshold* (contiguous runs above each threshold) or MC-WES's *multi-top*
+   (for each h in M', the top-k snippets with k = max(1, floor(T / h)), eq. 7, grouped into
+   contiguous runs).
+2. Each span gets an outer-inner contrast (OIC) score (MC-WES eq. 23-25, GIM eq. 15-16).
+3. A type: by duration (<= 0.5 s is ME, up to a maximum of 4 s MaE) or by class score.
+4. 1-D NMS, class-wise (GIM) or joint (MC-WES).
+
+Spans are half-open snippet ranges ``(start, end)``; snippet j covers canonical frames
+``[j * g, (j + 1) * g)`` where g (frames per snippet) may be fractional. ``span_to_frames`` turns a
+span into the inclusive frame range the datasets use. NaN marks an invalid snippet (no face, time
+gap): it never belongs to a proposal and is left out of the OIC outer band.
+
+See docs/evaluation.md for the parameters and where this differs from the papers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from numbers import Real
+from typing import Any, ClassVar
+
+import numpy as np
+
+from engine.intervals import MAE_MAX_SECONDS, ME_MAX_SECONDS, ExpressionType, Interval
+from stream.errors import ConfigError
+
+__all__ = [
+    "CLASS_ORDER",
+    "PRESETS",
+    "ProposalConfig",
+    "Span",
+    "interval_to_span",
+    "multi_threshold_proposals",
+    "multi_top_proposals",
+    "nms_1d",
+    "outer_band",
+    "outer_inner_contrast",
+    "propose",
+    "span_to_frames",
+    "span_to_interval",
+    "top_k_from_divisor",
+    "type_by_class",
+    "type_by_duration",
+]
+
+# Column order of a (T, C) class-score array.
+CLASS_ORDER: tuple[ExpressionType, ...] = (ExpressionType.ME, ExpressionType.MAE)
+
+# Half-open snippet range [start, end).
+Span = tuple[int, int]
+
+# Tolerance for frame arithmetic on fractional snippet lengths (8/30 s at 200 fps = 53.33... frames:
+# 3 * 53.333333333333336 is 160.00000000000003, which must still be frame 160).
+_EPS = 1e-6
+
+
+# --------------------------------------------------------------------------------------------
+# Snippet grid <-> frames
+# --------------------------------------------------------------------------------------------
+
+
+def span_to_frames(
+    start: int,
+    end: int,
+    snippet_frames: float,
+    *,
+    frame_offset: int = 0,
+    n_frames: int | None = None,
+) -> tuple[int, int] | None:
+    """Inclusive frame range covered by the snippets ``[start, end)``.
+
+    Snippet j covers frames f with ``j <= f / g < j + 1`` (g = ``snippet_frames``), so the span
+    covers ``ceil(start * g) .. ceil(end * g) - 1``. With an integer g this is
+    ``start * g .. end * g - 1``.
+
+    Args:
+        start: first snippet (absolute index on the video's snippet grid).
+        end: one past the last snippet (> start).
+        snippet_frames: frames per snippet at the video's rate (snippet seconds x fps), may be
+            fractional.
+        frame_offset: number of the video's first frame (0 for the canonical clock, 1 for image
+            folders numbered from 1).
+        n_frames: frames in the video; the range is clipped to the last one (the last snippet may
+            be partial).
+
+    Returns:
+        ``(onset, offset)`` inclusive, or None when the span lies wholly after the last frame.
+    """
+    if end <= start or start < 0:
+        raise ValueError(f"snippet span [{start}, {end}) is empty or negative")
+    if not snippet_frames > 0:
+        raise ValueError(f"snippet_frames must be > 0, got {snippet_frames}")
+    onset = math.ceil(start * snippet_frames - _EPS)
+    offset = math.ceil(end * snippet_frames - _EPS) - 1
+    if n_frames is not None:
+        offset = min(offset, n_frames - 1)
+    if offset < onset:
+        return None
+    return onset + frame_offset, offset + frame_offset
+
+
+def interval_to_span(interval: Interval, snippet_frames: float, *, frame_offset: int = 0) -> Span:
+    """The snippets ``[start, end)`` that overlap an inclusive frame interval.
+
+    The inverse of ``span_to_frames`` for intervals on snippet boundaries; a ground-truth
+    interval maps to every snippet it touches.
+    """
+    if not snippet_frames > 0:
+        raise ValueError(f"snippet_frames must be > 0, got {snippet_frames}")
+    start = math.floor((interval.onset - frame_offset) / snippet_frames + _EPS)
+    end = math.floor((interval.offset - frame_offset) / snippet_frames + _EPS) + 1
+    if start < 0:
+        raise ValueError(f"interval {interval} starts before frame_offset {frame_offset}")
+    return start, end
+
+
+def span_to_interval(
+    start: int,
+    end: int,
+    snippet_frames: float,
+    etype: ExpressionType,
+    *,
+    score: float = 1.0,
+    apex_snippet: int | None = None,
+    frame_offset: int = 0,
+    n_frames: int | None = None,
+) -> Interval | None:
+    """A scored ``Interval`` in frames from a snippet span (see ``span_to_frames``).
+
+    Args:
+        start, end: the half-open snippet span.
+        snippet_frames: frames per snippet, may be fractional.
+        etype: the expression type.
+        score: the proposal's confidence.
+        apex_snippet: snippet holding the apex; the apex frame is its middle frame, clipped into
+            the interval. None: no apex.
+        frame_offset, n_frames: as in ``span_to_frames``.
+
+    Returns:
+        The interval, or None when the span lies wholly after the last frame.
+    """
+    frames = span_to_frames(start, end, snippet_frames, frame_offset=frame_offset, n_frames=n_frames)
+    if frames is None:
+        return None
+    onset, offset = frames
+    apex = None
+    if apex_snippet is not None:
+        mid = math.floor((apex_snippet + 0.5) * snippet_frames + _EPS) + frame_offset
+        apex = min(max(mid, onset), offset)
+    return Interval(onset=onset, offset=offset, type=etype, apex=apex, score=float(score))
+
+
+# --------------------------------------------------------------------------------------------
+# Candidate spans
+# --------------------------------------------------------------------------------------------
+
+
+def _as_1d(scores: np.ndarray | Sequence[float], name: str = "scores") -> np.ndarray:
+    a = np.asarray(scores, dtype=np.float64)  # (T,)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional (T,), got shape {a.shape}")
+    return a
+
+
+def _runs(mask: np.ndarray) -> list[Span]:
+    """Half-open ranges of consecutive True values of a (T,) bool mask."""
+    padded = np.concatenate(([False], mask, [False])).astype(np.int8)  # (T + 2,)
+    step = np.diff(padded)  # (T + 1,): +1 where a run starts, -1 one past where it ends
+    starts = np.flatnonzero(step == 1)
+    ends = np.flatnonzero(step == -1)
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
+def multi_threshold_proposals(
+    scores: np.ndarray | Sequence[float], thresholds: Iterable[float]
+) -> list[Span]:
+    """GIM / CO2-Net multi-threshold proposals.
+
+    For each threshold, every maximal run of consecutive snippets whose score is strictly higher
+    than the threshold is a proposal ("consecutive frames with intensity scores higher than a
+    given threshold", GIM sec. 3.6.3).
+
+    Args:
+        scores: (T,) class-agnostic scores; NaN (invalid snippet) is never above a threshold.
+        thresholds: the threshold levels.
+
+    Returns:
+        The distinct spans ``(start, end)`` (end exclusive), sorted by start then end. A span
+        found at several thresholds is listed once.
+    """
+    a = _as_1d(scores)  # (T,)
+    spans: set[Span] = set()
+    for thr in thresholds:
+        if not math.isfinite(thr):
+            raise ValueError(f"threshold {thr!r} is not a finite number")
+        with np.errstate(invalid="ignore"):
+            spans.update(_runs(a > thr))  # NaN > thr is False
+    return sorted(spans)
+
+
+def top_k_from_divisor(n_snippets: int, divisor: float) -> int:
+    """MC-WES eq. 7: ``k = max(1, floor(T / h))``."""
+    if not divisor >= 1:
+        raise ValueError(f"top-k divisor h must be >= 1, got {divisor}")
+    return max(1, math.floor(n_snippets / divisor + _EPS))
+
+
+def multi_top_proposals(
+    scores: np.ndarray | Sequence[float],
+    divisors: Iterable[float] = (),
+    *,
+    top_ks: Iterable[int] = (),
+) -> list[Span]:
+    """MC-WES multi-top proposals (sec. 3.5, Fig. 4(c)).
+
+    For each h in M' (``divisors``, MC-WES uses 15 consecutive integers: 8..22 on CAS(ME)^2,
+    2..16 on SAMM-LV) the top ``k_m = max(1, floor(T / h))`` snippets by class-agnostic score are
+    selected; the selected snippets are sorted by time and every run of consecutive ones is a
+    proposal. Explicit ``top_ks`` may be given as well (or instead).
+
+    Ties are broken toward the earlier snippet (stable sort), so the result is deterministic.
+
+    Args:
+        scores: (T,) class-agnostic scores; NaN snippets are never selected.
+        divisors: the h values of M' (each >= 1); k is taken relative to this window's T.
+        top_ks: explicit k values (>= 1).
+
+    Returns:
+        The distinct spans ``(start, end)``, sorted by start then end.
+    """
+    a = _as_1d(scores)  # (T,)
+    n = a.shape[0]
+    ks = [top_k_from_divisor(n, h) for h in divisors]
+    for k in top_ks:
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"top-k value must be an integer >= 1, got {k!r}")
+        ks.append(int(k))
+    valid = ~np.isnan(a)  # (T,)
+    n_valid = int(valid.sum())
+    # Descending by score, earlier snippet first on ties; NaN last.
+    order = np.argsort(-np.where(valid, a, -np.inf), kind="stable")  # (T,)
+    spans: set[Span] = set()
+    for k in ks:
+        mask = np.zeros(n, dtype=bool)  # (T,)
+        mask[order[: min(k, n_valid)]] = True
+        spans.update(_runs(mask))
+    return sorted(spans)
+
+
+# --------------------------------------------------------------------------------------------
+# Scores and types
+# --------------------------------------------------------------------------------------------
+
+
+def outer_band(n_snippets: int, start: int, end: int, outer_ratio: float = 0.25) -> tuple[Span, Span]:
+    """The outer bands around ``[start, end)``: left ``[start - b, start)``, right ``[end, end + b)``.
+
+    ``b = max(1, ceil(outer_ratio * L))`` with L = end - start, clipped at the window's borders.
+    """
+    length = end - start
+    band = max(1, math.ceil(outer_ratio * length - _EPS))
+    return (max(0, start - band), start), (end, min(n_snippets, end + band))
+
+
+def outer_inner_contrast(
+    scores: np.ndarray | Sequence[float],
+    start: int,
+    end: int,
+    *,
+    outer_ratio: float = 0.25,
+) -> float:
+    """Outer-inner contrast (AutoLoc OIC; MC-WES eq. 24-25 without the video term, GIM eq. 15).
+
+    ``mean(scores[start:end]) - mean(outer band)``, the outer band being
+    ``b = max(1, ceil(outer_ratio * L))`` snippets on each side, outside the proposal, clipped at
+    the borders of the window. The outer mean is taken over the band snippets that exist and are
+    valid (not NaN); when there are none (a proposal that fills the window) it is 0.
+
+    Differences from the papers' equations (docs/evaluation.md): GIM divides the outer sum by
+    L/2 even where the band is clipped (snippets outside the video count as zero); MC-WES's eq. 25
+    as printed also sums the proposal's own first and last snippets into the outer band. Both use
+    ``outer_ratio`` = 0.25.
+
+    Args:
+        scores: (T,) the scores to contrast (a class's logits or the class-agnostic score).
+        start, end: the half-open span, ``0 <= start < end <= T``.
+        outer_ratio: band length per side as a fraction of the proposal length (>= 0).
+
+    Returns:
+        The OIC score.
+    """
+    a = _as_1d(scores)  # (T,)
+    n = a.shape[0]
+    if not 0 <= start < end <= n:
+        raise ValueError(f"span [{start}, {end}) does not fit in {n} snippets")
+    if not outer_ratio >= 0:
+        raise ValueError(f"outer_ratio must be >= 0, got {outer_ratio}")
+    inner = a[start:end]
+    inner = inner[~np.isnan(inner)]
+    if inner.size == 0:
+        raise ValueError(f"span [{start}, {end}) holds no valid (non-NaN) snippet")
+    (l0, l1), (r0, r1) = outer_band(n, start, end, outer_ratio)
+    outer = np.concatenate((a[l0:l1], a[r0:r1]))  # (<= 2b,)
+    outer = outer[~np.isnan(outer)]
+    outer_mean = float(outer.mean()) if outer.size else 0.0
+    return float(inner.mean()) - outer_mean
+
+
+def type_by_duration(
+    length_frames: int,
+    fps: float,
+    *,
+    me_max_s: float = ME_MAX_SECONDS,
+    max_s: float = MAE_MAX_SECONDS,
+) -> ExpressionType | None:
+    """Type by duration: ME when ``length / fps <= me_max_s``, MaE up to ``max_s``.
+
+    Args:
+        length_frames: frames in the interval, both ends counted.
+        fps: the video's frame rate.
+        me_max_s: the longest ME in seconds (0.5 s: 15 frames at 30 fps, 100 at 200 fps).
+        max_s: the longest expression in seconds (Ekman's 4 s).
+
+    Returns:
+        The type, or None when the interval is longer than ``max_s`` (not an expression).
+    """
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    if length_frames > max_s * fps + _EPS:
+        return None
+    return ExpressionType.ME if length_frames <= me_max_s * fps + _EPS else ExpressionType.MAE
+
+
+def type_by_class(class_scores: np.ndarray, start: int, end: int) -> ExpressionType:
+    """The class whose mean score inside ``[start, end)`` is the higher (ME on a tie).
+
+    Args:
+        class_scores: (T, 2) scores, columns in ``CLASS_ORDER`` (ME, MaE); NaN ignored.
+        start, end: the half-open span.
+    """
+    s = np.asarray(class_scores, dtype=np.float64)  # (T, C)
+    if s.ndim != 2 or s.shape[1] != len(CLASS_ORDER):
+        raise ValueError(f"class scores must have shape (T, {len(CLASS_ORDER)}), got {s.shape}")
+    inside = s[start:end]  # (L, C)
+    if inside.size == 0 or np.isnan(inside).all():
+        raise ValueError(f"span [{start}, {end}) holds no valid class score")
+    valid = ~np.isnan(inside)  # (L, C)
+    counts = valid.sum(axis=0)  # (C,)
+    sums = np.where(valid, inside, 0.0).sum(axis=0)  # (C,)
+    # A class with no valid score inside cannot win.
+    means = np.where(counts > 0, sums / np.maximum(counts, 1), -np.inf)  # (C,)
+    return CLASS_ORDER[int(np.argmax(means))]  # argmax keeps the first (ME) on ties
+
+
+# --------------------------------------------------------------------------------------------
+# NMS
+# --------------------------------------------------------------------------------------------
+
+
+def _rank_key(interval: Interval) -> tuple[float, int, int, str]:
+    # Descending score; ties by time then type, so the order never depends on input order.
+    return (-interval.score, interval.onset, interval.offset, interval.type.value)
+
+
+def nms_1d(intervals: Iterable[Interval], iou_threshold: float, *, class_wise: bool = True) -> list[Interval]:
+    """Greedy 1-D non-maximum suppression on scored frame intervals.
+
+    Intervals are visited in descending score; one is kept unless its IoU (inclusive frames,
+    ``Interval.iou``) with an already kept interval is strictly greater than ``iou_threshold``.
+
+    Args:
+        intervals: scored intervals.
+        iou_threshold: overlaps above it are suppressed (MC-WES: 0.01, i.e. nearly any overlap).
+        class_wise: True (GIM): only intervals of the same type suppress each other. False
+            (joint, MC-WES): any type suppresses any other.
+
+    Returns:
+        The kept intervals, in descending score (ties by onset, offset, type).
+    """
+    if not 0.0 <= iou_threshold <= 1.0:
+        raise ValueError(f"NMS IoU threshold must be in [0, 1], got {iou_threshold}")
+    ordered = sorted(intervals, key=_rank_key)
+    if any(math.isnan(iv.score) for iv in ordered):
+        raise ValueError("NMS needs scored intervals; got a NaN score")
+    kept: list[Interval] = []
+    for cand in ordered:
+        if not any((not class_wise or k.type == cand.type) and k.iou(cand) > iou_threshold for k in kept):
+            kept.append(cand)
+    return kept
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration and the one entry point
+# --------------------------------------------------------------------------------------------
+
+_MODES = ("threshold", "top")
+_TYPE_RULES = ("duration", "class")
+_OIC_SOURCES = ("class", "actionness")
+_NMS_MODES = ("class", "joint")
+
+
+@dataclass(frozen=True)
+class ProposalConfig:
+    """How snippet scores become proposals.
+
+    Attributes:
+        mode: "threshold" (GIM multi-threshold) or "top" (MC-WES multi-top).
+        thresholds: threshold levels for mode "threshold" (on the class-agnostic score).
+        top_divisors: the set M' of h values for mode "top"; k = max(1, floor(T / h)) (eq. 7),
+            i.e. the top ratio is 1/h of the window.
+        outer_ratio: OIC outer band per side as a fraction of the proposal length (psi; 0.25 in
+            both papers).
+        oic_source: "class" (MC-WES: OIC on each class's own scores, eq. 23-25) or "actionness"
+            (GIM: OIC on the class-agnostic intensity, eq. 15).
+        video_score_weight: MC-WES's varsigma, weight of the video-level class score added to the
+            OIC (eq. 23); 0 disables the term (the live stage has no video-level score).
+        type_rule: "duration" (<= me_max_s is ME) or "class" (higher mean class score inside).
+        me_max_s: longest ME in seconds for the duration rule and the class-agnostic default.
+        min_duration_s: proposals shorter than this are dropped.
+        max_duration_s: proposals longer than this are dropped (Ekman's 4 s).
+        nms: "class" (class-wise, GIM) or "joint" (MC-WES).
+        nms_iou: NMS suppresses overlaps strictly above this IoU.
+        min_score: proposals scoring below this are dropped before NMS (MC-WES's truncation
+            threshold 0.1); None keeps all.
+    """
+
+    mode: str = "threshold"
+    thresholds: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    top_divisors: tuple[float, ...] = tuple(range(8, 23))
+    outer_ratio: float = 0.25
+    oic_source: str = "class"
+    video_score_weight: float = 0.0
+    type_rule: str = "duration"
+    me_max_s: float = ME_MAX_SECONDS
+    min_duration_s: float = 0.0
+    max_duration_s: float = MAE_MAX_SECONDS
+    nms: str = "class"
+    nms_iou: float = 0.5
+    min_score: float | None = None
+
+    _RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "outer_ratio": (1e-3, 4.0),
+        "video_score_weight": (0.0, 100.0),
+        "me_max_s": (1e-3, 60.0),
+        "min_duration_s": (0.0, 600.0),
+        "max_duration_s": (1e-3, 600.0),
+        "nms_iou": (0.0, 1.0),
+    }
+    _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "mode": _MODES,
+        "type_rule": _TYPE_RULES,
+        "oic_source": _OIC_SOURCES,
+        "nms": _NMS_MODES,
+    }
+
+    def __post_init__(self) -> None:
+        for name, choices in self._CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"proposal config {name}={getattr(self, name)!r}: choose one of {choices}")
+        for name, (lo, hi) in self._RANGES.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
+                raise ConfigError(f"proposal config {name}={v!r}: must be a number in [{lo}, {hi}]")
+        if self.min_duration_s >= self.max_duration_s:
+            raise ConfigError(
+                f"proposal config min_duration_s={self.min_duration_s} must be below "
+                f"max_duration_s={self.max_duration_s}"
+            )
+        # Lists (from JSON) become tuples so the config stays hashable.
+        for name, lo in (("thresholds", -math.inf), ("top_divisors", 1.0)):
+            raw = getattr(self, name)
+            if isinstance(raw, np.ndarray):
+                raw = raw.tolist()
+            if isinstance(raw, str | bytes) or not isinstance(raw, Sequence | range):
+                raise ConfigError(f"proposal config {name}={raw!r}: must be a sequence of numbers")
+            values = tuple(raw)
+            for v in values:
+                if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or v < lo:
+                    raise ConfigError(f"proposal config {name}: {v!r} must be a finite number >= {lo}")
+            object.__setattr__(self, name, values)
+        if self.mode == "threshold" and not self.thresholds:
+            raise ConfigError("proposal config thresholds: mode 'threshold' needs at least one level")
+        if self.mode == "top" and not self.top_divisors:
+            raise ConfigError("proposal config top_divisors: mode 'top' needs at least one h")
+        if self.min_score is not None and (
+            isinstance(self.min_score, bool)
+            or not isinstance(self.min_score, int | float)
+            or not math.isfinite(self.min_score)
+        ):
+            raise ConfigError(
+                f"proposal config min_score={self.min_score!r}: must be a finite number or None"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["thresholds"] = list(self.thresholds)
+        d["top_divisors"] = list(self.top_divisors)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProposalConfig:
+        """Build from a dict (e.g. read from JSON); unknown keys fail."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown proposal config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**dict(data))
+
+
+# Paper settings (values the papers state; the GIM thresholds are not given there and keep ours).
+PRESETS: dict[str, ProposalConfig] = {
+    # MC-WES sec. 4.3 / 4.4.5: M' = 15 consecutive integers from 8, psi 0.25, varsigma 0.15,
+    # NMS 0.01, truncation 0.1, type by duration.
+    "mc-wes-casme2": ProposalConfig(
+        mode="top",
+        top_divisors=tuple(range(8, 23)),
+        video_score_weight=0.15,
+        oic_source="class",
+        type_rule="duration",
+        nms="joint",
+        nms_iou=0.01,
+        min_score=0.1,
+    ),
+    # SAMM-LV: M' starts at 2, varsigma 0.5.
+    "mc-wes-samm": ProposalConfig(
+        mode="top",
+        top_divisors=tuple(range(2, 17)),
+        video_score_weight=0.5,
+        oic_source="class",
+        type_rule="duration",
+        nms="joint",
+        nms_iou=0.01,
+        min_score=0.1,
+    ),
+    # GIM sec. 3.6.3: multi-threshold on the intensity, OIC on the intensity, class-wise NMS.
+    "gim": ProposalConfig(mode="threshold", oic_source="actionness", type_rule="class", nms="class"),
+}
+
+
+def _class_matrix(
+    scores: np.ndarray | Mapping[ExpressionType | str, np.ndarray],
+) -> tuple[np.ndarray, tuple[ExpressionType, ...]]:
+    """(T, C) class scores and their classes; C = 0 for a class-agnostic (T,) / (T, 1) input."""
+    if isinstance(scores, Mapping):
+        by_type: dict[ExpressionType, np.ndarray] = {}
+        for key, col in scores.items():
+            try:
+                t = ExpressionType(key)
+            except ValueError:
+                raise ValueError(
+                    f"class score key {key!r}: expected one of {[c.value for c in CLASS_ORDER]}"
+                ) from None
+            by_type[t] = _as_1d(col, f"scores[{t.value!r}]")
+        if set(by_type) != set(CLASS_ORDER):
+            raise ValueError(f"class score dict needs both classes {[c.value for c in CLASS_ORDER]}")
+        lengths = {v.shape[0] for v in by_type.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"class score arrays differ in length: {sorted(lengths)}")
+        return np.stack([by_type[c] for c in CLASS_ORDER], axis=1), CLASS_ORDER  # (T, C)
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim == 1:
+        return s[:, None], ()  # (T, 1), class-agnostic
+    if s.ndim == 2 and s.shape[1] == 1:
+        return s, ()
+    if s.ndim == 2 and s.shape[1] == len(CLASS_ORDER):
+        return s, CLASS_ORDER  # (T, C)
+    raise ValueError(f"scores must be (T,), (T, 1) or (T, {len(CLASS_ORDER)}) [ME, MaE]; got shape {s.shape}")
+
+
+def _default_actionness(cls: np.ndarray) -> np.ndarray:
+    """Per-snippet max over classes, NaN where every class is NaN."""
+    all_nan = np.isnan(cls).all(axis=1)  # (T,)
+    best = np.max(np.where(np.isnan(cls), -np.inf, cls), axis=1)  # (T,)
+    return np.where(all_nan, np.nan, best)
+
+
+def propose(
+    scores: np.ndarray | Mapping[ExpressionType | str, np.ndarray],
+    config: ProposalConfig,
+    *,
+    snippet_s: float,
+    fps: float,
+    actionness: np.ndarray | None = None,
+    video_scores: np.ndarray | Mapping[ExpressionType | str, float] | None = None,
+    snippet_offset: int = 0,
+    frame_offset: int = 0,
+    n_frames: int | None = None,
+) -> list[Interval]:
+    """Snippet scores -> scored expression intervals in frames (the one proposal path).
+
+    1. Spans from the class-agnostic score (``actionness``; by default the per-snippet maximum
+       over the classes) by multi-threshold or multi-top.
+    2. Each span is converted to frames and dropped if shorter than ``min_duration_s`` or longer
+       than ``max_duration_s``.
+    3. Scores: with ``oic_source="class"`` each class j gets ``OIC(s_j) + varsigma * p_j``
+       (MC-WES eq. 23); with ``"actionness"`` one OIC on the class-agnostic score (GIM eq. 15).
+    4. Type: ``"duration"``: by length, scored with the best class score (MC-WES keeps both class
+       copies of a span and lets NMS keep the higher; the type comes from the duration).
+       ``"class"``: the class with the higher mean score inside, scored with that class's OIC.
+    5. ``min_score`` filter, then NMS (class-wise or joint).
+
+    Args:
+        scores: (T, 2) class scores in ``CLASS_ORDER`` (ME, MaE), a dict with both classes, or a
+            class-agnostic (T,) / (T, 1) array (then only the duration rule applies).
+        config: the proposal configuration.
+        snippet_s: seconds per snippet (e.g. 8 / 30).
+        fps: the video's frame rate; frames per snippet = ``snippet_s * fps`` (may be fractional).
+        actionness: (T,) class-agnostic score to cut spans from (attention / intensity).
+        video_scores: (C,) or dict, MC-WES's video-level class scores p_j; needed only when
+            ``config.video_score_weight > 0``.
+        snippet_offset: absolute snippet index of ``scores[0]`` (a live window's start).
+        frame_offset: number of the video's first frame (frames are ``frame_offset + ...``).
+        n_frames: frames in the video; the last interval is clipped to it.
+
+    Returns:
+        The proposals, in descending score (ties by onset, offset, type).
+    """
+    cls, classes = _class_matrix(scores)  # (T, C)
+    n = cls.shape[0]
+    if not (snippet_s > 0 and fps > 0):
+        raise ValueError(f"snippet_s and fps must be > 0, got {snippet_s} and {fps}")
+    if snippet_offset < 0:
+        raise ValueError(f"snippet_offset must be >= 0, got {snippet_offset}")
+    g = snippet_s * fps  # frames per snippet
+    if actionness is None:
+        act = _default_actionness(cls) if classes else cls[:, 0]  # (T,)
+    else:
+        act = _as_1d(actionness, "actionness")
+        if act.shape[0] != n:
+            raise ValueError(f"actionness has {act.shape[0]} snippets, scores have {n}")
+    if config.type_rule == "class" and not classes:
+        raise ValueError("type_rule 'class' needs per-class scores (T, 2); got class-agnostic scores")
+    use_class_oic = bool(classes) and config.oic_source == "class"
+    bias = np.zeros(len(classes))  # (C,)
+    if use_class_oic and config.video_score_weight > 0:
+        if video_scores is None:
+            raise ValueError("proposal config video_score_weight > 0 needs video_scores (MC-WES p_j)")
+        if isinstance(video_scores, Mapping):
+            vs = {ExpressionType(k): float(v) for k, v in video_scores.items()}
+            bias = np.array([vs[c] for c in classes])
+        else:
+            bias = np.asarray(video_scores, dtype=np.float64).reshape(-1)
+            if bias.shape[0] != len(classes):
+                raise ValueError(f"video_scores must have {len(classes)} values, got {bias.shape[0]}")
+        bias = config.video_score_weight * bias
+
+    if config.mode == "threshold":
+        spans = multi_threshold_proposals(act, config.thresholds)
+    else:
+        spans = multi_top_proposals(act, config.top_divisors)
+
+    candidates: list[Interval] = []
+    for start, end in spans:
+        frames = span_to_frames(
+            snippet_offset + start, snippet_offset + end, g, frame_offset=frame_offset, n_frames=n_frames
+        )
+        if frames is None:
+            continue
+        length = frames[1] - frames[0] + 1
+        if length < config.min_duration_s * fps - _EPS or length > config.max_duration_s * fps + _EPS:
+            continue
+        if use_class_oic:
+            per_class = [
+                outer_inner_contrast(cls[:, j], start, end, outer_ratio=config.outer_ratio) + bias[j]
+                for j in range(len(classes))
+            ]  # (C,)
+        else:
+            agnostic = outer_inner_contrast(act, start, end, outer_ratio=config.outer_ratio)
+            per_class = [agnostic] * max(1, len(classes))
+        if config.type_rule == "duration":
+            etype = type_by_duration(length, fps, me_max_s=config.me_max_s, max_s=config.max_duration_s)
+            if etype is None:
+                continue
+            score = max(per_class)
+        else:
+            etype = type_by_class(cls, start, end)
+            score = per_class[classes.index(etype)]
+        if config.min_score is not None and score < config.min_score:
+            continue
+        inside = act[start:end]
+        apex = snippet_offset + start + int(np.argmax(np.where(np.isnan(inside), -np.inf, inside)))
+        iv = span_to_interval(
+            snippet_offset + start,
+            snippet_offset + end,
+            g,
+            etype,
+            score=score,
+            apex_snippet=apex,
+            frame_offset=frame_offset,
+            n_frames=n_frames,
+        )
+        if iv is not None:
+            candidates.append(iv)
+    return nms_1d(candidates, config.nms_iou, class_wise=config.nms == "class")
