@@ -32,7 +32,7 @@ def canonical_template() -> np.ndarray:
 def similarity_fit(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Weighted least-squares similarity (rotation, uniform scale, shift) mapping src onto dst.
 
-    Umeyama's closed form without reflection.
+    The closed form of Umeyama's method for 2-D points, without reflection.
 
     Args:
         src: (N, 2) points.
@@ -42,27 +42,43 @@ def similarity_fit(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None 
     Returns:
         (2, 3) float64 matrix M with dst ~ src @ M[:, :2].T + M[:, 2].
     """
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
+    zs, zd = _complex(src), _complex(dst)
     w = (
-        np.full(len(src), 1.0 / len(src))
+        np.full(len(zs), 1.0 / len(zs))
         if weights is None
         else np.asarray(weights, np.float64) / np.sum(weights)
     )
-    mu_s, mu_d = w @ src, w @ dst
-    s, d = src - mu_s, dst - mu_d
-    cov = (d * w[:, None]).T @ s
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[-1] = -1
-    rot = u @ np.diag(sign) @ vt
-    var = w @ (s**2).sum(1)
-    scale = (sig * sign).sum() / var
-    m = np.empty((2, 3))
-    m[:, :2] = scale * rot
-    m[:, 2] = mu_d - m[:, :2] @ mu_s
-    return m
+    return _matrix(*_fit_complex(zs, zd, w))
+
+
+def _complex(points: np.ndarray) -> np.ndarray:
+    """(N, 2) points -> (N,) complex x + iy."""
+    p = np.asarray(points, dtype=np.float64)
+    return p[:, 0] + 1j * p[:, 1]
+
+
+def _fit_complex(zs: np.ndarray, zd: np.ndarray, w: np.ndarray) -> tuple[complex, complex]:
+    # The similarity is dst = c * src + t with c = scale * e^(i angle); its weighted
+    # least-squares solution is closed-form (no SVD, and no reflection is possible).
+    mu_s, mu_d = w @ zs, w @ zd
+    s = zs - mu_s
+    c = (w * np.conj(s)) @ (zd - mu_d) / (w @ (s.real**2 + s.imag**2))
+    return c, mu_d - c * mu_s
+
+
+def _fit_list(zs: list[complex], zd: list[complex], w: list[float]) -> tuple[complex, complex]:
+    """_fit_complex on Python lists (unnormalised weights)."""
+    total = sum(w)
+    mu_s = sum(wi * a for wi, a in zip(w, zs, strict=True)) / total
+    mu_d = sum(wi * b for wi, b in zip(w, zd, strict=True)) / total
+    num = sum(wi * (a - mu_s).conjugate() * (b - mu_d) for wi, a, b in zip(w, zs, zd, strict=True))
+    den = sum(wi * abs(a - mu_s) ** 2 for wi, a in zip(w, zs, strict=True))
+    c = num / den
+    return c, mu_d - c * mu_s
+
+
+def _matrix(c: complex, t: complex) -> np.ndarray:
+    return np.array([[c.real, -c.imag, t.real], [c.imag, c.real, t.imag]])
 
 
 def robust_similarity_fit(
@@ -81,11 +97,14 @@ def robust_similarity_fit(
         iterations: reweighting rounds after the plain fit.
         floor: residual (in the points' units) below which points count fully.
     """
-    m = similarity_fit(src, dst)
+    # A dozen points: plain Python complex arithmetic is several times faster than numpy here.
+    zs = [complex(x, y) for x, y in np.asarray(src, dtype=np.float64).tolist()]
+    zd = [complex(x, y) for x, y in np.asarray(dst, dtype=np.float64).tolist()]
+    c, t = _fit_list(zs, zd, [1.0] * len(zs))
     for _ in range(iterations):
-        resid = np.linalg.norm(src @ m[:, :2].T + m[:, 2] - dst, axis=1)
-        m = similarity_fit(src, dst, 1.0 / np.maximum(resid, floor))
-    return m
+        w = [1.0 / max(abs(c * a + t - b), floor) for a, b in zip(zs, zd, strict=True)]
+        c, t = _fit_list(zs, zd, w)
+    return _matrix(c, t)
 
 
 @dataclass(frozen=True, slots=True)
