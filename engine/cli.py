@@ -110,6 +110,64 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def load_annotations(args: argparse.Namespace):
+    """The dataset named by --dataset from the annotation file, and the folder of its media."""
+    from engine.data import load_dataset
+
+    dataset = load_dataset(args.dataset, args.annotations, **({"root": Path(args.root)} if args.root else {}))
+    media = Path(args.media) if args.media else Path(args.annotations).resolve().parent / "videos"
+    return dataset, media
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    import json
+
+    from engine.baseline import loso
+    from engine.data.features import dataset_features
+    from engine.evaluate import write_megc_csv
+
+    dataset, media = load_annotations(args)
+    print(dataset.summary(), file=sys.stderr)
+    features = dataset_features(dataset, media, Path(args.features), feature_config(args))
+    subject_of = {v.video: v.subject for v in dataset.videos}
+    truths = {v.video: list(v.expressions) for v in dataset.videos}
+    result = loso(dataset.loso_folds(), features, subject_of, truths)
+    print(
+        f"training-free baseline, leave-one-subject-out over {len(dataset.subjects())} subjects "
+        f"({dataset.name}, {len(dataset.videos)} videos)"
+    )
+    print(result.report.table())
+    if args.report:
+        out = Path(args.report)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "baseline_report.json").write_text(
+            json.dumps(
+                {
+                    "dataset": dataset.name,
+                    "annotations": str(Path(args.annotations).resolve()),
+                    "feature_config": feature_config(args).to_dict(),
+                    "pooled": result.report.pooled.to_dict(),
+                    "folds": {s: r.pooled.to_dict() for s, r in result.folds.items()},
+                    "params_per_fold": result.params_table(),
+                },
+                indent=2,
+            )
+        )
+        write_megc_csv(out / "baseline_predictions.csv", result.predictions)
+        print(f"report and MEGC predictions in {out}", file=sys.stderr)
+    return 0
+
+
+def add_dataset_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("annotations", help="annotation file (workbook or generic CSV)")
+    p.add_argument("--dataset", default="csv", help="casme2, samm-lv, casme3 or csv (default)")
+    p.add_argument("--root", help="dataset root with the frame folders (for the dataset layouts)")
+    p.add_argument(
+        "--media", help="folder of the videos named by video id (default: videos/ beside the annotation file)"
+    )
+    p.add_argument("--features", required=True, help="feature cache folder (as `mespot extract --out`)")
+
+
 def add_feature_options(p: argparse.ArgumentParser) -> None:
     """Options that set the feature configuration (shared by every command that extracts)."""
     p.add_argument("--flow", default="dis", help="optical flow: dis (default), farneback, tvl1")
@@ -159,6 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--force", action="store_true", help="extract again even when cached")
     ex.add_argument("--quiet", action="store_true", help="no progress bar")
     ex.set_defaults(func=cmd_extract)
+
+    from stream.synth.cli import add_synth_parser
+
+    add_synth_parser(sub)
+
+    bl = sub.add_parser(
+        "baseline",
+        help="training-free region-motion spotting, leave-one-subject-out",
+        description="The training-free baseline (engine/baseline.py): its parameters are "
+        "chosen on each fold's training subjects, then the held-out subject is spotted.",
+    )
+    add_dataset_options(bl)
+    bl.add_argument("--report", help="folder for the JSON report and the MEGC predictions CSV")
+    add_feature_options(bl)
+    bl.set_defaults(func=cmd_baseline)
     return parser
 
 

@@ -10,8 +10,8 @@
     an existing folder                      `FolderSource`
     an existing file                        `VideoFileSource`
     ``other://...``                         the factory registered for that scheme in
-                                            `SOURCE_SCHEMES` (``sim://`` is reserved for the
-                                            synthetic source)
+                                            `SOURCE_SCHEMES` (``sim://``: the synthetic face
+                                            source, stream/synth/source.py, loaded on first use)
     ======================================  =================
 
 Every source yields `Frame` objects and in-band `SourceEvent` objects from `Source.read`; the
@@ -24,6 +24,7 @@ reconnection gap shows in the media times.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import math
@@ -65,7 +66,9 @@ SourceFactory = Callable[..., "Source"]
 SOURCE_SCHEMES: Registry[Source] = Registry("source scheme")
 
 # Scheme names that belong to sources still to come; they get a clearer message than "unknown".
-_RESERVED_SCHEMES = {"sim": "the synthetic face source (stream/synth) is not available yet"}
+# Schemes whose source lives in a module imported on first use (importing it registers the
+# scheme), so `import stream.sources` stays light.
+_SCHEME_MODULES = {"sim": "stream.synth.source"}
 
 
 def _check_fps(fps: float | None, name: str = "fps") -> float | None:
@@ -747,11 +750,9 @@ def open_source(spec: str | int | Path, *, fps: float | None = None, **options: 
         return CameraSource(int(spec), fps=fps, **options)
     if isinstance(spec, str) and (m := _SCHEME.match(spec)):
         scheme = m.group(1).lower()
+        if scheme not in SOURCE_SCHEMES and scheme in _SCHEME_MODULES:
+            importlib.import_module(_SCHEME_MODULES[scheme])
         if scheme not in SOURCE_SCHEMES:
-            if scheme in _RESERVED_SCHEMES:
-                raise SourceError(
-                    spec, f"{scheme}:// sources are not available yet: {_RESERVED_SCHEMES[scheme]}"
-                )
             known = ", ".join(f"{s}://" for s in SOURCE_SCHEMES.names())
             raise SourceError(spec, f"unknown scheme {scheme}://; known: {known}")
         factory = SOURCE_SCHEMES.get(scheme)

@@ -281,9 +281,12 @@ def test_missing_camera(spec: int | str) -> None:
     assert info.value.source == 7
 
 
-def test_sim_scheme_is_reserved() -> None:
-    with pytest.raises(SourceError, match="not available yet"):
-        open_source("sim://two_faces?seed=1")
+def test_sim_scheme_loads_the_synthetic_source_on_first_use() -> None:
+    from stream.synth.source import SimSource
+
+    with open_source("sim://?seed=1&seconds=1&realtime=0") as src:
+        assert isinstance(src, SimSource) and src.is_live
+        assert isinstance(src.read(), Frame)
 
 
 def test_unknown_scheme() -> None:

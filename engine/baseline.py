@@ -1,0 +1,193 @@
+"""A training-free baseline: region motion peak spotting, in the style of the MEGC 2020 baseline.
+
+What a user would try without a learned model (the MEGC 2020 baseline spots peaks of the main
+directional motion of facial regions, with a threshold set relative to each video's range):
+
+1. Per ROI (the eye regions excluded: blinks) and snippet, the coherent motion |mean flow
+   vector| over the snippet's frames (the main direction's magnitude; incoherent noise averages
+   out), minus its causal running median
+   over the previous `median_window_s` (slow drifts and a subject's resting level).
+2. The snippet score is the mean of the `top_rois` strongest ROIs.
+3. Per video, snippets above mean + p * (max - mean) of that video's scores are spotted
+   (MEGC 2020's relative threshold), runs closer than `merge_gap` snippets are merged (skip-k
+   flow shows a macro-expression's onset and offset as two bursts around a still apex), a run of
+   at most `me_max_snippets` snippets is a micro-expression, a longer one up to 4 s a
+   macro-expression. A run's score is its peak.
+
+p, merge_gap, me_max_snippets and top_rois are chosen on the training subjects of each fold
+(best pooled overall F1), never on the held-out subject. Step 3's threshold uses the whole
+video's range, so this baseline is offline, like the one it imitates.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from engine.data.features import VideoFeatures
+from engine.evaluate import Report, evaluate, evaluate_folds
+from engine.intervals import MAE_MAX_SECONDS, ExpressionType, Interval
+from engine.proposals import span_to_interval
+from stream.errors import ConfigError
+from stream.features import ROI_SETS, feature_names
+
+
+@dataclass(frozen=True)
+class BaselineParams:
+    """Parameters of the baseline (see the module docstring)."""
+
+    p: float = 0.3
+    top_rois: int = 3
+    merge_gap: int = 1
+    me_max_snippets: int = 1
+    median_window_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p < 1.0:
+            raise ConfigError(f"baseline p={self.p}: must lie in [0, 1)")
+        if self.top_rois < 1 or self.merge_gap < 0 or self.me_max_snippets < 1:
+            raise ConfigError(f"baseline {self}: top_rois >= 1, merge_gap >= 0, me_max_snippets >= 1")
+        if self.median_window_s <= 0:
+            raise ConfigError(f"baseline median_window_s={self.median_window_s}: must be > 0")
+
+
+# Eye regions are left out, as region-motion spotters do: blinks are the largest and most frequent
+# facial motion and are not expressions.
+EXCLUDED_ROI_PREFIXES = ("eye_",)
+
+
+def coherent_motion(motion: np.ndarray, roi_set: str = "mesh17") -> np.ndarray:
+    """(T, R') |mean flow vector| per ROI (eyes excluded) from the mean-over-frames block."""
+    names, _ = feature_names(ROI_SETS.build(roi_set))
+    kept = [n[: -len(".u")] for n in names if n.endswith(".u") and not n.startswith(EXCLUDED_ROI_PREFIXES)]
+    u = np.array([names.index(f"{r}.u") for r in kept])
+    v = np.array([names.index(f"{r}.v") for r in kept])
+    return np.hypot(motion[:, u], motion[:, v])
+
+
+def snippet_scores(feats: VideoFeatures, params: BaselineParams, roi_set: str = "mesh17") -> np.ndarray:
+    """(T,) baseline score per snippet; NaN where the snippet is invalid."""
+    m = np.where(feats.valid[:, None], coherent_motion(feats.motion, roi_set), np.nan)  # (T, R)
+    w = max(1, round(params.median_window_s / feats.snippet_s))
+    padded = np.vstack([np.full((w, m.shape[1]), np.nan), m])
+    past = np.lib.stride_tricks.sliding_window_view(padded, w, axis=0)[:-1]  # (T, R, w): snippets j-w..j-1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an empty history is expected at the start
+        resting = np.nanmedian(past, axis=2)
+    resting = np.where(np.isnan(resting), m, resting)  # no history yet: no excess
+    excess = np.clip(m - resting, 0.0, None)
+    k = min(params.top_rois, excess.shape[1])
+    top = -np.sort(-np.nan_to_num(excess, nan=-1.0), axis=1)[:, :k]
+    return np.where(feats.valid, top.mean(axis=1), np.nan)
+
+
+def spot(feats: VideoFeatures, params: BaselineParams, scores: np.ndarray | None = None) -> list[Interval]:
+    """Spotted intervals of one video (frames in the video's own rate)."""
+    s = snippet_scores(feats, params) if scores is None else scores
+    finite = s[np.isfinite(s)]
+    if finite.size == 0:
+        return []
+    mean, peak = float(finite.mean()), float(finite.max())
+    threshold = mean + params.p * (peak - mean)
+    with np.errstate(invalid="ignore"):
+        above = np.flatnonzero(s > threshold)
+    if above.size == 0:
+        return []
+    runs: list[list[int]] = [[int(above[0]), int(above[0]) + 1]]
+    for j in above[1:]:
+        if j - runs[-1][1] <= params.merge_gap:
+            runs[-1][1] = int(j) + 1
+        else:
+            runs.append([int(j), int(j) + 1])
+    out = []
+    for start, end in runs:
+        n = end - start
+        if n <= params.me_max_snippets:
+            kind = ExpressionType.ME
+        elif n * feats.snippet_s <= MAE_MAX_SECONDS:
+            kind = ExpressionType.MAE
+        else:
+            continue
+        iv = span_to_interval(
+            start,
+            end,
+            feats.snippet_frames,
+            kind,
+            score=float(np.nanmax(s[start:end])),
+            frame_offset=feats.first_frame,
+        )
+        if iv is not None:
+            out.append(iv)
+    return out
+
+
+GRID = {
+    "p": (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7),
+    "top_rois": (1, 3),
+    "merge_gap": (0, 1, 2, 3),
+    "me_max_snippets": (1, 2),
+}
+
+
+def fit(
+    videos: Sequence[VideoFeatures], truths: Mapping[str, Sequence[Interval]], grid: Mapping = GRID
+) -> tuple[BaselineParams, Report]:
+    """The grid point with the best pooled overall F1 on these (training) videos."""
+    best: tuple[tuple[float, float], BaselineParams, Report] | None = None
+    cache: dict[int, list[np.ndarray]] = {}
+    for p, top, gap, me_max in itertools.product(
+        grid["p"], grid["top_rois"], grid["merge_gap"], grid["me_max_snippets"]
+    ):
+        params = BaselineParams(p=p, top_rois=top, merge_gap=gap, me_max_snippets=me_max)
+        if top not in cache:  # the scores depend only on top_rois
+            cache[top] = [snippet_scores(v, params) for v in videos]
+        preds = {v.video: spot(v, params, s) for v, s in zip(videos, cache[top], strict=True)}
+        report = evaluate(
+            preds, {v.video: truths.get(v.video, ()) for v in videos}, {v.video: v.fps for v in videos}
+        )
+        key = (report.overall.f1, report.me.f1)
+        if best is None or key > best[0]:
+            best = (key, params, report)
+    assert best is not None
+    return best[1], best[2]
+
+
+@dataclass
+class LosoResult:
+    """Leave-one-subject-out outcome: pooled report, per-fold reports and chosen parameters."""
+
+    report: Report
+    folds: dict[str, Report]
+    params: dict[str, BaselineParams]
+    predictions: dict[str, list[Interval]]
+
+    def params_table(self) -> list[dict[str, object]]:
+        return [{"subject": s, **asdict(p)} for s, p in self.params.items()]
+
+
+def loso(
+    folds: Iterable[tuple[Sequence[str], str]],
+    features: Mapping[str, VideoFeatures],
+    subject_of: Mapping[str, str],
+    truths: Mapping[str, Sequence[Interval]],
+    grid: Mapping = GRID,
+) -> LosoResult:
+    """Fit on each fold's training subjects, spot the held-out subject, pool the counts."""
+    fold_reports: dict[str, Report] = {}
+    chosen: dict[str, BaselineParams] = {}
+    predictions: dict[str, list[Interval]] = {}
+    for train_subjects, test_subject in folds:
+        train = [f for v, f in features.items() if subject_of[v] in set(train_subjects)]
+        test = [f for v, f in features.items() if subject_of[v] == test_subject]
+        params, _ = fit(train, truths, grid)
+        preds = {f.video: spot(f, params) for f in test}
+        predictions.update(preds)
+        chosen[test_subject] = params
+        fold_reports[test_subject] = evaluate(
+            preds, {f.video: truths.get(f.video, ()) for f in test}, {f.video: f.fps for f in test}
+        )
+    return LosoResult(evaluate_folds(fold_reports), fold_reports, chosen, predictions)

@@ -1,0 +1,82 @@
+"""The training-free baseline on features with known motion bursts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.baseline import BaselineParams, fit, loso, snippet_scores, spot
+from engine.data.features import VideoFeatures
+from engine.intervals import ExpressionType, Interval
+from stream.errors import ConfigError
+from stream.features import ROI_SETS, feature_names
+
+MOTION_NAMES, _ = feature_names(ROI_SETS.build("mesh17"))
+SNIPPET_S = 8 / 30
+
+
+def video(name: str, bursts: list[tuple[int, int, str, float]], t: int = 150, seed: int = 0) -> VideoFeatures:
+    """Snippet features with noise and bursts of coherent motion (start, end, roi, px)."""
+    rng = np.random.default_rng(seed)
+    motion = np.zeros((t, 3 * len(MOTION_NAMES)), np.float32)
+    motion[:, : len(MOTION_NAMES)] = rng.normal(0, 0.02, (t, len(MOTION_NAMES)))
+    for start, end, roi, px in bursts:
+        motion[start:end, MOTION_NAMES.index(f"{roi}.u")] += px
+    return VideoFeatures(name, motion, np.zeros((t, 10), np.float32), np.ones(t, bool), SNIPPET_S, 30.0)
+
+
+def frames(start: int, end: int, kind: ExpressionType) -> Interval:
+    return Interval(start * 8, end * 8 - 1, kind)
+
+
+def test_spots_bursts_and_ignores_blinks() -> None:
+    v = video("v", [(30, 31, "mouth_corner_r", 0.4), (80, 83, "brow_inner_l", 0.5), (120, 121, "eye_r", 2.0)])
+    preds = spot(v, BaselineParams(p=0.3, merge_gap=0, me_max_snippets=1))
+    assert [(p.onset, p.offset, p.type) for p in sorted(preds, key=lambda p: p.onset)] == [
+        (240, 247, ExpressionType.ME),
+        (640, 663, ExpressionType.MAE),
+    ]
+    assert all(p.score > 0 for p in preds)
+
+
+def test_invalid_snippets_score_nan_and_are_never_spotted() -> None:
+    v = video("v", [(30, 32, "chin", 0.5)])
+    valid = v.valid.copy()
+    valid[30:32] = False
+    v2 = VideoFeatures("v", v.motion, v.geometry, valid, SNIPPET_S, 30.0)
+    s = snippet_scores(v2, BaselineParams())
+    assert np.isnan(s[30:32]).all() and np.isfinite(s[:30]).all()
+    assert not any(p.onset <= 255 and p.offset >= 240 for p in spot(v2, BaselineParams()))
+
+
+def test_frames_follow_the_video_rate_and_first_frame() -> None:
+    v = video("v", [(30, 31, "chin", 0.5)])
+    v200 = VideoFeatures("v", v.motion, v.geometry, v.valid, SNIPPET_S, 200.0, first_frame=1)
+    (p,) = spot(v200, BaselineParams(p=0.3, merge_gap=0))
+    assert (p.onset, p.offset) == (1 + 1600, 1 + 1653)  # 8/30 s at 200 fps = 53.33 frames
+
+
+def test_fit_chooses_on_the_given_videos_and_loso_never_sees_the_held_out_subject() -> None:
+    feats = {
+        "a1": video("a1", [(20, 21, "chin", 0.4), (60, 64, "cheek_l", 0.5)], seed=1),
+        "b1": video("b1", [(40, 41, "lip_upper", 0.4), (90, 95, "brow_outer_r", 0.5)], seed=2),
+        "c1": video("c1", [(70, 71, "nose_wings", 0.4)], seed=3),
+    }
+    truths = {
+        "a1": [frames(20, 21, ExpressionType.ME), frames(60, 64, ExpressionType.MAE)],
+        "b1": [frames(40, 41, ExpressionType.ME), frames(90, 95, ExpressionType.MAE)],
+        "c1": [frames(70, 71, ExpressionType.ME)],
+    }
+    params, report = fit([feats["a1"], feats["b1"]], truths)
+    assert report.overall.f1 == pytest.approx(1.0)
+    assert params.me_max_snippets == 1
+    subjects = {"a1": "A", "b1": "B", "c1": "C"}
+    result = loso([(("B", "C"), "A"), (("A", "C"), "B"), (("A", "B"), "C")], feats, subjects, truths)
+    assert set(result.params) == {"A", "B", "C"}
+    assert result.report.overall.f1 == pytest.approx(1.0)
+    assert result.report.overall.tp == 5
+
+
+def test_bad_parameters_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"p=1\.5"):
+        BaselineParams(p=1.5)
