@@ -59,3 +59,24 @@ def test_console_script_reports_a_bad_option(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "flow='lk': choose one of" in proc.stderr
+
+
+def test_plot_a_video_with_its_ground_truth(tmp_path: Path, videos: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(videos / "single_face.mp4", clip)
+    ann = tmp_path / "annotations.csv"
+    ann.write_text("video,subject,onset,apex,offset,type\nclip,s1,20,26,35,mae\nclip,s1,50,53,58,me\n")
+    png = tmp_path / "clip.png"
+    args = [
+        "plot",
+        str(clip),
+        "--out",
+        str(png),
+        "--annotations",
+        str(ann),
+        "--features",
+        str(tmp_path / "f"),
+    ]
+    assert main([*args, "--quiet"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    assert main([*args, "--quiet", "--video", "other"]) == 2
