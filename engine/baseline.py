@@ -30,10 +30,10 @@ import numpy as np
 
 from engine.data.features import VideoFeatures
 from engine.evaluate import Report, evaluate, evaluate_folds
-from engine.intervals import MAE_MAX_SECONDS, ExpressionType, Interval
 from engine.proposals import span_to_interval
 from stream.errors import ConfigError
 from stream.features import ROI_SETS, feature_names
+from stream.intervals import MAE_MAX_SECONDS, ExpressionType, Interval
 
 
 @dataclass(frozen=True)

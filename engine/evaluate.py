@@ -21,8 +21,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from engine.intervals import ME_MAX_SECONDS, ExpressionType, Interval
 from stream.errors import MespotError
+from stream.intervals import ME_MAX_SECONDS, ExpressionType, Interval
 
 __all__ = [
     "MEGC_COLUMNS",

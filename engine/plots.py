@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.intervals import ExpressionType, Interval
 from stream.features import ROI_SETS, feature_names
+from stream.intervals import ExpressionType, Interval
 
 # ROI name prefixes grouped into the face parts a reader thinks in.
 FACE_PARTS: dict[str, tuple[str, ...]] = {

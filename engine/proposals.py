@@ -32,8 +32,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engine.intervals import MAE_MAX_SECONDS, ME_MAX_SECONDS, ExpressionType, Interval
 from stream.errors import ConfigError
+from stream.intervals import MAE_MAX_SECONDS, ME_MAX_SECONDS, ExpressionType, Interval
 
 __all__ = [
     "CLASS_ORDER",

@@ -43,7 +43,7 @@ from engine.data.generic import (
     text,
 )
 from engine.data.records import DATASETS, Dataset
-from engine.intervals import ExpressionType
+from stream.intervals import ExpressionType
 
 log = logging.getLogger(__name__)
 

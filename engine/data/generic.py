@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 from engine.data.errors import AnnotationError, AnnotationNotFound, FramesNotFound
 from engine.data.records import DATASETS, Blink, Dataset, Repair, VideoRecord, scan_frames
-from engine.intervals import ExpressionType, Interval
+from stream.intervals import ExpressionType, Interval
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from engine.data.records import VideoRecord
-from engine.intervals import ExpressionType, Interval
 from stream.errors import ConfigError
+from stream.intervals import ExpressionType, Interval
 
 log = logging.getLogger(__name__)
 

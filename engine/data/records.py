@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.intervals import MAE_MAX_SECONDS, ME_MAX_SECONDS, ExpressionType, Interval
+from stream.intervals import MAE_MAX_SECONDS, ME_MAX_SECONDS, ExpressionType, Interval
 from stream.registry import Registry
 
 log = logging.getLogger(__name__)

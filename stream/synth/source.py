@@ -33,9 +33,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
-from engine.intervals import Interval
 from stream.errors import ConfigError, SourceError
 from stream.frame import Frame, SourceEvent, SourceEventKind
+from stream.intervals import Interval
 from stream.sources import SOURCE_SCHEMES, Source
 from stream.synth.identity import IdentitySpec, LandmarkDetector, load_face, make_identity
 from stream.synth.render import Renderer

@@ -34,8 +34,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engine.intervals import ExpressionType, Interval
 from stream.errors import ConfigError
+from stream.intervals import ExpressionType, Interval
 from stream.synth.actions import ACTION_UNITS, SIDES, profile
 
 # ---------------------------------------------------------------------------------------------

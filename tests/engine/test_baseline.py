@@ -7,9 +7,9 @@ import pytest
 
 from engine.baseline import BaselineParams, fit, loso, snippet_scores, spot
 from engine.data.features import VideoFeatures
-from engine.intervals import ExpressionType, Interval
 from stream.errors import ConfigError
 from stream.features import ROI_SETS, feature_names
+from stream.intervals import ExpressionType, Interval
 
 MOTION_NAMES, _ = feature_names(ROI_SETS.build("mesh17"))
 SNIPPET_S = 8 / 30

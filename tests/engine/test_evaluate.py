@@ -17,7 +17,7 @@ from engine.evaluate import (
     read_megc_csv,
     write_megc_csv,
 )
-from engine.intervals import ExpressionType, Interval
+from stream.intervals import ExpressionType, Interval
 
 ME, MAE = ExpressionType.ME, ExpressionType.MAE
 

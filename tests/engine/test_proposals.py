@@ -7,7 +7,6 @@ import random
 import numpy as np
 import pytest
 
-from engine.intervals import ExpressionType, Interval
 from engine.proposals import (
     PRESETS,
     ProposalConfig,
@@ -24,6 +23,7 @@ from engine.proposals import (
     type_by_duration,
 )
 from stream.errors import ConfigError
+from stream.intervals import ExpressionType, Interval
 
 ME, MAE = ExpressionType.ME, ExpressionType.MAE
 SNIPPET_S = 8 / 30  # 8 frames at 30 fps, 53.33 frames at 200 fps

@@ -10,7 +10,7 @@ import pytest
 
 from engine.data import AnnotationError, AnnotationNotFound, FramesNotFound, load_dataset
 from engine.data.casme2 import load
-from engine.intervals import ExpressionType, Interval
+from stream.intervals import ExpressionType, Interval
 
 ME, MAE = ExpressionType.ME, ExpressionType.MAE
 

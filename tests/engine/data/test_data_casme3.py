@@ -11,7 +11,7 @@ from engine.data import AnnotationError, FramesNotFound, load_dataset
 from engine.data.casme3 import load
 from engine.data.labels import snippet_of_frame
 from engine.data.records import Blink
-from engine.intervals import ExpressionType, Interval
+from stream.intervals import ExpressionType, Interval
 
 ME, MAE = ExpressionType.ME, ExpressionType.MAE
 HEADER = ["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Expression type", "objective class"]

@@ -9,7 +9,7 @@ import pytest
 from engine.data import AnnotationError, AnnotationNotFound, FramesNotFound, load_dataset
 from engine.data.errors import column_letter
 from engine.data.generic import load
-from engine.intervals import ExpressionType, Interval
+from stream.intervals import ExpressionType, Interval
 
 ME, MAE = ExpressionType.ME, ExpressionType.MAE
 

@@ -23,8 +23,8 @@ from engine.data.labels import (
     video_level_vector,
 )
 from engine.data.records import VideoRecord
-from engine.intervals import ExpressionType, Interval
 from stream.errors import ConfigError
+from stream.intervals import ExpressionType, Interval
 
 T_ME, T_MAE = ExpressionType.ME, ExpressionType.MAE
 SNIPPET = 8 / 30  # 8 frames at 30 fps, given as a float on purpose

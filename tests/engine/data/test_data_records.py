@@ -8,8 +8,8 @@ import pytest
 
 from engine.data import DATASETS, Dataset, VideoRecord, load_dataset
 from engine.data.records import Blink, frame_runs, natural_key, scan_frames
-from engine.intervals import ExpressionType, Interval
 from stream.errors import ConfigError
+from stream.intervals import ExpressionType, Interval
 
 ME, MAE = ExpressionType.ME, ExpressionType.MAE
 

@@ -10,7 +10,7 @@ import pytest
 from engine.data import AnnotationError, FramesNotFound, load_dataset
 from engine.data.labels import point_labels, snippet_of_frame
 from engine.data.sammlv import load
-from engine.intervals import ExpressionType, Interval
+from stream.intervals import ExpressionType, Interval
 
 ME, MAE = ExpressionType.ME, ExpressionType.MAE
 HEADER = [

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.intervals import ExpressionType
 from stream.config import FeatureConfig
 from stream.features import ROI_SETS, feature_names
 from stream.frame import Frame
+from stream.intervals import ExpressionType
 from stream.pipeline import Pipeline
 from stream.ring import Snippet
 from stream.synth.actions import ACTION_UNITS, EXPRESSION_AUS, EYE_OUTER, au_fields

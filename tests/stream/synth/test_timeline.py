@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.intervals import ExpressionType
 from stream.errors import ConfigError
+from stream.intervals import ExpressionType
 from stream.synth.actions import ACTION_UNITS, profile
 from stream.synth.dataset import timeline_stats
 from stream.synth.timeline import Envelope, Timeline, TimelineConfig

@@ -1,5 +1,7 @@
 """Expression intervals: the one type ground truth, proposals, evaluation and events share.
 
+It lives in stream/ (the lower layer) because synthetic ground truth and published events need it too.
+
 Frames are counted inclusively in the video's own frame numbering (onset and offset both belong
 to the interval), as the spotting datasets annotate them; seconds follow from the video's rate.
 """
