@@ -436,7 +436,10 @@ def make_interval(
     if offset < onset:
         raise sheet.error(f"onset {onset} is after the offset {offset}", row=row, col=onset_col)
     if apex is not None and not onset <= apex <= offset:
-        problem = f"apex {apex} lies outside [{onset}, {offset}]"
+        # a negative apex is the datasets' way of saying "not annotated" (SAMM-LV's -1)
+        problem = (
+            f"apex {apex} (not annotated)" if apex < 0 else f"apex {apex} lies outside [{onset}, {offset}]"
+        )
         if not repair_apex:
             raise sheet.error(problem, row=row, col=apex_col)
         repairs.add(sheet, row, apex_col.name if apex_col else "apex", video, problem, "apex set to unknown")

@@ -143,11 +143,6 @@ def load(annotation_path: str | Path, *, root: Path | None = None) -> Dataset:
         apex = _frame(sheet, r, cols["apex"], video, repairs, required=False)
         kind = expression_type(sheet, r, cols["type"], TYPES)
         assert onset is not None and offset is not None
-        if apex is not None and apex < 0:
-            repairs.add(
-                sheet, r, cols["apex"].name, video, f"apex {apex} (not annotated)", "apex set to unknown"
-            )
-            apex = None
         rows.setdefault(video, []).append(
             make_interval(
                 sheet,
