@@ -22,7 +22,7 @@ from stream.config import FeatureConfig
 from stream.face import FaceTracker
 from stream.features import ROI_SETS, FrameFeatures, RegionFeaturizer, feature_names
 from stream.flow import FLOWS, SkipKFlow
-from stream.frame import Frame, SourceEvent, SourceEventKind
+from stream.frame import Frame, SourceEvent
 from stream.resample import Resampler, TimeGap
 from stream.ring import Snippet, SnippetAssembler
 
@@ -137,7 +137,8 @@ class Pipeline:
         """Process a whole stream of items, yielding outputs as they complete.
 
         With `threaded`, resampling and face tracking (the first half) run in a worker thread
-        while alignment, flow and features (the second half) run in the caller's, overlapping on two cores.
+        while alignment, flow and features (the second half) run in the caller's, overlapping on
+        two cores.
         Both halves are the same methods `push` calls, in the same order, so the outputs are
         identical to the unthreaded run.
         """
@@ -149,21 +150,25 @@ class Pipeline:
         stop = threading.Event()
         done = object()
 
+        def hand_over(x: object) -> bool:
+            """Queue x for the consumer; False once the consumer has stopped (never blocks it)."""
+            while not stop.is_set():
+                try:
+                    handoff.put(x, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def first_half() -> None:
             try:
                 for item in items:
                     for staged in self._observe(item):
-                        while not stop.is_set():
-                            try:
-                                handoff.put(staged, timeout=0.1)
-                                break
-                            except queue.Full:
-                                continue
-                    if stop.is_set():
-                        return
-                handoff.put(done)
+                        if not hand_over(staged):
+                            return
+                hand_over(done)
             except BaseException as exc:  # handed to the consumer, re-raised there
-                handoff.put(exc)
+                hand_over(exc)
 
         worker = threading.Thread(target=first_half, name="mespot-face", daemon=True)
         worker.start()
@@ -345,7 +350,3 @@ def extract(
     config = config or FeatureConfig()
     outputs = stream_snippets(source, config, policy="replay", source_fps=source_fps, **flow_options)
     return Extraction.collect(outputs, config)
-
-
-def end_of_source(event: StatusEvent) -> bool:
-    return event.source_event is not None and event.source_event.kind == SourceEventKind.END

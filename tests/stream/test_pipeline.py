@@ -95,3 +95,24 @@ def test_synthetic_gap_resets_history() -> None:
     assert len(gaps) == 1 and "without source frames" in gaps[0].detail
     snippets = [o for o in outs if isinstance(o, Snippet)]
     assert [s.index for s in snippets] == list(range(len(snippets)))
+
+
+def test_stopping_early_ends_the_worker_thread(videos: Path) -> None:
+    """A consumer that stops reading (a closed generator) must not leave the face thread behind."""
+    import threading
+
+    with open_source(videos / "single_face.mp4") as src, Pipeline() as pipe:
+        items = iter(src.read, None)
+        outputs = pipe.run(items, threaded=True)
+        next(o for o in outputs if isinstance(o, Snippet))
+        outputs.close()
+    assert not [t for t in threading.enumerate() if t.name == "mespot-face" and t.is_alive()]
+
+
+def test_a_failing_source_reaches_the_consumer() -> None:
+    def broken():
+        yield Frame(0, 0.0, 0, np.zeros((120, 160, 3), np.uint8), 0)
+        raise OSError("camera unplugged")
+
+    with Pipeline() as pipe, pytest.raises(OSError, match="camera unplugged"):
+        list(pipe.run(broken(), threaded=True))
