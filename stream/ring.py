@@ -87,6 +87,52 @@ class Snippet:
         return self.valid_frames == self.frames
 
 
+class SnippetRing:
+    """The most recent snippets as fixed-size rings: the window a causal scorer reads.
+
+    Args:
+        capacity: snippets kept (256 at 8 frames / 30 fps is about 68 s).
+        motion_dim: snippet motion dimension (3 * Dm).
+        geometry_dim: snippet geometry dimension (3 * Dg).
+    """
+
+    def __init__(self, capacity: int, motion_dim: int, geometry_dim: int) -> None:
+        self.motion = Ring(capacity, (motion_dim,))
+        self.geometry = Ring(capacity, (geometry_dim,))
+        self.valid = Ring(capacity, (), dtype=bool)
+        self.start_s = Ring(capacity, (), dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self.valid)
+
+    @property
+    def total(self) -> int:
+        """Snippets ever appended (the next snippet's index)."""
+        return self.valid.total
+
+    def append(self, snippet: Snippet) -> None:
+        if snippet.index != self.total:
+            raise ValueError(
+                f"snippet {snippet.index} appended after {self.total - 1}: snippets must be contiguous"
+            )
+        self.motion.append(snippet.motion)
+        self.geometry.append(snippet.geometry)
+        self.valid.append(snippet.valid)
+        self.start_s.append(snippet.start_s)
+
+    def window(self, n: int) -> dict[str, np.ndarray]:
+        """The newest min(n, len) snippets, oldest first: motion (n, Dm), geometry (n, Dg), valid (n,),
+        start_s (n,), and first_index (the absolute index of the first row)."""
+        m = self.motion.last(n)
+        return {
+            "motion": m,
+            "geometry": self.geometry.last(n),
+            "valid": self.valid.last(n),
+            "start_s": self.start_s.last(n),
+            "first_index": np.int64(self.total - len(m)),
+        }
+
+
 def summarise(block: np.ndarray) -> np.ndarray:
     """(g, D) per-frame features -> (3D,) mean, max and min over time."""
     return np.concatenate([block.mean(0), block.max(0), block.min(0)]).astype(np.float32)

@@ -59,3 +59,15 @@ def test_holes_emit_every_snippet_once_in_order() -> None:
     assert [s.valid for s in out] == [True, False, False, False, False]
     with pytest.raises(ValueError, match="arrived after"):
         asm.push(ff(3, 1.0), 0)
+
+
+def test_snippet_ring_refuses_a_hole() -> None:
+    from stream.ring import SnippetRing
+
+    asm = SnippetAssembler(4, 30.0, 2, 3)
+    ring = SnippetRing(8, 6, 9)
+    snippets = [s for i in range(12) for s in asm.push(ff(i, 1.0), i)]
+    for s in snippets[:2]:
+        ring.append(s)
+    with pytest.raises(ValueError, match="contiguous"):
+        ring.append(snippets[0])
