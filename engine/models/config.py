@@ -1,0 +1,83 @@
+"""Frozen, validated configuration of a spotting network."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from stream.errors import ConfigError
+
+
+def _check_int(name: str, value: object, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"network config {name}={value!r}: must be an integer in [{lo}, {hi}]")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Hyper-parameters of a spotting network (see ``engine.models.spotter.NETWORKS``).
+
+    Attributes:
+        network: registry name of the architecture ("mcwes": CSCM two-stream; "gim": concatenation).
+        motion_dim: motion features per snippet Dm (stream.features: 3 * 51 = 153).
+        geometry_dim: geometry/appearance features per snippet Dg (153).
+        embed_dim: width E of the hidden features.
+        window: causal window W in snippets for CSCM's running mean and self-attention
+            (32 snippets of 8 frames at 30 fps ~ 8.5 s).
+        kernel_size: taps of every temporal convolution.
+        dilations: dilations of the fused temporal backbone, one causal conv block each.
+        causal: True for the live model; False keeps the paper's global (whole-video) forms.
+        dropout: dropout rate in [0, 1).
+    """
+
+    network: str = "mcwes"
+    motion_dim: int = 153
+    geometry_dim: int = 153
+    embed_dim: int = 64
+    window: int = 32
+    kernel_size: int = 3
+    dilations: tuple[int, ...] = (1, 2)
+    causal: bool = True
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.network, str) or not self.network:
+            raise ConfigError(f"network config network={self.network!r}: must be a non-empty name")
+        _check_int("motion_dim", self.motion_dim, 1, 65536)
+        _check_int("geometry_dim", self.geometry_dim, 1, 65536)
+        _check_int("embed_dim", self.embed_dim, 2, 1024)
+        _check_int("window", self.window, 1, 4096)
+        _check_int("kernel_size", self.kernel_size, 1, 15)
+        raw = self.dilations
+        if isinstance(raw, str | bytes) or not isinstance(raw, Sequence):
+            raise ConfigError(f"network config dilations={raw!r}: must be a sequence of integers")
+        # Lists (from JSON) become tuples so the config stays hashable.
+        object.__setattr__(self, "dilations", tuple(raw))
+        for d in self.dilations:
+            _check_int("dilations", d, 1, 64)
+        if len(self.dilations) > 8:
+            raise ConfigError(f"network config dilations={raw!r}: at most 8 blocks")
+        if not isinstance(self.causal, bool):
+            raise ConfigError(f"network config causal={self.causal!r}: must be true or false")
+        if (
+            isinstance(self.dropout, bool)
+            or not isinstance(self.dropout, int | float)
+            or not 0.0 <= self.dropout < 1.0
+        ):
+            raise ConfigError(f"network config dropout={self.dropout!r}: must be a number in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        d = asdict(self)
+        d["dilations"] = list(self.dilations)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NetworkConfig:
+        """Build from a dict (e.g. read from JSON); unknown keys fail."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown network config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**dict(data))

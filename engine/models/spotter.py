@@ -1,0 +1,184 @@
+"""Spotting networks and their registry ``NETWORKS``.
+
+One network body serves both weakly-supervised methods; the registry name picks the input fusion:
+
+- ``"mcwes"``: CSCM two-stream embedding (MC-WES sec. 3.3), the live default.
+- ``"gim"``: per-modality embeddings concatenated (GIM uses plain concatenated features).
+
+Both return the same outputs, so losses, proposals and export never branch on the architecture:
+
+- ``tcam`` (B, T, 3): T-CAM logits for ``TCAM_CLASSES`` (background, ME, MaE) from the classifier
+  on the fused embedding (MC-WES snippet spotting).
+- ``attention`` (B, T): class-agnostic foreground probability, the mean of the two modal heads;
+  ``attention_motion`` / ``attention_geometry`` (B, T) are the modal-specific ones (MC-WES).
+- ``intensity`` (B, T): expression intensity in [0, 1] from the regression branch (GIM).
+- ``action`` (B, T, 2): action logits for ``ACTION_CLASSES`` (ME, MaE) (GIM classification branch).
+- ``embedding`` (B, T, E): fused features (MC-WES segment-level feature consistency).
+- ``intensity_embedding`` (B, T, E): the intensity branch's hidden features (GIM's Gaussian model).
+
+Probabilities (attention, intensity) are zero at invalid snippets so nothing fires on a lost face.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from engine.models.config import NetworkConfig
+from engine.models.cscm import ConcatEmbedding, CSCMEmbedding
+from engine.models.layers import TemporalBlock, chain_receptive_field
+from stream.errors import ConfigError
+from stream.registry import Registry
+
+TCAM_CLASSES: tuple[str, ...] = ("background", "me", "mae")
+ACTION_CLASSES: tuple[str, ...] = ("me", "mae")
+OUTPUT_NAMES: tuple[str, ...] = (
+    "tcam",
+    "attention",
+    "attention_motion",
+    "attention_geometry",
+    "intensity",
+    "action",
+    "embedding",
+    "intensity_embedding",
+)
+
+
+class _ScoreHead(nn.Module):
+    """TemporalBlock -> pointwise projection: per-snippet logits (and the hidden features)."""
+
+    def __init__(self, dim: int, hidden: int, out: int, kernel_size: int, causal: bool, dropout: float):
+        super().__init__()
+        self.block = TemporalBlock(dim, hidden, kernel_size, 1, causal, dropout)
+        self.proj = nn.Linear(hidden, out)
+        self.receptive_field = self.block.receptive_field
+
+    def forward(self, x: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+        """Args: x (B, T, E), valid (B, T). Returns (logits (B, T, out), hidden (B, T, H))."""
+        hidden = self.block(x, valid)  # (B, T, H)
+        return self.proj(hidden), hidden  # (B, T, out), (B, T, H)
+
+
+class SpottingNetwork(nn.Module):
+    """Two-modality spotting network with MC-WES attention/T-CAM heads and the GIM two-branch head.
+
+    Attributes:
+        config: the validated configuration it was built from.
+        receptive_field: snippets of history any output at t depends on (causal variant);
+            None for the non-causal variant, which sees the whole sequence.
+    """
+
+    def __init__(self, config: NetworkConfig, fusion: str = "cscm") -> None:
+        """Build the network.
+
+        Args:
+            config: hyper-parameters.
+            fusion: "cscm" (MC-WES) or "concat" (GIM) input fusion.
+
+        Raises:
+            ConfigError: unknown fusion.
+        """
+        super().__init__()
+        c = config
+        self.config = c
+        e, k = c.embed_dim, c.kernel_size
+        if fusion == "cscm":
+            self.fusion: nn.Module = CSCMEmbedding(
+                c.motion_dim, c.geometry_dim, e, c.window, k, c.causal, c.dropout
+            )
+        elif fusion == "concat":
+            self.fusion = ConcatEmbedding(c.motion_dim, c.geometry_dim, e, c.dropout)
+        else:
+            raise ConfigError(f"network fusion={fusion!r}: choose 'cscm' or 'concat'")
+        # Modal-specific attention generators (MC-WES): foreground probability per modality.
+        self.attention_motion = _ScoreHead(e, e // 2, 1, k, c.causal, c.dropout)
+        self.attention_geometry = _ScoreHead(e, e // 2, 1, k, c.causal, c.dropout)
+        # Fused temporal backbone: dilated causal convolutions over the concatenated modalities.
+        widths = [2 * e] + [e] * len(c.dilations)
+        self.backbone = nn.ModuleList(
+            TemporalBlock(widths[i], e, k, d, c.causal, c.dropout) for i, d in enumerate(c.dilations)
+        )
+        self.classifier = nn.Linear(e, len(TCAM_CLASSES))  # T-CAM logits
+        # GIM two-branch head: intensity regression and action classification.
+        self.intensity_branch = _ScoreHead(e, e, 1, k, c.causal, c.dropout)
+        self.action_branch = _ScoreHead(e, e, len(ACTION_CLASSES), k, c.causal, c.dropout)
+        if not c.dilations:
+            # Without backbone blocks the fused concat is 2E wide; project to E pointwise.
+            self.squeeze: nn.Module = nn.Linear(2 * e, e)
+        else:
+            self.squeeze = nn.Identity()
+
+        fusion_rf = int(self.fusion.receptive_field)
+        trunk = chain_receptive_field(fusion_rf, *(b.receptive_field for b in self.backbone))
+        self.receptive_field: int | None = (
+            max(
+                chain_receptive_field(fusion_rf, self.attention_motion.receptive_field),
+                chain_receptive_field(trunk, self.intensity_branch.receptive_field),
+            )
+            if c.causal
+            else None
+        )
+
+    def forward(self, motion: Tensor, geometry: Tensor, valid: Tensor) -> dict[str, Tensor]:
+        """Score every snippet; output t depends only on snippets <= t when causal.
+
+        Args:
+            motion: motion features. # (B, T, Dm)
+            geometry: geometry/appearance features. # (B, T, Dg)
+            valid: snippet validity. # (B, T) bool
+
+        Returns:
+            the tensors named in ``OUTPUT_NAMES`` (shapes in the module docstring).
+        """
+        v = valid.to(motion.dtype)  # (B, T)
+        o_motion, o_geometry = self.fusion(motion, geometry, valid)  # (B, T, E) each
+        a_motion = torch.sigmoid(self.attention_motion(o_motion, valid)[0].squeeze(-1)) * v  # (B, T)
+        a_geometry = torch.sigmoid(self.attention_geometry(o_geometry, valid)[0].squeeze(-1)) * v
+        x = torch.cat([o_motion, o_geometry], dim=-1)  # (B, T, 2E)
+        for block in self.backbone:
+            x = block(x, valid)  # (B, T, E)
+        embedding = self.squeeze(x)  # (B, T, E)
+        tcam = self.classifier(embedding)  # (B, T, 3)
+        intensity_logit, intensity_embedding = self.intensity_branch(embedding, valid)  # (B, T, 1), (B, T, E)
+        action, _ = self.action_branch(embedding, valid)  # (B, T, 2)
+        return {
+            "tcam": tcam,
+            "attention": 0.5 * (a_motion + a_geometry),  # class-agnostic, MC-WES sec. 3.2
+            "attention_motion": a_motion,
+            "attention_geometry": a_geometry,
+            "intensity": torch.sigmoid(intensity_logit.squeeze(-1)) * v,  # (B, T)
+            "action": action,
+            "embedding": embedding,
+            "intensity_embedding": intensity_embedding,
+        }
+
+
+NETWORKS = Registry[SpottingNetwork]("network")
+
+
+@NETWORKS.register("mcwes")
+def _mcwes(config: NetworkConfig) -> SpottingNetwork:
+    return SpottingNetwork(config, fusion="cscm")
+
+
+@NETWORKS.register("gim")
+def _gim(config: NetworkConfig) -> SpottingNetwork:
+    return SpottingNetwork(config, fusion="concat")
+
+
+def build_network(config: NetworkConfig) -> SpottingNetwork:
+    """Build the network named by ``config.network``.
+
+    Raises:
+        ConfigError: the name is not registered (the message names the key and the choices).
+    """
+    if config.network not in NETWORKS:
+        raise ConfigError(
+            f"network config network={config.network!r}: choose one of {', '.join(NETWORKS.names())}"
+        )
+    return NETWORKS.build(config.network, config)
+
+
+def parameter_count(module: nn.Module) -> int:
+    """Trainable parameters of a module."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
