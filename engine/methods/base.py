@@ -1,0 +1,105 @@
+"""The `Method` interface: what a training regime may see (targets), how it is scored (loss) and
+how its outputs become proposal scores.
+
+A method owns only supervision and losses; the network is shared (``engine.models``) and its
+forward stays export-clean (DESIGN: losses and post-processing live outside the network). Each
+method derives its targets from the label view it is entitled to (``engine.data.labels``): the
+fully supervised upper bound uses `full_labels`, the weak methods video-level or point labels.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, Self
+
+import numpy as np
+from torch import Tensor, nn
+
+from engine.data.features import VideoFeatures
+from engine.data.records import VideoRecord
+from stream.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Base of the frozen, validated per-method configurations (no fields of its own)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Build from a dict (e.g. read from JSON); unknown keys fail naming the known ones."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} keys {unknown}; known keys: {sorted(known)}")
+        return cls(**dict(data))
+
+
+class Method(ABC):
+    """A training regime: targets from its label view, a loss on the network outputs, scores.
+
+    Attributes:
+        name: registry name (``engine.methods.METHODS``).
+        config_type: the method's own `MethodConfig` subclass.
+        snippet_targets: target names that are per-snippet arrays (T, ...), cropped with the
+            training window; every other target is per video and passed whole.
+        config: the validated configuration.
+        network: the network it trains (methods with memory banks may read its sizes).
+    """
+
+    name: ClassVar[str]
+    config_type: ClassVar[type[MethodConfig]]
+    snippet_targets: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: MethodConfig | Mapping[str, Any] | None, network: nn.Module) -> None:
+        """Args:
+        config: the method's configuration, a dict of its fields, or None for the defaults.
+        network: the network the method trains.
+
+        Raises:
+            ConfigError: a config of another method's type, unknown keys or bad values.
+        """
+        if config is None:
+            config = self.config_type()
+        elif isinstance(config, Mapping):
+            config = self.config_type.from_dict(config)
+        elif not isinstance(config, self.config_type):
+            raise ConfigError(
+                f"method {self.name!r} takes a {self.config_type.__name__}, got {type(config).__name__}"
+            )
+        self.config = config
+        self.network = network
+
+    @abstractmethod
+    def targets(
+        self, video: VideoRecord, feats: VideoFeatures, rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
+        """The supervision of one video, on its snippet grid (T = len(feats.valid))."""
+
+    def prepare(self, targets: Sequence[Mapping[str, np.ndarray]]) -> None:  # noqa: B027
+        """Fit data-dependent loss constants (class weights) on all training targets; default none."""
+
+    @abstractmethod
+    def loss(
+        self, outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor], valid: Tensor
+    ) -> tuple[Tensor, dict[str, float]]:
+        """The scalar training loss and its named parts (floats, for the history).
+
+        Args:
+            outputs: the network's outputs (``engine.models.OUTPUT_NAMES``), batch first.
+            targets: the method's targets, batched (B, T, ...) / (B, ...).
+            valid: (B, T) bool snippets that exist and carry a face.
+        """
+
+    @abstractmethod
+    def scores(self, outputs: Mapping[str, Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        """Proposal scores of one video from outputs of batch size 1.
+
+        Returns:
+            (class_scores (T, 2) ME/MaE probabilities, actionness (T,)) as float64 numpy.
+        """

@@ -1,0 +1,505 @@
+"""Training and the leave-one-subject-out (LOSO) driver.
+
+`train` fits one network with one method on random windows of the training videos (seeded,
+reproducible, deterministic algorithms). `predict` scores a whole video in one forward, which
+equals streaming it because the network is causal. `loso` trains per fold on the training
+subjects only, chooses the proposal operating point on the *training* videos' predictions
+(`choose_operating_point`), never on the held-out subject (as `engine.baseline` does), spots the
+held-out subject and pools the counts (`engine.evaluate.evaluate_folds`).
+
+Runs are saved as a plain state dict (``weights.pt``, read back with
+``torch.load(weights_only=True)``) and ``run.json`` (configurations and metrics): no pickled
+objects (DESIGN invariant 7).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from engine.data.features import VideoFeatures
+from engine.data.records import Dataset, VideoRecord
+from engine.evaluate import Report, evaluate, evaluate_folds
+from engine.methods import METHODS, Method, build_method
+from engine.models import NetworkConfig, SpottingNetwork, build_network
+from engine.proposals import ProposalConfig, propose
+from stream.errors import ConfigError
+from stream.intervals import Interval
+
+log = logging.getLogger(__name__)
+
+# (class_scores (T, 2) ME/MaE, actionness (T,)) of one video; NaN at invalid snippets.
+Scores = tuple[np.ndarray, np.ndarray]
+Video = tuple[VideoRecord, VideoFeatures]
+
+# Operating-point grid searched on the training videos (small: it runs once per fold).
+OPERATING_GRID: Mapping[str, tuple[Any, ...]] = MappingProxyType(
+    {
+        "thresholds": ((0.5,), (0.3, 0.5, 0.7), (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)),
+        "min_score": (None, 0.1, 0.2, 0.3, 0.4),
+    }
+)
+
+
+def _full_default_proposals() -> ProposalConfig:
+    # Spans from actionness runs, typed by the higher class probability (the method has classes).
+    return ProposalConfig(mode="threshold", oic_source="actionness", type_rule="class", nms="class")
+
+
+def _check_number(name: str, value: object, lo: float, hi: float, integer: bool = False) -> None:
+    kind = int if integer else int | float
+    if isinstance(value, bool) or not isinstance(value, kind) or not lo <= value <= hi:  # type: ignore[arg-type]
+        what = "an integer" if integer else "a number"
+        raise ConfigError(f"train config {name}={value!r}: must be {what} in [{lo}, {hi}]")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Frozen, validated training configuration.
+
+    Attributes:
+        epochs: passes over the training data, in [1, 10000].
+        batch_size: windows per step, in [1, 4096].
+        window: training crop length in snippets, in [2, 100000] (64 snippets ~ 17 s at 8/30 s).
+        steps_per_epoch: optimiser steps per epoch; None: enough windows to cover the training
+            snippets once (at least one step).
+        lr: Adam learning rate, in (0, 1].
+        weight_decay: Adam L2 weight decay, in [0, 1].
+        grad_clip: gradient norm clip, in (0, 1e6]; None: no clipping.
+        seed: seeds torch (initialisation, dropout) and numpy (windows, targets).
+        network: the network configuration.
+        method: registry name of the method (``engine.methods.METHODS``).
+        method_options: the method's own configuration fields (validated by the method).
+        proposals: the base proposal configuration; `loso` tunes its thresholds / min_score.
+    """
+
+    epochs: int = 30
+    batch_size: int = 16
+    window: int = 64
+    steps_per_epoch: int | None = None
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    grad_clip: float | None = 5.0
+    seed: int = 0
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    method: str = "full"
+    method_options: Mapping[str, Any] = field(default_factory=dict)
+    proposals: ProposalConfig = field(default_factory=_full_default_proposals)
+
+    def __post_init__(self) -> None:
+        _check_number("epochs", self.epochs, 1, 10_000, integer=True)
+        _check_number("batch_size", self.batch_size, 1, 4096, integer=True)
+        _check_number("window", self.window, 2, 100_000, integer=True)
+        if self.steps_per_epoch is not None:
+            _check_number("steps_per_epoch", self.steps_per_epoch, 1, 1_000_000, integer=True)
+        _check_number("lr", self.lr, 0.0, 1.0)
+        if self.lr <= 0:
+            raise ConfigError(f"train config lr={self.lr!r}: must be a number in (0, 1]")
+        _check_number("weight_decay", self.weight_decay, 0.0, 1.0)
+        if self.grad_clip is not None:
+            _check_number("grad_clip", self.grad_clip, 0.0, 1e6)
+            if self.grad_clip <= 0:
+                raise ConfigError(f"train config grad_clip={self.grad_clip!r}: must be > 0 or None")
+        _check_number("seed", self.seed, 0, 2**63 - 1, integer=True)
+        if not isinstance(self.network, NetworkConfig):
+            raise ConfigError(
+                f"train config network: must be a NetworkConfig, got {type(self.network).__name__}"
+            )
+        if not isinstance(self.proposals, ProposalConfig):
+            raise ConfigError(
+                f"train config proposals: must be a ProposalConfig, got {type(self.proposals).__name__}"
+            )
+        if self.method not in METHODS:
+            raise ConfigError(
+                f"train config method={self.method!r}: choose one of {', '.join(METHODS.names())}"
+            )
+        if not isinstance(self.method_options, Mapping):
+            raise ConfigError(f"train config method_options={self.method_options!r}: must be a mapping")
+        # A private read-only copy: never shared with (or mutated through) the caller's dict.
+        object.__setattr__(self, "method_options", MappingProxyType(dict(self.method_options)))
+        # Validate the method's options now rather than after the first fold's data loading.
+        METHODS.get(self.method).config_type.from_dict(self.method_options)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (nested configs as dicts)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["network"] = self.network.to_dict()
+        d["proposals"] = self.proposals.to_dict()
+        d["method_options"] = dict(self.method_options)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build from a dict (e.g. ``run.json``); unknown keys fail naming the known ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown train config keys {unknown}; known keys: {sorted(known)}")
+        d = dict(data)
+        if isinstance(d.get("network"), Mapping):
+            d["network"] = NetworkConfig.from_dict(d["network"])
+        if isinstance(d.get("proposals"), Mapping):
+            d["proposals"] = ProposalConfig.from_dict(d["proposals"])
+        return cls(**d)
+
+
+@contextmanager
+def _deterministic() -> Iterator[None]:
+    """Deterministic torch algorithms for the block, restoring the caller's setting after."""
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(True)
+    except RuntimeError as exc:  # pragma: no cover - platform specific
+        log.warning("deterministic algorithms unavailable: %s", exc)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def _crop(array: np.ndarray, start: int, length: int) -> np.ndarray:
+    """array[start:start + length] along axis 0, zero-padded at the end to `length`."""
+    part = array[start : start + length]
+    if part.shape[0] == length:
+        return part
+    pad = np.zeros((length - part.shape[0], *array.shape[1:]), dtype=array.dtype)
+    return np.concatenate([part, pad])
+
+
+def _batch(
+    videos: Sequence[Video],
+    targets: Sequence[Mapping[str, np.ndarray]],
+    method: Method,
+    window: int,
+    batch_size: int,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Random windows: a video with probability ~ its length, a uniform start inside it."""
+    lengths = np.array([len(f.valid) for _, f in videos], dtype=np.float64)
+    picks = rng.choice(len(videos), size=batch_size, p=lengths / lengths.sum())
+    motion, geometry, valid = [], [], []
+    tgt: dict[str, list[np.ndarray]] = {k: [] for k in targets[0]}
+    for i in picks:
+        feats = videos[i][1]
+        t = len(feats.valid)
+        start = int(rng.integers(0, max(0, t - window) + 1))
+        motion.append(_crop(feats.motion, start, window))  # (W, Dm)
+        geometry.append(_crop(feats.geometry, start, window))  # (W, Dg)
+        valid.append(_crop(feats.valid.astype(bool), start, window))  # (W,) padding is invalid
+        for k, v in targets[i].items():
+            tgt[k].append(_crop(v, start, window) if k in method.snippet_targets else v)
+    return (
+        torch.from_numpy(np.stack(motion).astype(np.float32)),  # (B, W, Dm)
+        torch.from_numpy(np.stack(geometry).astype(np.float32)),  # (B, W, Dg)
+        torch.from_numpy(np.stack(valid)),  # (B, W) bool
+        {k: torch.from_numpy(np.stack(v)) for k, v in tgt.items()},  # (B, W, ...) / (B, ...)
+    )
+
+
+def train(
+    videos: Sequence[Video], config: TrainConfig, *, progress: bool = True
+) -> tuple[SpottingNetwork, list[dict[str, float]]]:
+    """Train a network with `config.method` on random windows of `videos`.
+
+    The same videos, config and seed give identical weights (seeded torch and numpy,
+    deterministic algorithms, the caller's global RNG state left untouched).
+
+    Args:
+        videos: the training videos with their features.
+        config: the training configuration.
+        progress: show a tqdm bar.
+
+    Returns:
+        (the network in eval mode, the history: one dict per epoch with the mean loss and parts).
+
+    Raises:
+        ConfigError: no training video, or features whose widths do not fit the network.
+    """
+    if not videos:
+        raise ConfigError("train: no training videos")
+    for _, f in videos:
+        if (
+            f.motion.shape[1] != config.network.motion_dim
+            or f.geometry.shape[1] != config.network.geometry_dim
+        ):
+            raise ConfigError(
+                f"video {f.video}: features {f.motion.shape[1]} + {f.geometry.shape[1]} wide, network "
+                f"expects motion_dim={config.network.motion_dim}, geometry_dim={config.network.geometry_dim}"
+            )
+    rng = np.random.default_rng(config.seed)
+    total = sum(len(f.valid) for _, f in videos)
+    steps = config.steps_per_epoch or max(1, math.ceil(total / (config.window * config.batch_size)))
+    history: list[dict[str, float]] = []
+    with torch.random.fork_rng(devices=[]), _deterministic():
+        torch.manual_seed(config.seed)
+        network = build_network(config.network)
+        method = build_method(config.method, network, config.method_options)
+        targets = [method.targets(rec, feats, rng) for rec, feats in videos]
+        method.prepare(targets)
+        optimiser = torch.optim.Adam(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        network.train()
+        bar = tqdm(range(config.epochs), desc=f"train {config.method}", disable=not progress, leave=False)
+        for epoch in bar:
+            sums: dict[str, float] = {}
+            for _ in range(steps):
+                motion, geometry, valid, tgt = _batch(
+                    videos, targets, method, config.window, config.batch_size, rng
+                )
+                outputs = network(motion, geometry, valid)
+                loss, parts = method.loss(outputs, tgt, valid)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
+                optimiser.step()
+                for k, v in {"loss": float(loss.detach()), **parts}.items():
+                    sums[k] = sums.get(k, 0.0) + v
+            record = {"epoch": float(epoch), **{k: v / steps for k, v in sums.items()}}
+            history.append(record)
+            bar.set_postfix(loss=f"{record['loss']:.4f}")
+            log.debug("epoch %d: %s", epoch, record)
+    network.eval()
+    return network, history
+
+
+def predict(network: SpottingNetwork, method: Method, feats: VideoFeatures) -> Scores:
+    """Scores of a whole video in one causal forward (equal to streaming it snippet by snippet).
+
+    Returns:
+        (class_scores (T, 2) ME/MaE, actionness (T,)), NaN at invalid snippets so that no
+        proposal covers them.
+    """
+    was_training = network.training
+    network.eval()
+    with torch.no_grad():
+        motion = torch.from_numpy(np.asarray(feats.motion, dtype=np.float32))[None]  # (1, T, Dm)
+        geometry = torch.from_numpy(np.asarray(feats.geometry, dtype=np.float32))[None]  # (1, T, Dg)
+        valid = torch.from_numpy(np.asarray(feats.valid, dtype=bool))[None]  # (1, T)
+        outputs = network(motion, geometry, valid)
+    network.train(was_training)
+    cls, act = method.scores(outputs)  # (T, 2), (T,)
+    ok = np.asarray(feats.valid, dtype=bool)
+    return np.where(ok[:, None], cls, np.nan), np.where(ok, act, np.nan)
+
+
+def spot(scores: Scores, video: Video, config: ProposalConfig) -> list[Interval]:
+    """The proposals of one video at an operating point (frames of the video's own numbering)."""
+    record, feats = video
+    cls, act = scores
+    if not np.isfinite(act).any():
+        return []
+    return propose(
+        cls,
+        config,
+        snippet_s=feats.snippet_s,
+        fps=feats.fps,
+        actionness=act,
+        frame_offset=feats.first_frame,
+        n_frames=record.n_frames,
+    )
+
+
+def choose_operating_point(
+    videos: Sequence[Video],
+    scores: Mapping[str, Scores],
+    base: ProposalConfig,
+    grid: Mapping[str, Sequence[Any]] = OPERATING_GRID,
+) -> tuple[ProposalConfig, Report]:
+    """The grid point of best pooled overall F1 (then ME F1) on these videos.
+
+    Call it with the *training* videos' predictions only; the held-out subject must never reach
+    it (`loso` keeps to that).
+
+    Args:
+        videos: the videos to tune on.
+        scores: video id -> its `predict` scores.
+        base: the proposal configuration whose grid fields are replaced.
+        grid: field name -> values (fields of `ProposalConfig`).
+
+    Returns:
+        (the chosen configuration, its report on these videos).
+    """
+    names = list(grid)
+    truths = {rec.video: list(rec.expressions) for rec, _ in videos}
+    fps = {rec.video: feats.fps for rec, feats in videos}
+    best: tuple[tuple[float, float], ProposalConfig, Report] | None = None
+    for values in itertools.product(*(grid[n] for n in names)):
+        cfg = dataclasses.replace(base, **dict(zip(names, values, strict=True)))
+        preds = {rec.video: spot(scores[rec.video], (rec, feats), cfg) for rec, feats in videos}
+        report = evaluate(preds, truths, fps)
+        key = (report.overall.f1, report.me.f1)
+        if best is None or key > best[0]:  # strict: the first (coarsest) grid point wins ties
+            best = (key, cfg, report)
+    if best is None:
+        raise ConfigError("choose_operating_point: empty grid")
+    return best[1], best[2]
+
+
+@dataclass
+class LosoResult:
+    """Outcome of a LOSO run.
+
+    Attributes:
+        report: counts pooled over the held-out subjects.
+        folds: held-out subject -> its report.
+        operating_points: held-out subject -> the proposal configuration chosen on its training set.
+        train_reports: held-out subject -> the training-set report at that operating point.
+        predictions: video id -> spotted intervals (held-out videos only).
+        scores: video id -> its held-out scores.
+        histories: held-out subject -> training history.
+        wall_s: seconds for the whole run.
+    """
+
+    report: Report
+    folds: dict[str, Report]
+    operating_points: dict[str, ProposalConfig]
+    train_reports: dict[str, Report]
+    predictions: dict[str, list[Interval]]
+    scores: dict[str, Scores]
+    histories: dict[str, list[dict[str, float]]]
+    wall_s: float
+
+
+def loso(
+    dataset: Dataset,
+    features: Mapping[str, VideoFeatures],
+    config: TrainConfig,
+    *,
+    folds: int | None = None,
+    grid: Mapping[str, Sequence[Any]] = OPERATING_GRID,
+    progress: bool = True,
+) -> LosoResult:
+    """Leave-one-subject-out training and evaluation.
+
+    Args:
+        dataset: the annotated dataset (folds from ``Dataset.loso_folds``).
+        features: video id -> features (videos without features are skipped with a warning).
+        config: training configuration (the same seed for every fold).
+        folds: run only the first this many folds (quick runs); None: all.
+        grid: the operating-point grid (``choose_operating_point``).
+        progress: tqdm bars.
+
+    Returns:
+        The `LosoResult`.
+    """
+    start = time.monotonic()
+    missing = [v.video for v in dataset.videos if v.video not in features]
+    if missing:
+        log.warning("%d video(s) have no features and are left out: %s", len(missing), missing[:5])
+    plan = dataset.loso_folds()
+    if folds is not None:
+        _check_number("folds", folds, 1, len(plan), integer=True)
+        plan = plan[:folds]
+    fold_reports: dict[str, Report] = {}
+    points: dict[str, ProposalConfig] = {}
+    train_reports: dict[str, Report] = {}
+    predictions: dict[str, list[Interval]] = {}
+    all_scores: dict[str, Scores] = {}
+    histories: dict[str, list[dict[str, float]]] = {}
+    for train_subjects, test_subject in tqdm(plan, desc="LOSO", disable=not progress):
+        train_set = set(train_subjects)
+        train_videos = [
+            (r, features[r.video]) for r in dataset.videos if r.subject in train_set and r.video in features
+        ]
+        test_videos = [
+            (r, features[r.video])
+            for r in dataset.videos
+            if r.subject == test_subject and r.video in features
+        ]
+        network, history = train(train_videos, config, progress=progress)
+        method = build_method(config.method, network, config.method_options)
+        train_scores = {r.video: predict(network, method, f) for r, f in train_videos}
+        point, train_report = choose_operating_point(train_videos, train_scores, config.proposals, grid)
+        test_scores = {r.video: predict(network, method, f) for r, f in test_videos}
+        preds = {r.video: spot(test_scores[r.video], (r, f), point) for r, f in test_videos}
+        fold_reports[test_subject] = evaluate(
+            preds,
+            {r.video: list(r.expressions) for r, _ in test_videos},
+            {r.video: f.fps for r, f in test_videos},
+        )
+        points[test_subject] = point
+        train_reports[test_subject] = train_report
+        predictions.update(preds)
+        all_scores.update(test_scores)
+        histories[test_subject] = history
+        log.info(
+            "fold %s: train F1 %.3f, held-out F1 %.3f",
+            test_subject,
+            train_report.overall.f1,
+            fold_reports[test_subject].overall.f1,
+        )
+    return LosoResult(
+        report=evaluate_folds(fold_reports),
+        folds=fold_reports,
+        operating_points=points,
+        train_reports=train_reports,
+        predictions=predictions,
+        scores=all_scores,
+        histories=histories,
+        wall_s=time.monotonic() - start,
+    )
+
+
+def save_run(
+    path: str | Path,
+    network: torch.nn.Module,
+    config: TrainConfig,
+    report: Report | None = None,
+    *,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``weights.pt`` (plain state dict) and ``run.json`` (configs, metrics) into a folder.
+
+    Args:
+        path: the run folder (created).
+        network: the trained network.
+        config: its training configuration.
+        report: its evaluation, if any (pooled and per-fold metrics go to run.json).
+        extra: more JSON-ready metadata (operating point, wall time, ...).
+
+    Returns:
+        The folder.
+    """
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+    torch.save(state, folder / "weights.pt")
+    run = {
+        "format": "mespot-run/1",
+        "train_config": config.to_dict(),
+        "metrics": None if report is None else report.to_dict(),
+        "extra": dict(extra or {}),
+    }
+    (folder / "run.json").write_text(json.dumps(run, indent=2, default=_json_default))
+    return folder
+
+
+def _json_default(value: object) -> object:
+    if dataclasses.is_dataclass(value) and hasattr(value, "to_dict"):
+        return value.to_dict()
+    raise TypeError(f"run.json: {type(value).__name__} is not JSON serialisable")
+
+
+def load_run(path: str | Path) -> tuple[SpottingNetwork, TrainConfig, dict[str, Any]]:
+    """Read a folder written by `save_run`: (network in eval mode, config, the run.json dict)."""
+    folder = Path(path)
+    run = json.loads((folder / "run.json").read_text())
+    config = TrainConfig.from_dict(run["train_config"])
+    network = build_network(config.network)
+    network.load_state_dict(torch.load(folder / "weights.pt", weights_only=True))
+    network.eval()
+    return network, config, run
