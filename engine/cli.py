@@ -210,6 +210,59 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import json
+
+    from engine.data.features import dataset_features
+    from engine.evaluate import write_megc_csv
+    from engine.models import NetworkConfig
+    from engine.train import TrainConfig, loso, save_run, train
+
+    dataset, media = load_annotations(args)
+    print(dataset.summary(), file=sys.stderr)
+    fconfig = feature_config(args)
+    features = dataset_features(dataset, media, Path(args.features), fconfig)
+    config = TrainConfig(
+        epochs=args.epochs,
+        seed=args.seed,
+        method=args.method,
+        network=NetworkConfig(network=args.network, causal=not args.non_causal),
+    )
+    out = Path(args.out)
+    if args.loso:
+        result = loso(dataset, features, config, folds=args.folds, progress=not args.quiet)
+        print(
+            f"{args.method} ({args.network}, {'non-causal' if args.non_causal else 'causal'}), "
+            f"leave-one-subject-out over {len(result.folds)} subjects ({dataset.name}), "
+            f"{result.wall_s:.0f} s"
+        )
+        print(result.report.table())
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "loso_report.json").write_text(
+            json.dumps(
+                {
+                    "dataset": dataset.name,
+                    "annotations": str(Path(args.annotations).resolve()),
+                    "feature_config": fconfig.to_dict(),
+                    "train_config": config.to_dict(),
+                    "pooled": result.report.pooled.to_dict(),
+                    "folds": {s: r.pooled.to_dict() for s, r in result.folds.items()},
+                    "operating_points": {s: op.to_dict() for s, op in result.operating_points.items()},
+                    "wall_s": result.wall_s,
+                },
+                indent=2,
+            )
+        )
+        write_megc_csv(out / "loso_predictions.csv", result.predictions)
+        print(f"report and MEGC predictions in {out}", file=sys.stderr)
+        return 0
+    videos = [(v, features[v.video]) for v in dataset.videos]
+    network, history = train(videos, config, progress=not args.quiet)
+    run = save_run(out, network, config, extra={"feature_config": fconfig.to_dict(), "history": history})
+    print(f"trained {args.method} on {len(videos)} videos -> {run}", file=sys.stderr)
+    return 0
+
+
 def add_dataset_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("annotations", help="annotation file (workbook or generic CSV)")
     p.add_argument("--dataset", default="csv", help="casme2, samm-lv, casme3 or csv (default)")
@@ -284,6 +337,25 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--report", help="folder for the JSON report and the MEGC predictions CSV")
     add_feature_options(bl)
     bl.set_defaults(func=cmd_baseline)
+
+    tr = sub.add_parser(
+        "train",
+        help="train a spotting network (leave-one-subject-out with --loso)",
+        description="Train a spotting network with a supervision method; with --loso, train one model "
+        "per held-out subject, choose its operating point on the training subjects, and report the "
+        "pooled metrics.",
+    )
+    add_dataset_options(tr)
+    tr.add_argument("--method", default="full", help="supervision method (registered: full)")
+    tr.add_argument("--network", default="mcwes", help="network: mcwes (CSCM) or gim")
+    tr.add_argument("--non-causal", action="store_true", help="the non-causal twin (papers' global forms)")
+    tr.add_argument("--loso", action="store_true", help="leave-one-subject-out evaluation")
+    tr.add_argument("--folds", type=int, help="only the first N folds (quick runs)")
+    tr.add_argument("--epochs", type=int, default=30)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--out", required=True, help="run folder (weights.pt + run.json, or the LOSO report)")
+    add_feature_options(tr)
+    tr.set_defaults(func=cmd_train)
 
     pl = sub.add_parser(
         "plot",

@@ -80,3 +80,17 @@ def test_plot_a_video_with_its_ground_truth(tmp_path: Path, videos: Path) -> Non
     assert main([*args, "--quiet"]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     assert main([*args, "--quiet", "--video", "other"]) == 2
+
+
+def test_synth_then_train_leave_one_subject_out(tmp_path: Path) -> None:
+    """The whole researcher path on a tiny synthetic dataset: synth -> extract -> train --loso."""
+    data = tmp_path / "synth"
+    args = ["synth", "--out", str(data), "--videos", "2", "--subjects", "2", "--seconds", "8"]
+    assert main([*args, "--seed", "3", "--density", "40", "--workers", "1", "--quiet"]) == 0
+    out = tmp_path / "run"
+    args = ["train", str(data / "annotations.csv"), "--features", str(tmp_path / "f"), "--loso"]
+    assert main([*args, "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "loso_report.json").read_text())
+    assert set(report["folds"]) == {"s01", "s02"}
+    assert report["train_config"]["method"] == "full"
+    assert (out / "loso_predictions.csv").read_text().startswith("vid,pred_onset,pred_offset,type")
