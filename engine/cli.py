@@ -308,19 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="video file, frame folder, or a list file (.txt/.csv) of them",
     )
     ex.add_argument("--out", required=True, help="output folder (a subfolder per feature configuration)")
-    ex.add_argument("--flow", default="dis", help="optical flow: dis (default), farneback, tvl1")
-    ex.add_argument("--fps", type=float, default=30.0, help="canonical frame rate (default 30)")
-    ex.add_argument("--crop-size", type=int, default=128, help="aligned face crop side in px (default 128)")
-    ex.add_argument("--skip-k", type=int, default=3, help="flow from k frames back (default 3)")
-    ex.add_argument("--snippet-frames", type=int, default=8, help="frames per snippet (default 8)")
-    ex.add_argument(
-        "--source-fps",
-        type=float,
-        default=None,
-        help="frame rate of frame folders (default 30; SAMM-LV is 200)",
-    )
-    ex.add_argument("--force", action="store_true", help="extract again even when cached")
-    ex.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_feature_options(ex)
     ex.set_defaults(func=cmd_extract)
 
     from stream.synth.cli import add_synth_parser
