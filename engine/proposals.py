@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from numbers import Real
 from typing import Any, ClassVar
 
 import numpy as np
 
+from stream.config import refuse_unknown_keys
 from stream.errors import ConfigError
 from stream.intervals import MAE_MAX_SECONDS, ME_MAX_SECONDS, ExpressionType, Interval
 
@@ -511,10 +512,7 @@ class ProposalConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProposalConfig:
         """Build from a dict (e.g. read from JSON); unknown keys fail."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown proposal config keys {unknown}; known keys: {sorted(known)}")
+        refuse_unknown_keys(cls, data, "proposal config")
         return cls(**dict(data))
 
 

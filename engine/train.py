@@ -37,6 +37,7 @@ from engine.evaluate import Report, evaluate, evaluate_folds
 from engine.methods import METHODS, Method, build_method
 from engine.models import NetworkConfig, SpottingNetwork, build_network
 from engine.proposals import ProposalConfig, propose
+from stream.config import refuse_unknown_keys
 from stream.errors import ConfigError
 from stream.intervals import Interval
 
@@ -145,10 +146,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Build from a dict (e.g. ``run.json``); unknown keys fail naming the known ones."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown train config keys {unknown}; known keys: {sorted(known)}")
+        refuse_unknown_keys(cls, data, "train config")
         d = dict(data)
         if isinstance(d.get("network"), Mapping):
             d["network"] = NetworkConfig.from_dict(d["network"])

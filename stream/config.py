@@ -8,10 +8,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 from stream.errors import ConfigError
+
+
+def refuse_unknown_keys(cls: type, data: Mapping[str, Any], what: str) -> None:
+    """Raise ConfigError naming the unknown keys of `data` and the fields `cls` knows.
+
+    Every configuration's ``from_dict`` calls it, so a misspelt key in a JSON file fails loudly.
+
+    Args:
+        cls: a dataclass type.
+        data: the dict to be turned into `cls`.
+        what: the configuration's name in the message (e.g. "feature config").
+    """
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} keys {unknown}; known keys: {sorted(known)}")
+
 
 # Bump when the meaning of a feature changes without a configuration field changing.
 FEATURE_LAYOUT_VERSION = 1
@@ -90,10 +108,7 @@ class FeatureConfig:
             raise ConfigError(
                 f"feature layout version {version} does not match this mespot ({FEATURE_LAYOUT_VERSION})"
             )
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown feature config keys {unknown}; known keys: {sorted(known)}")
+        refuse_unknown_keys(cls, data, "feature config")
         return cls(**data)
 
     def digest(self) -> str:

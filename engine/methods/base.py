@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from engine.data.features import VideoFeatures
 from engine.data.records import VideoRecord
+from stream.config import refuse_unknown_keys
 from stream.errors import ConfigError
 
 
@@ -33,10 +34,7 @@ class MethodConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Build from a dict (e.g. read from JSON); unknown keys fail naming the known ones."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown {cls.__name__} keys {unknown}; known keys: {sorted(known)}")
+        refuse_unknown_keys(cls, data, cls.__name__)
         return cls(**dict(data))
 
 

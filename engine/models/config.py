@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from stream.config import refuse_unknown_keys
 from stream.errors import ConfigError
 
 
@@ -76,8 +77,5 @@ class NetworkConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NetworkConfig:
         """Build from a dict (e.g. read from JSON); unknown keys fail."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown network config keys {unknown}; known keys: {sorted(known)}")
+        refuse_unknown_keys(cls, data, "network config")
         return cls(**dict(data))

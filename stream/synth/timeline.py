@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
 
+from stream.config import refuse_unknown_keys
 from stream.errors import ConfigError
 from stream.intervals import ExpressionType, Interval
 from stream.synth.actions import ACTION_UNITS, SIDES, profile
@@ -298,10 +299,7 @@ class TimelineConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TimelineConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown timeline config keys {unknown}; known keys: {sorted(known)}")
+        refuse_unknown_keys(cls, data, "timeline config")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
     def to_dict(self) -> dict[str, Any]:
