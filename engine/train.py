@@ -178,6 +178,31 @@ def _crop(array: np.ndarray, start: int, length: int) -> np.ndarray:
     return np.concatenate([part, pad])
 
 
+def _whole_batch(
+    videos: Sequence[Video],
+    targets: Sequence[Mapping[str, np.ndarray]],
+    method: Method,
+    picks: Sequence[int],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Whole videos `picks`, zero-padded to the longest of them (padding is invalid)."""
+    length = max(len(videos[i][1].valid) for i in picks)
+    motion, geometry, valid = [], [], []
+    tgt: dict[str, list[np.ndarray]] = {k: [] for k in targets[0]}
+    for i in picks:
+        feats = videos[i][1]
+        motion.append(_crop(feats.motion, 0, length))  # (L, Dm)
+        geometry.append(_crop(feats.geometry, 0, length))  # (L, Dg)
+        valid.append(_crop(feats.valid.astype(bool), 0, length))  # (L,)
+        for k, v in targets[i].items():
+            tgt[k].append(_crop(v, 0, length) if k in method.snippet_targets else v)
+    return (
+        torch.from_numpy(np.stack(motion).astype(np.float32)),  # (B, L, Dm)
+        torch.from_numpy(np.stack(geometry).astype(np.float32)),  # (B, L, Dg)
+        torch.from_numpy(np.stack(valid)),  # (B, L) bool
+        {k: torch.from_numpy(np.stack(v)) for k, v in tgt.items()},  # (B, L, ...) / (B, ...)
+    )
+
+
 def _batch(
     videos: Sequence[Video],
     targets: Sequence[Mapping[str, np.ndarray]],
@@ -239,24 +264,46 @@ def train(
                 f"expects motion_dim={config.network.motion_dim}, geometry_dim={config.network.geometry_dim}"
             )
     rng = np.random.default_rng(config.seed)
-    total = sum(len(f.valid) for _, f in videos)
-    steps = config.steps_per_epoch or max(1, math.ceil(total / (config.window * config.batch_size)))
     history: list[dict[str, float]] = []
     with torch.random.fork_rng(devices=[]), _deterministic():
         torch.manual_seed(config.seed)
         network = build_network(config.network)
         method = build_method(config.method, network, config.method_options)
+        if method.whole_videos:  # an epoch is one shuffled pass over the videos
+            steps = config.steps_per_epoch or max(1, math.ceil(len(videos) / config.batch_size))
+        else:
+            total = sum(len(f.valid) for _, f in videos)
+            steps = config.steps_per_epoch or max(1, math.ceil(total / (config.window * config.batch_size)))
         targets = [method.targets(rec, feats, rng) for rec, feats in videos]
         method.prepare(targets)
         optimiser = torch.optim.Adam(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         network.train()
         bar = tqdm(range(config.epochs), desc=f"train {config.method}", disable=not progress, leave=False)
+        step = 0
+        order: list[int] = []
         for epoch in bar:
             sums: dict[str, float] = {}
             for _ in range(steps):
-                motion, geometry, valid, tgt = _batch(
-                    videos, targets, method, config.window, config.batch_size, rng
-                )
+                fresh = method.on_step(step, epoch, network, videos, targets, rng)
+                if fresh is not None:
+                    if len(fresh) != len(videos):
+                        raise RuntimeError(
+                            f"method {config.method}: on_step returned targets for {len(fresh)} "
+                            f"videos, training has {len(videos)}"
+                        )
+                    targets = fresh
+                network.train()
+                if method.whole_videos:
+                    size = min(config.batch_size, len(videos))
+                    while len(order) < size:  # refill with a fresh shuffled pass
+                        order.extend(int(i) for i in rng.permutation(len(videos)))
+                    picks, order = order[:size], order[size:]
+                    motion, geometry, valid, tgt = _whole_batch(videos, targets, method, picks)
+                else:
+                    motion, geometry, valid, tgt = _batch(
+                        videos, targets, method, config.window, config.batch_size, rng
+                    )
+                step += 1
                 outputs = network(motion, geometry, valid)
                 loss, parts = method.loss(outputs, tgt, valid)
                 optimiser.zero_grad(set_to_none=True)

@@ -46,6 +46,10 @@ class Method(ABC):
         config_type: the method's own `MethodConfig` subclass.
         snippet_targets: target names that are per-snippet arrays (T, ...), cropped with the
             training window; every other target is per video and passed whole.
+        whole_videos: train on whole videos (a batch is `batch_size` videos, zero-padded to the
+            longest, padding invalid) instead of random windows. Weak labels describe a whole
+            video (MC-WES) or sparse points in it, so a random window would carry labels it
+            does not contain.
         config: the validated configuration.
         network: the network it trains (methods with memory banks may read its sizes).
     """
@@ -53,6 +57,7 @@ class Method(ABC):
     name: ClassVar[str]
     config_type: ClassVar[type[MethodConfig]]
     snippet_targets: ClassVar[tuple[str, ...]] = ()
+    whole_videos: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | Mapping[str, Any] | None, network: nn.Module) -> None:
         """Args:
@@ -81,6 +86,36 @@ class Method(ABC):
 
     def prepare(self, targets: Sequence[Mapping[str, np.ndarray]]) -> None:  # noqa: B027
         """Fit data-dependent loss constants (class weights) on all training targets; default none."""
+
+    def on_step(
+        self,
+        step: int,
+        epoch: int,
+        network: nn.Module,
+        videos: Sequence[tuple[VideoRecord, VideoFeatures]],
+        targets: Sequence[Mapping[str, np.ndarray]],
+        rng: np.random.Generator,
+    ) -> list[dict[str, np.ndarray]] | None:
+        """Called by the trainer before every optimiser step; default: nothing changes.
+
+        Methods whose supervision evolves with the model (pseudo labels after pre-training
+        iterations, staged schedules) update their state here and may return new targets for
+        all training videos, which replace the old ones from this step on. The network is in
+        training mode; a method that runs it to make pseudo labels must do so under
+        ``torch.no_grad()`` and in eval mode, and restore training mode after.
+
+        Args:
+            step: optimiser steps done so far (0 before the first).
+            epoch: the current epoch (0-based).
+            network: the network being trained.
+            videos: the training videos (record, features), in the order of `targets`.
+            targets: the current targets of every training video.
+            rng: the trainer's seeded generator (for reproducible random choices).
+
+        Returns:
+            New targets for every video (same order and keys), or None to keep the current ones.
+        """
+        return None
 
     @abstractmethod
     def loss(

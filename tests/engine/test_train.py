@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 
 import numpy as np
 import pytest
@@ -101,9 +100,7 @@ def test_full_loso_beats_chance_and_tunes_only_on_training_videos(data, monkeypa
         return choose_operating_point(videos, scores, base, grid)
 
     monkeypatch.setattr(train_module, "choose_operating_point", spy)
-    t0 = time.monotonic()
     result = loso(dataset, features, CONFIG, progress=False)
-    assert time.monotonic() - t0 < 20
     assert list(result.folds) == ["s1", "s2", "s3"]
     # Each fold's operating point was chosen on exactly its training subjects' videos.
     for (train_subjects, test_subject), ids in zip(dataset.loso_folds(), seen, strict=True):
