@@ -56,11 +56,6 @@ OPERATING_GRID: Mapping[str, tuple[Any, ...]] = MappingProxyType(
 )
 
 
-def _full_default_proposals() -> ProposalConfig:
-    # Spans from actionness runs, typed by the higher class probability (the method has classes).
-    return ProposalConfig(mode="threshold", oic_source="actionness", type_rule="class", nms="class")
-
-
 def _check_number(name: str, value: object, lo: float, hi: float, integer: bool = False) -> None:
     kind = int if integer else int | float
     if isinstance(value, bool) or not isinstance(value, kind) or not lo <= value <= hi:  # type: ignore[arg-type]
@@ -86,6 +81,7 @@ class TrainConfig:
         method: registry name of the method (``engine.methods.METHODS``).
         method_options: the method's own configuration fields (validated by the method).
         proposals: the base proposal configuration; `loso` tunes its thresholds / min_score.
+            None: the method's own (`Method.default_proposals`).
     """
 
     epochs: int = 30
@@ -99,7 +95,7 @@ class TrainConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     method: str = "full"
     method_options: Mapping[str, Any] = field(default_factory=dict)
-    proposals: ProposalConfig = field(default_factory=_full_default_proposals)
+    proposals: ProposalConfig | None = None
 
     def __post_init__(self) -> None:
         _check_number("epochs", self.epochs, 1, 10_000, integer=True)
@@ -120,13 +116,15 @@ class TrainConfig:
             raise ConfigError(
                 f"train config network: must be a NetworkConfig, got {type(self.network).__name__}"
             )
-        if not isinstance(self.proposals, ProposalConfig):
-            raise ConfigError(
-                f"train config proposals: must be a ProposalConfig, got {type(self.proposals).__name__}"
-            )
         if self.method not in METHODS:
             raise ConfigError(
                 f"train config method={self.method!r}: choose one of {', '.join(METHODS.names())}"
+            )
+        if self.proposals is None:
+            object.__setattr__(self, "proposals", METHODS.get(self.method).default_proposals())
+        if not isinstance(self.proposals, ProposalConfig):
+            raise ConfigError(
+                f"train config proposals: must be a ProposalConfig, got {type(self.proposals).__name__}"
             )
         if not isinstance(self.method_options, Mapping):
             raise ConfigError(f"train config method_options={self.method_options!r}: must be a mapping")

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from engine.data.features import VideoFeatures
 from engine.data.records import VideoRecord
+from engine.proposals import ProposalConfig
 from stream.config import refuse_unknown_keys
 from stream.errors import ConfigError
 
@@ -129,10 +130,30 @@ class Method(ABC):
             valid: (B, T) bool snippets that exist and carry a face.
         """
 
+    @classmethod
+    def default_proposals(cls) -> ProposalConfig:
+        """The proposal configuration this method's scores are meant for (the paper's choice).
+
+        Default: spans from actionness runs at several thresholds, OIC on actionness, typed by
+        the higher class probability, class-wise NMS.
+        """
+        return ProposalConfig(mode="threshold", oic_source="actionness", type_rule="class", nms="class")
+
     @abstractmethod
-    def scores(self, outputs: Mapping[str, Tensor]) -> tuple[np.ndarray, np.ndarray]:
-        """Proposal scores of one video from outputs of batch size 1.
+    def score_tensors(self, outputs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Proposal scores from network outputs, in torch ops only (exported into the ONNX scorer).
+
+        Args:
+            outputs: the network's outputs, batch first.
 
         Returns:
-            (class_scores (T, 2) ME/MaE probabilities, actionness (T,)) as float64 numpy.
+            (class_scores (B, T, 2) ME/MaE in [0, 1], actionness (B, T) in [0, 1]).
         """
+
+    def scores(self, outputs: Mapping[str, Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        """`score_tensors` of a batch-size-1 output as float64 numpy: ((T, 2), (T,))."""
+        cls, act = self.score_tensors(outputs)
+        return (
+            cls[0].detach().double().cpu().numpy().copy(),
+            act[0].detach().double().cpu().numpy().copy(),
+        )

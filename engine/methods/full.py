@@ -115,7 +115,7 @@ class FullMethod(Method):
         loss = (ce * w).sum() / w.sum().clamp_min(1e-8)
         return loss, {"ce": float(loss.detach())}
 
-    def scores(self, outputs: Mapping[str, Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    def score_tensors(self, outputs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """ME/MaE softmax probabilities and actionness 1 - p(background)."""
-        p = torch.softmax(outputs["tcam"][0].detach().double(), dim=-1).cpu().numpy()  # (T, 3)
-        return p[:, 1:].copy(), 1.0 - p[:, BACKGROUND]
+        p = torch.softmax(outputs["tcam"], dim=-1)  # (B, T, 3)
+        return p[..., 1:], 1.0 - p[..., BACKGROUND]
