@@ -222,12 +222,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(dataset.summary(), file=sys.stderr)
     fconfig = feature_config(args)
     features = dataset_features(dataset, media, Path(args.features), fconfig)
+    network = args.network or METHOD_NETWORKS.get(args.method, "mcwes")
     config = TrainConfig(
         epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
         seed=args.seed,
         method=args.method,
-        network=NetworkConfig(network=args.network, causal=not args.non_causal),
+        method_options=parse_options(args.option, "--option"),
+        network=NetworkConfig(network=network, causal=not args.non_causal),
     )
+    args.network = network
     out = Path(args.out)
     if args.loso:
         result = loso(dataset, features, config, folds=args.folds, progress=not args.quiet)
@@ -261,6 +266,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = save_run(out, network, config, extra={"feature_config": fconfig.to_dict(), "history": history})
     print(f"trained {args.method} on {len(videos)} videos -> {run}", file=sys.stderr)
     return 0
+
+
+# The network each method's paper uses, when --network is not given.
+METHOD_NETWORKS = {"full": "mcwes", "mcwes": "mcwes", "pwes": "mcwes", "gim": "gim"}
+
+
+def parse_options(pairs: list[str] | None, flag: str) -> dict[str, object]:
+    """KEY=VALUE pairs -> dict; VALUE is read as JSON (numbers, true/false, lists), else a string.
+
+    Raises:
+        ConfigError: a pair without '='.
+    """
+    import json
+
+    from stream.errors import ConfigError
+
+    out: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} {pair!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
 
 
 def add_dataset_options(p: argparse.ArgumentParser) -> None:
@@ -334,12 +365,28 @@ def build_parser() -> argparse.ArgumentParser:
         "pooled metrics.",
     )
     add_dataset_options(tr)
-    tr.add_argument("--method", default="full", help="supervision method (registered: full)")
-    tr.add_argument("--network", default="mcwes", help="network: mcwes (CSCM) or gim")
+    tr.add_argument(
+        "--method",
+        default="full",
+        help="supervision: mcwes (video-level labels), pwes (one random frame per expression), "
+        "gim (one frame, Gaussian soft labels) or full (every frame, the upper bound)",
+    )
+    tr.add_argument(
+        "--option",
+        "-O",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a method option (repeatable), e.g. -O mplg=false; see the method's config",
+    )
+    tr.add_argument(
+        "--network", help="network: mcwes (CSCM) or gim (default: the one the method's paper uses)"
+    )
     tr.add_argument("--non-causal", action="store_true", help="the non-causal twin (papers' global forms)")
     tr.add_argument("--loso", action="store_true", help="leave-one-subject-out evaluation")
     tr.add_argument("--folds", type=int, help="only the first N folds (quick runs)")
     tr.add_argument("--epochs", type=int, default=30)
+    tr.add_argument("--batch-size", type=int, default=16, help="windows (or whole videos) per step")
+    tr.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", required=True, help="run folder (weights.pt + run.json, or the LOSO report)")
     add_feature_options(tr)

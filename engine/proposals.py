@@ -406,7 +406,7 @@ def nms_1d(intervals: Iterable[Interval], iou_threshold: float, *, class_wise: b
 # --------------------------------------------------------------------------------------------
 
 _MODES = ("threshold", "top")
-_TYPE_RULES = ("duration", "class")
+_TYPE_RULES = ("duration", "class", "apex")
 _OIC_SOURCES = ("class", "actionness")
 _NMS_MODES = ("class", "joint")
 
@@ -426,7 +426,9 @@ class ProposalConfig:
             (GIM: OIC on the class-agnostic intensity, eq. 15).
         video_score_weight: MC-WES's varsigma, weight of the video-level class score added to the
             OIC (eq. 23); 0 disables the term (the live stage has no video-level score).
-        type_rule: "duration" (<= me_max_s is ME) or "class" (higher mean class score inside).
+        type_rule: "duration" (<= me_max_s is ME), "class" (higher mean class score inside) or
+            "apex" (higher class score at the span's apex, its snippet of highest actionness;
+            GIM sec. 3.6.3 types a proposal by its pseudo-apex).
         me_max_s: longest ME in seconds for the duration rule and the class-agnostic default.
         min_duration_s: proposals shorter than this are dropped.
         max_duration_s: proposals longer than this are dropped (Ekman's 4 s).
@@ -542,7 +544,7 @@ PRESETS: dict[str, ProposalConfig] = {
         min_score=0.1,
     ),
     # GIM sec. 3.6.3: multi-threshold on the intensity, OIC on the intensity, class-wise NMS.
-    "gim": ProposalConfig(mode="threshold", oic_source="actionness", type_rule="class", nms="class"),
+    "gim": ProposalConfig(mode="threshold", oic_source="actionness", type_rule="apex", nms="class"),
 }
 
 
@@ -605,7 +607,8 @@ def propose(
        (MC-WES eq. 23); with ``"actionness"`` one OIC on the class-agnostic score (GIM eq. 15).
     4. Type: ``"duration"``: by length, scored with the best class score (MC-WES keeps both class
        copies of a span and lets NMS keep the higher; the type comes from the duration).
-       ``"class"``: the class with the higher mean score inside, scored with that class's OIC.
+       ``"class"``: the class with the higher mean score inside, scored with that class's OIC;
+       ``"apex"``: the class with the higher score at the apex snippet (highest actionness).
     5. ``min_score`` filter, then NMS (class-wise or joint).
 
     Args:
@@ -637,8 +640,10 @@ def propose(
         act = _as_1d(actionness, "actionness")
         if act.shape[0] != n:
             raise ValueError(f"actionness has {act.shape[0]} snippets, scores have {n}")
-    if config.type_rule == "class" and not classes:
-        raise ValueError("type_rule 'class' needs per-class scores (T, 2); got class-agnostic scores")
+    if config.type_rule in ("class", "apex") and not classes:
+        raise ValueError(
+            f"type_rule {config.type_rule!r} needs per-class scores (T, 2); got class-agnostic scores"
+        )
     use_class_oic = bool(classes) and config.oic_source == "class"
     bias = np.zeros(len(classes))  # (C,)
     if use_class_oic and config.video_score_weight > 0:
@@ -681,13 +686,17 @@ def propose(
             if etype is None:
                 continue
             score = max(per_class)
-        else:
+        inside = act[start:end]
+        apex_at = start + int(np.argmax(np.where(np.isnan(inside), -np.inf, inside)))
+        if config.type_rule == "class":
             etype = type_by_class(cls, start, end)
+            score = per_class[classes.index(etype)]
+        elif config.type_rule == "apex":
+            etype = type_by_class(cls, apex_at, apex_at + 1)
             score = per_class[classes.index(etype)]
         if config.min_score is not None and score < config.min_score:
             continue
-        inside = act[start:end]
-        apex = snippet_offset + start + int(np.argmax(np.where(np.isnan(inside), -np.inf, inside)))
+        apex = snippet_offset + apex_at
         iv = span_to_interval(
             snippet_offset + start,
             snippet_offset + end,

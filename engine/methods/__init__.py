@@ -12,11 +12,17 @@ from torch import nn
 
 from engine.methods.base import Method, MethodConfig
 from engine.methods.full import FullConfig, FullMethod, balanced_weights
+from engine.methods.gim import GimConfig, GimMethod
+from engine.methods.mcwes import McwesConfig, McwesMethod
+from engine.methods.pwes import PwesConfig, PwesMethod
 from stream.errors import ConfigError
 from stream.registry import Registry
 
 METHODS = Registry[Method]("method")
 METHODS.register(FullMethod.name)(FullMethod)
+METHODS.register(GimMethod.name)(GimMethod)
+METHODS.register(McwesMethod.name)(McwesMethod)
+METHODS.register(PwesMethod.name)(PwesMethod)
 
 
 def build_method(
@@ -36,8 +42,14 @@ __all__ = [
     "METHODS",
     "FullConfig",
     "FullMethod",
+    "GimConfig",
+    "GimMethod",
+    "McwesConfig",
+    "McwesMethod",
     "Method",
     "MethodConfig",
+    "PwesConfig",
+    "PwesMethod",
     "balanced_weights",
     "build_method",
 ]

@@ -215,6 +215,27 @@ def test_propose_class_rule_disagrees_with_duration() -> None:
     assert by_class[0].score == pytest.approx(0.8)
 
 
+def test_propose_apex_rule_types_by_the_class_at_the_highest_actionness() -> None:
+    # A 4-snippet span whose mean favours MaE while its apex (snippet 5) is ME.
+    act = np.array([0.0, 0.0, 0.0, 0.0, 0.6, 0.9, 0.6, 0.6, 0.0, 0.0])
+    cls = np.zeros((10, 2))
+    cls[4:8] = [[0.1, 0.9], [0.8, 0.2], [0.1, 0.9], [0.1, 0.9]]
+    cfg = ProposalConfig(thresholds=(0.5,), oic_source="actionness", type_rule="apex")
+    by_apex = propose(cls, cfg, snippet_s=SNIPPET_S, fps=30, actionness=act)
+    by_mean = propose(
+        cls,
+        ProposalConfig(thresholds=(0.5,), oic_source="actionness", type_rule="class"),
+        snippet_s=SNIPPET_S,
+        fps=30,
+        actionness=act,
+    )
+    assert [iv.type for iv in by_apex] == [ME]
+    assert [iv.type for iv in by_mean] == [MAE]
+    assert by_apex[0].apex is not None and 40 <= by_apex[0].apex <= 47
+    with pytest.raises(ValueError, match="apex"):
+        propose(act, cfg, snippet_s=SNIPPET_S, fps=30)
+
+
 def test_propose_top_mode_and_video_term() -> None:
     cfg = ProposalConfig(mode="top", top_divisors=(20,), video_score_weight=0.5)  # k = 1
     with pytest.raises(ValueError, match="video_scores"):
