@@ -210,61 +210,189 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_metadata(args: argparse.Namespace, dataset, **more) -> dict:
+    """What a bundle records about how it was made (command, data, date)."""
+    import datetime
+    import shlex
+
+    return {
+        "command": "mespot " + shlex.join(sys.argv[1:])
+        if sys.argv and sys.argv[0].endswith("mespot")
+        else None,
+        "dataset": dataset.name,
+        "annotations": str(Path(args.annotations).resolve()),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **more,
+    }
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import json
 
+    from engine.bundle import save_bundle
     from engine.data.features import dataset_features
     from engine.evaluate import write_megc_csv
+    from engine.methods import METHODS, build_method
     from engine.models import NetworkConfig
-    from engine.train import TrainConfig, loso, save_run, train
+    from engine.train import TrainConfig, choose_operating_point, loso, predict, train
 
     dataset, media = load_annotations(args)
     print(dataset.summary(), file=sys.stderr)
     fconfig = feature_config(args)
     features = dataset_features(dataset, media, Path(args.features), fconfig)
-    network = args.network or METHOD_NETWORKS.get(args.method, "mcwes")
+    network_name = args.network or METHOD_NETWORKS.get(args.method, "mcwes")
+    # The method's own schedule where the command line is silent.
+    schedule = dict(METHODS.get(args.method).training_defaults) if args.method in METHODS else {}
+    for name in ("epochs", "batch_size", "lr"):
+        if getattr(args, name) is not None:
+            schedule[name] = getattr(args, name)
     config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
+        **schedule,
         seed=args.seed,
         method=args.method,
         method_options=parse_options(args.option, "--option"),
-        network=NetworkConfig(network=network, causal=not args.non_causal),
+        network=NetworkConfig(network=network_name, causal=not args.non_causal),
     )
-    args.network = network
     out = Path(args.out)
+    label = f"{args.method} ({network_name}, {'non-causal' if args.non_causal else 'causal'})"
     if args.loso:
         result = loso(dataset, features, config, folds=args.folds, progress=not args.quiet)
         print(
-            f"{args.method} ({args.network}, {'non-causal' if args.non_causal else 'causal'}), "
-            f"leave-one-subject-out over {len(result.folds)} subjects ({dataset.name}), "
+            f"{label}, leave-one-subject-out over {len(result.folds)} subjects ({dataset.name}), "
             f"{result.wall_s:.0f} s"
         )
         print(result.report.table())
         out.mkdir(parents=True, exist_ok=True)
+        subjects = sorted({v.subject for v in dataset.videos})
+        for held_out, network in result.networks.items():
+            if not config.network.causal:
+                continue  # a non-causal network cannot be windowed; its scores are in the report
+            save_bundle(
+                out / "folds" / f"{held_out}.mespot",
+                network,
+                config,
+                fconfig,
+                operating_point=result.operating_points[held_out],
+                metadata=_run_metadata(
+                    args,
+                    dataset,
+                    held_out_subject=held_out,
+                    train_subjects=[s for s in subjects if s != held_out],
+                    train_report=result.train_reports[held_out].to_dict(),
+                    held_out_report=result.folds[held_out].to_dict(),
+                ),
+                overwrite=True,
+            )
         (out / "loso_report.json").write_text(
             json.dumps(
                 {
+                    "format": "mespot-loso/1",
+                    "label": label,
                     "dataset": dataset.name,
                     "annotations": str(Path(args.annotations).resolve()),
                     "feature_config": fconfig.to_dict(),
                     "train_config": config.to_dict(),
+                    "report": result.report.to_dict(),
                     "pooled": result.report.pooled.to_dict(),
                     "folds": {s: r.pooled.to_dict() for s, r in result.folds.items()},
                     "operating_points": {s: op.to_dict() for s, op in result.operating_points.items()},
+                    "train_f1": {s: r.overall.f1 for s, r in result.train_reports.items()},
+                    "histories": result.histories,
                     "wall_s": result.wall_s,
                 },
                 indent=2,
             )
         )
         write_megc_csv(out / "loso_predictions.csv", result.predictions)
-        print(f"report and MEGC predictions in {out}", file=sys.stderr)
+        print(f"report, MEGC predictions and per-fold bundles in {out}", file=sys.stderr)
         return 0
-    videos = [(v, features[v.video]) for v in dataset.videos]
+    videos = [(v, features[v.video]) for v in dataset.videos if v.video in features]
     network, history = train(videos, config, progress=not args.quiet)
-    run = save_run(out, network, config, extra={"feature_config": fconfig.to_dict(), "history": history})
-    print(f"trained {args.method} on {len(videos)} videos -> {run}", file=sys.stderr)
+    method = build_method(config.method, network, config.method_options)
+    scores = {r.video: predict(network, method, f) for r, f in videos}
+    point, report = choose_operating_point(videos, scores, config.proposals)
+    save_bundle(
+        out,
+        network,
+        config,
+        fconfig,
+        operating_point=point,
+        metadata=_run_metadata(
+            args,
+            dataset,
+            train_subjects=sorted({v.subject for v, _ in videos}),
+            train_report=report.to_dict(),
+            history=history,
+        ),
+        overwrite=True,
+    )
+    print(f"{label} trained on {len(videos)} videos; on them, at the chosen operating point:")
+    print(report.table())
+    print(f"bundle -> {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a bundle on a dataset, or re-evaluate a LOSO run from its per-fold bundles."""
+    import json
+
+    from engine.bundle import load_bundle
+    from engine.data.features import dataset_features
+    from engine.evaluate import evaluate_folds, write_megc_csv
+    from engine.train import spot_and_evaluate
+    from stream.errors import ConfigError
+
+    dataset, media = load_annotations(args)
+    run = Path(args.run)
+    if (run / "loso_report.json").is_file():
+        folds_dir = run / "folds"
+        paths = sorted(folds_dir.glob("*.mespot")) if folds_dir.is_dir() else []
+        if not paths:
+            raise ConfigError(f"{run}: a LOSO run without per-fold bundles in {folds_dir}")
+        plan = [(load_bundle(p), None) for p in paths]
+    elif (run / "bundle.json").is_file():
+        plan = [(load_bundle(run), args.subjects)]
+    else:
+        raise ConfigError(f"{run}: neither a bundle (bundle.json) nor a LOSO run (loso_report.json)")
+    reports, predictions, per_fold = {}, {}, {}
+    for bundle, subjects in plan:
+        held_out = bundle.metadata.get("held_out_subject")
+        wanted = {held_out} if held_out is not None else set(subjects or [v.subject for v in dataset.videos])
+        trained_on = set(bundle.metadata.get("train_subjects") or [])
+        if held_out is None and wanted & trained_on:
+            log.warning("evaluating on subjects the bundle was trained on: %s", sorted(wanted & trained_on))
+        features = dataset_features(dataset, media, Path(args.features), bundle.feature_config)
+        videos = [
+            (v, features[v.video]) for v in dataset.videos if v.subject in wanted and v.video in features
+        ]
+        if not videos:
+            raise ConfigError(f"{bundle.path}: no video of subject(s) {sorted(wanted)} in {args.annotations}")
+        network = bundle.network()
+        _, preds, report = spot_and_evaluate(
+            network, bundle.method(network), bundle.proposal_config(), videos
+        )
+        key = held_out if held_out is not None else "all"
+        reports[key] = report
+        predictions.update(preds)
+        per_fold[key] = {"bundle": str(bundle.path), **report.pooled.to_dict()}
+    pooled = evaluate_folds(reports) if len(reports) > 1 else next(iter(reports.values()))
+    print(f"{run}: {len(reports)} model(s) on {len(predictions)} videos ({dataset.name})")
+    print(pooled.table())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval_report.json").write_text(
+        json.dumps(
+            {
+                "run": str(run.resolve()),
+                "dataset": dataset.name,
+                "report": pooled.to_dict(),
+                "folds": per_fold,
+            },
+            indent=2,
+        )
+    )
+    write_megc_csv(out / "predictions.csv", predictions)
+    print(f"metrics and MEGC predictions in {out}", file=sys.stderr)
     return 0
 
 
@@ -384,13 +512,37 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--non-causal", action="store_true", help="the non-causal twin (papers' global forms)")
     tr.add_argument("--loso", action="store_true", help="leave-one-subject-out evaluation")
     tr.add_argument("--folds", type=int, help="only the first N folds (quick runs)")
-    tr.add_argument("--epochs", type=int, default=30)
-    tr.add_argument("--batch-size", type=int, default=16, help="windows (or whole videos) per step")
-    tr.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    tr.add_argument("--epochs", type=int, help="passes over the training data (default: the method's)")
+    tr.add_argument("--batch-size", type=int, help="windows or whole videos per step (default: the method's)")
+    tr.add_argument("--lr", type=float, help="Adam learning rate (default: the method's)")
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--out", required=True, help="run folder (weights.pt + run.json, or the LOSO report)")
+    tr.add_argument(
+        "--out",
+        required=True,
+        help="model bundle folder (e.g. model.mespot), or with --loso the report folder "
+        "(per-fold bundles in folds/)",
+    )
     add_feature_options(tr)
     tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a model bundle, or re-evaluate a LOSO run from its per-fold bundles",
+        description="Score a dataset with a bundle at its stored operating point (or, for a LOSO "
+        "run folder, each fold's bundle on its held-out subject), and write the per-fold and pooled "
+        "metrics and the MEGC predictions. Features are extracted with the bundle's own feature "
+        "configuration.",
+    )
+    ev.add_argument("run", help="a bundle folder (bundle.json) or a `mespot train --loso` output folder")
+    add_dataset_options(ev)
+    ev.add_argument("--subjects", nargs="+", help="for a bundle: only these subjects (default: all)")
+    ev.add_argument("--out", required=True, help="folder for eval_report.json and predictions.csv")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=cmd_eval)
+
+    from engine.export import add_export_parser
+
+    add_export_parser(sub)
 
     pl = sub.add_parser(
         "plot",

@@ -356,6 +356,22 @@ def spot(scores: Scores, video: Video, config: ProposalConfig) -> list[Interval]
     )
 
 
+def spot_and_evaluate(
+    network: SpottingNetwork, method: Method, point: ProposalConfig, videos: Sequence[Video]
+) -> tuple[dict[str, Scores], dict[str, list[Interval]], Report]:
+    """Score, spot at an operating point and evaluate videos (a held-out subject, or any set).
+
+    Returns:
+        (video id -> scores, video id -> spotted intervals, the report on these videos).
+    """
+    scores = {r.video: predict(network, method, f) for r, f in videos}
+    preds = {r.video: spot(scores[r.video], (r, f), point) for r, f in videos}
+    report = evaluate(
+        preds, {r.video: list(r.expressions) for r, _ in videos}, {r.video: f.fps for r, f in videos}
+    )
+    return scores, preds, report
+
+
 def choose_operating_point(
     videos: Sequence[Video],
     scores: Mapping[str, Scores],
@@ -404,6 +420,7 @@ class LosoResult:
         predictions: video id -> spotted intervals (held-out videos only).
         scores: video id -> its held-out scores.
         histories: held-out subject -> training history.
+        networks: held-out subject -> the network trained without that subject (eval mode).
         wall_s: seconds for the whole run.
     """
 
@@ -414,6 +431,7 @@ class LosoResult:
     predictions: dict[str, list[Interval]]
     scores: dict[str, Scores]
     histories: dict[str, list[dict[str, float]]]
+    networks: dict[str, SpottingNetwork]
     wall_s: float
 
 
@@ -453,6 +471,7 @@ def loso(
     predictions: dict[str, list[Interval]] = {}
     all_scores: dict[str, Scores] = {}
     histories: dict[str, list[dict[str, float]]] = {}
+    networks: dict[str, SpottingNetwork] = {}
     for train_subjects, test_subject in tqdm(plan, desc="LOSO", disable=not progress):
         train_set = set(train_subjects)
         train_videos = [
@@ -467,13 +486,10 @@ def loso(
         method = build_method(config.method, network, config.method_options)
         train_scores = {r.video: predict(network, method, f) for r, f in train_videos}
         point, train_report = choose_operating_point(train_videos, train_scores, config.proposals, grid)
-        test_scores = {r.video: predict(network, method, f) for r, f in test_videos}
-        preds = {r.video: spot(test_scores[r.video], (r, f), point) for r, f in test_videos}
-        fold_reports[test_subject] = evaluate(
-            preds,
-            {r.video: list(r.expressions) for r, _ in test_videos},
-            {r.video: f.fps for r, f in test_videos},
+        test_scores, preds, fold_reports[test_subject] = spot_and_evaluate(
+            network, method, point, test_videos
         )
+        networks[test_subject] = network
         points[test_subject] = point
         train_reports[test_subject] = train_report
         predictions.update(preds)
@@ -493,6 +509,7 @@ def loso(
         predictions=predictions,
         scores=all_scores,
         histories=histories,
+        networks=networks,
         wall_s=time.monotonic() - start,
     )
 

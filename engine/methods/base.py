@@ -51,6 +51,8 @@ class Method(ABC):
             longest, padding invalid) instead of random windows. Weak labels describe a whole
             video (MC-WES) or sparse points in it, so a random window would carry labels it
             does not contain.
+        training_defaults: `TrainConfig` fields this method trains with unless told otherwise
+            (epochs, batch_size, lr: the paper's schedule where it fits our data).
         config: the validated configuration.
         network: the network it trains (methods with memory banks may read its sizes).
     """
@@ -59,6 +61,7 @@ class Method(ABC):
     config_type: ClassVar[type[MethodConfig]]
     snippet_targets: ClassVar[tuple[str, ...]] = ()
     whole_videos: ClassVar[bool] = False
+    training_defaults: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, config: MethodConfig | Mapping[str, Any] | None, network: nn.Module) -> None:
         """Args:

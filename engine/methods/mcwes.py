@@ -60,6 +60,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import ClassVar
 
 import numpy as np
@@ -339,6 +340,8 @@ class McwesMethod(Method):
     config_type: ClassVar[type[MethodConfig]] = McwesConfig
     snippet_targets: ClassVar[tuple[str, ...]] = ()
     whole_videos = True
+    # Whole-video batches of 8 (as PWES, which builds on it), 100 passes over the videos.
+    training_defaults = MappingProxyType({"epochs": 100, "batch_size": 8, "lr": 1e-3})
     config: McwesConfig
 
     def targets(

@@ -64,6 +64,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import ClassVar
 
 import numpy as np
@@ -360,6 +361,9 @@ class PwesMethod(McwesMethod):
     config_type: ClassVar[type[MethodConfig]] = PwesConfig
     snippet_targets: ClassVar[tuple[str, ...]] = ("points",)
     whole_videos = True
+    # Paper: batch 8, lr 5e-4, 1000 iterations; here 100 epochs (~300 iterations on 22 training
+    # videos), enough for its 80 pre-training iterations and 220 with MPLG and DFCL.
+    training_defaults = MappingProxyType({"epochs": 100, "batch_size": 8, "lr": 5e-4})
     config: PwesConfig
 
     def __init__(self, config: PwesConfig | Mapping | None, network: nn.Module) -> None:

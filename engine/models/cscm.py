@@ -69,7 +69,9 @@ class CSCM(nn.Module):
         f_main = torch.sigmoid(self.main_gate(pooled))  # (B, T, E), eq. 1
         f_q = self.query(x_main)  # (B, T, E), eq. 2
         allowed = attention_mask(valid, self.window, self.causal)  # (B, T, T)
-        f_core = self.core(masked_self_attention(f_q, allowed))  # (B, T, E), eq. 3
+        # Zero at invalid snippets (W_f's bias would otherwise leak into eq. 4's convolution), so
+        # a window padded with invalid snippets scores exactly as the unpadded sequence does.
+        f_core = self.core(masked_self_attention(f_q, allowed)) * valid.unsqueeze(-1).to(f_q.dtype)  # eq. 3
         f_aux = self.aux_conv(x_aux + f_core)  # (B, T, E), eq. 4
         gate = torch.sigmoid(f_aux * f_main)  # (B, T, E), eq. 5
         return gate * x_main  # (B, T, E), eq. 6

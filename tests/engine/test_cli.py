@@ -94,3 +94,23 @@ def test_synth_then_train_leave_one_subject_out(tmp_path: Path) -> None:
     assert set(report["folds"]) == {"s01", "s02"}
     assert report["train_config"]["method"] == "full"
     assert (out / "loso_predictions.csv").read_text().startswith("vid,pred_onset,pred_offset,type")
+    # `mespot eval` on the run re-scores each held-out subject with its fold's bundle and
+    # reproduces the pooled counts the training run reported.
+    assert sorted(p.name for p in (out / "folds").iterdir()) == ["s01.mespot", "s02.mespot"]
+    common = [str(data / "annotations.csv"), "--features", str(tmp_path / "f"), "--quiet"]
+    assert main(["eval", str(out), *common, "--out", str(tmp_path / "ev")]) == 0
+    again = json.loads((tmp_path / "ev" / "eval_report.json").read_text())
+    assert again["report"]["pooled"] == report["report"]["pooled"]
+    assert set(again["folds"]) == {"s01", "s02"}
+    # A weak method trained on everything gives a bundle that carries its operating point.
+    model = tmp_path / "gim.mespot"
+    args = ["train", *common[:3], "--method", "gim", "--epochs", "2", "--out", str(model), "--quiet"]
+    assert main(args) == 0
+    manifest = json.loads((model / "bundle.json").read_text())
+    assert manifest["train_config"]["method"] == "gim"
+    assert manifest["train_config"]["network"]["network"] == "gim"  # the paper's network by default
+    assert manifest["operating_point"] is not None
+    assert main(["eval", str(model), *common, "--subjects", "s02", "--out", str(tmp_path / "ev2")]) == 0
+    scored = json.loads((tmp_path / "ev2" / "eval_report.json").read_text())["report"]["videos"]
+    assert scored and all(video.startswith("s02") for video in scored)
+    assert main(["eval", str(tmp_path), *common, "--out", str(tmp_path / "ev3")]) == 2  # not a run

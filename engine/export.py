@@ -1,0 +1,679 @@
+"""Export a bundle's scorer: one table of formats (`EXPORT_FORMATS`), one entry point (`export`).
+
+The exported artifact is the *window scorer* (`WindowScorer`): the causal network followed by the
+method's ``score_tensors`` over a window of snippets,
+
+    inputs   motion (B, T, Dm) float, geometry (B, T, Dg) float, valid (B, T) bool
+    outputs  class_scores (B, T, 2) ME/MaE in [0, 1], actionness (B, T) in [0, 1]
+
+with a dynamic batch axis B and a dynamic time axis 1 <= T <= W. Row t depends only on rows <= t,
+so the live runtime feeds the newest min(n, W) snippets and reads the last row; with W >= the
+receptive field this equals the whole-sequence forward exactly (``engine.runtime.StreamScorer``).
+The time axis is dynamic rather than fixed at W because the first snippets of a stream have less
+history than W: feeding them unpadded reproduces the whole-sequence forward's zero padding exactly,
+whereas padding with invalid snippets does not for every network (the CSCM's attention output at
+an invalid snippet is its bias, not zero, and reaches the next snippets through eq. 4's
+convolution).
+
+Formats:
+
+- ``onnx``: ``scorer.onnx`` (FP32) or ``scorer.fp16.onnx`` (FP16: the torch module is exported in
+  half precision, so initializers, inputs, outputs and every constant are float16, and masking
+  constants are float16's own limits). The graph carries its description in ``metadata_props``
+  (bundle format, feature digest and configuration, window, receptive field, classes, method,
+  network, precision, weights hash), passes ``onnx.checker`` and is compared against torch on
+  random windows before it is written (max abs difference <= 1e-4 for FP32, <= 1e-2 for FP16).
+- ``tensorrt``: ``scorer.PRECISION.engine``, a serialized engine built with the TensorRT 11 Python
+  API from the ONNX graph of that precision (networks are strongly typed in TensorRT 11: the
+  precision is the graph's own). INT8 takes an explicitly quantized (Q/DQ) ONNX graph made by
+  the calibration step (``onnx=PATH``). ``tensorrt`` is imported only here, lazily.
+
+Exports written into the bundle folder are listed in its ``bundle.json`` with their SHA-256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from engine.bundle import (
+    BUNDLE_FORMAT,
+    MANIFEST,
+    WEIGHTS,
+    Bundle,
+    add_file,
+    check_window,
+    load_bundle,
+    sha256_file,
+)
+from engine.methods import Method
+from stream.errors import ConfigError, MespotError
+
+log = logging.getLogger(__name__)
+
+INPUT_NAMES: tuple[str, ...] = ("motion", "geometry", "valid")
+OUTPUT_NAMES: tuple[str, ...] = ("class_scores", "actionness")
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+# Largest max abs difference from the torch FP32 scorer an export may show on random windows.
+TOLERANCE: Mapping[str, float] = MappingProxyType({"fp32": 1e-4, "fp16": 1e-2})
+METADATA_PREFIX = "mespot."
+
+
+class ExportError(MespotError):
+    """An export cannot be made (non-causal network, missing library, failed check)."""
+
+
+class WindowScorer(nn.Module):
+    """The exported tensor path: causal network -> `Method.score_tensors` over a window.
+
+    Attributes:
+        network: the spotting network (eval mode).
+        method: the method whose ``score_tensors`` turns outputs into proposal scores.
+    """
+
+    def __init__(self, network: nn.Module, method: Method) -> None:
+        super().__init__()
+        self.network = network
+        self.method = method
+
+    def forward(self, motion: Tensor, geometry: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+        """Score every snippet of the windows; row t sees only rows <= t.
+
+        Args:
+            motion: motion features. # (B, T, Dm)
+            geometry: geometry/appearance features. # (B, T, Dg)
+            valid: snippet validity. # (B, T) bool
+
+        Returns:
+            (class_scores (B, T, 2) ME/MaE, actionness (B, T)).
+        """
+        return self.method.score_tensors(self.network(motion, geometry, valid))
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One row of the export table.
+
+    Attributes:
+        name: the format's name (``--format``).
+        suffix: file name suffix of its artifact.
+        gpu: needs an NVIDIA GPU and its libraries.
+        description: one line for the CLI help.
+        run: ``run(bundle_path, out, **options) -> Path``.
+    """
+
+    name: str
+    suffix: str
+    gpu: bool
+    description: str
+    run: Callable[..., Path]
+
+
+EXPORT_FORMATS: dict[str, ExportFormat] = {}
+
+
+def register_format(fmt: ExportFormat) -> ExportFormat:
+    """Add a row to `EXPORT_FORMATS`; a second row of the same name is refused."""
+    if fmt.name in EXPORT_FORMATS:
+        raise ValueError(f"export format registry: the name {fmt.name!r} is already registered")
+    EXPORT_FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def export(bundle_path: str | Path, fmt: str, out: str | Path | None = None, **opts: Any) -> Path:
+    """Export a bundle's window scorer in a format of `EXPORT_FORMATS`.
+
+    Args:
+        bundle_path: the bundle folder.
+        fmt: "onnx" or "tensorrt".
+        out: the artifact's path; None: the format's default name inside the bundle (listed in
+            bundle.json). A path outside the bundle is written there and not listed.
+        **opts: the format's options (`export_onnx`, `export_tensorrt`).
+
+    Returns:
+        The artifact's path.
+
+    Raises:
+        ConfigError: unknown format or bad options.
+        BundleError: the bundle cannot be read.
+        ExportError: the export failed (see the message).
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"export format {fmt!r}: choose one of {', '.join(sorted(EXPORT_FORMATS))}")
+    return EXPORT_FORMATS[fmt].run(bundle_path, out, **opts)
+
+
+# --------------------------------------------------------------------------------------------
+# ONNX
+# --------------------------------------------------------------------------------------------
+
+
+def _require_causal(bundle: Bundle) -> None:
+    if not bundle.causal or bundle.receptive_field is None:
+        raise ExportError(
+            f"{bundle.path}: the network is non-causal (NetworkConfig.causal=False: the papers' global "
+            "pooling and attention over the whole video), so it cannot score a sliding window and "
+            "cannot be exported for live use; train and bundle the causal network"
+        )
+
+
+def _check_precision(precision: object, allowed: tuple[str, ...]) -> str:
+    if precision not in allowed:
+        raise ConfigError(f"export precision={precision!r}: choose one of {', '.join(allowed)}")
+    return str(precision)
+
+
+def _dtype(precision: str) -> torch.dtype:
+    return torch.float16 if precision == "fp16" else torch.float32
+
+
+def _np_dtype(precision: str) -> type:
+    return np.float16 if precision == "fp16" else np.float32
+
+
+def default_onnx_name(precision: str) -> str:
+    """File name of the ONNX scorer of a precision inside a bundle."""
+    return "scorer.onnx" if precision == "fp32" else f"scorer.{precision}.onnx"
+
+
+def onnx_metadata(bundle: Bundle, window: int, precision: str) -> dict[str, str]:
+    """The ``metadata_props`` embedded in an exported graph (all values are strings)."""
+    nc = bundle.network_config
+    return {
+        f"{METADATA_PREFIX}{k}": v
+        for k, v in {
+            "bundle_format": BUNDLE_FORMAT,
+            "feature_digest": bundle.feature_digest,
+            "feature_config": json.dumps(bundle.feature_config.to_dict(), sort_keys=True),
+            "window": str(window),
+            "receptive_field": str(bundle.receptive_field),
+            "classes": ",".join(bundle.classes),
+            "method": bundle.method_name,
+            "network": nc.network,
+            "precision": precision,
+            "weights_sha256": str(bundle.files[WEIGHTS]["sha256"]),
+            "inputs": f"motion (B,T,{nc.motion_dim}), geometry (B,T,{nc.geometry_dim}), valid (B,T) bool; "
+            f"1 <= T <= {window}, oldest snippet first",
+            "outputs": "class_scores (B,T,2) me/mae, actionness (B,T); "
+            "the last row scores the newest snippet",
+        }.items()
+    }
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The ``mespot.*`` metadata of an ONNX graph, keys without the prefix (no weights loaded)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {
+        p.key[len(METADATA_PREFIX) :]: p.value
+        for p in model.metadata_props
+        if p.key.startswith(METADATA_PREFIX)
+    }
+
+
+def random_windows(
+    batch: int, window: int, motion_dim: int, geometry_dim: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random inputs for parity checks: standard-normal features, ~15 % invalid snippets.
+
+    Returns:
+        motion (B, W, Dm) float32, geometry (B, W, Dg) float32, valid (B, W) bool.
+    """
+    rng = np.random.default_rng(seed)
+    motion = rng.standard_normal((batch, window, motion_dim)).astype(np.float32)
+    geometry = rng.standard_normal((batch, window, geometry_dim)).astype(np.float32)
+    valid = rng.random((batch, window)) > 0.15
+    valid[:, -1] = True
+    motion[~valid] = 0.0  # invalid snippets carry zeros, as the pipeline emits them
+    geometry[~valid] = 0.0
+    return motion, geometry, valid
+
+
+def _torch_scores(
+    scorer: nn.Module, motion: np.ndarray, geometry: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    with torch.no_grad():
+        cls, act = scorer(torch.from_numpy(motion), torch.from_numpy(geometry), torch.from_numpy(valid))
+    return cls.float().numpy(), act.float().numpy()
+
+
+@contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """Hold the exporter's chatty INFO logs (graph rewrites) at WARNING for the block."""
+    loggers = [logging.getLogger(n) for n in names]
+    before = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, before, strict=True):
+            lg.setLevel(level)
+
+
+def _to_onnx(scorer: nn.Module, window: int, motion_dim: int, geometry_dim: int, dtype: torch.dtype):
+    """The torch exporter's ONNX ModelProto of `scorer` with dynamic batch and time axes."""
+    example = (
+        torch.zeros(2, window, motion_dim, dtype=dtype),
+        torch.zeros(2, window, geometry_dim, dtype=dtype),
+        torch.ones(2, window, dtype=torch.bool),
+    )
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    time = torch.export.Dim("time", min=1, max=window)
+    axes = {0: batch, 1: time}
+    with warnings.catch_warnings(), _quiet_loggers("onnxscript", "onnx_ir", "torch.onnx"):
+        warnings.simplefilter("ignore", category=UserWarning)
+        warnings.simplefilter("ignore", category=FutureWarning)
+        program = torch.onnx.export(
+            scorer,
+            example,
+            None,
+            dynamo=True,
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            dynamic_shapes={"motion": axes, "geometry": axes, "valid": axes},
+            verbose=False,
+        )
+    return program.model_proto
+
+
+def _onnx_parity(model_bytes: bytes, reference: nn.Module, window: int, precision: str, seed: int) -> float:
+    """Max abs difference between onnxruntime on the graph and the torch FP32 scorer."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    nc = reference.network.config
+    worst = 0.0
+    for batch, length in ((2, window), (1, min(3, window))):  # a full window and a short start
+        m, g, v = random_windows(batch, length, nc.motion_dim, nc.geometry_dim, seed)
+        want = _torch_scores(reference, m, g, v)
+        dt = _np_dtype(precision)
+        got = session.run(list(OUTPUT_NAMES), {"motion": m.astype(dt), "geometry": g.astype(dt), "valid": v})
+        for a, b in zip(got, want, strict=True):
+            worst = max(worst, float(np.max(np.abs(a.astype(np.float32) - b))))
+    return worst
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _inside(folder: Path, path: Path) -> bool:
+    """Whether `path` is a file directly in the bundle folder (refusing the bundle's own files)."""
+    inside = path.resolve().parent == folder.resolve()
+    if inside and path.name in (MANIFEST, WEIGHTS):
+        raise ConfigError(f"export out={str(path)!r}: would overwrite the bundle's own {path.name}")
+    return inside
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def export_onnx(
+    bundle_path: str | Path,
+    out: str | Path | None = None,
+    *,
+    precision: str = "fp32",
+    window: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """Export the window scorer as ONNX (see the module docstring).
+
+    Args:
+        bundle_path: the bundle folder.
+        out: the graph's path; None: ``scorer.onnx`` / ``scorer.fp16.onnx`` in the bundle.
+        precision: "fp32" or "fp16".
+        window: W recorded in the graph (the largest T it is meant for); None: the bundle's.
+        seed: seed of the random parity-check windows.
+
+    Returns:
+        The graph's path.
+
+    Raises:
+        ExportError: non-causal network, or the graph fails onnx.checker or the parity check.
+        ConfigError: bad precision or window.
+    """
+    import onnx
+
+    precision = _check_precision(precision, ("fp32", "fp16"))
+    bundle = load_bundle(bundle_path)
+    _require_causal(bundle)
+    window = check_window(bundle.window if window is None else window, bundle.receptive_field, "window")
+    target = Path(out) if out is not None else bundle.path / default_onnx_name(precision)
+    listed = _inside(bundle.path, target)
+    network = bundle.network()
+    scorer = WindowScorer(network, bundle.method(network)).eval()  # the FP32 reference
+    nc = bundle.network_config
+    twin = bundle.network()  # a separate copy: the reference stays FP32 when exporting FP16
+    exported = WindowScorer(twin, bundle.method(twin)).eval().to(_dtype(precision))
+    try:
+        model = _to_onnx(exported, window, nc.motion_dim, nc.geometry_dim, _dtype(precision))
+    except Exception as exc:
+        raise ExportError(f"{bundle.path}: the torch ONNX exporter failed: {exc}") from exc
+    model.doc_string = (
+        f"mespot window scorer ({nc.network} network, method {bundle.method_name}, {precision}); "
+        f"bundle {bundle.path.name}"
+    )
+    model.producer_name = "mespot"
+    del model.metadata_props[:]
+    for key, value in onnx_metadata(bundle, window, precision).items():
+        model.metadata_props.add(key=key, value=value)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"{bundle.path}: the exported graph fails onnx.checker: {exc}") from exc
+    data = model.SerializeToString()
+    diff = _onnx_parity(data, scorer, window, precision, seed)
+    if diff > TOLERANCE[precision]:
+        raise ExportError(
+            f"{bundle.path}: the {precision} ONNX graph differs from torch by {diff:.3g} on random windows "
+            f"(allowed {TOLERANCE[precision]:g}); not written"
+        )
+    log.info("ONNX %s scorer: max abs difference from torch %.3g", precision, diff)
+    _atomic_write_bytes(target, data)
+    if listed:
+        add_file(
+            bundle.path,
+            target.name,
+            {
+                "role": "scorer",
+                "format": "onnx",
+                "precision": precision,
+                "window": window,
+                "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+                "inputs": list(INPUT_NAMES),
+                "outputs": list(OUTPUT_NAMES),
+                "max_abs_diff": diff,
+                "created": _now(),
+            },
+        )
+    return target
+
+
+# --------------------------------------------------------------------------------------------
+# TensorRT
+# --------------------------------------------------------------------------------------------
+
+
+def import_tensorrt() -> Any:
+    """Import ``tensorrt`` (lazily: GPU libraries are never imported at package import time).
+
+    Raises:
+        ExportError: TensorRT is not installed.
+    """
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise ExportError(
+            "TensorRT is not installed (it needs an NVIDIA GPU): pip install 'mespot[gpu]' "
+            f"(tensorrt>=11, pycuda); {exc}"
+        ) from exc
+    return tensorrt
+
+
+def build_engine(
+    onnx_path: str | Path,
+    *,
+    window: int,
+    max_batch: int = 8,
+    workspace_mb: int = 1024,
+    tf32: bool = False,
+) -> bytes:
+    """Build a serialized TensorRT engine from an ONNX window-scorer graph (TensorRT 11 API).
+
+    The network is strongly typed (TensorRT 11 has no other kind), so the engine's precision is
+    the graph's: FP32, FP16 (a float16 graph) or INT8 (a Q/DQ graph). One optimization profile
+    covers batch 1..max_batch and time 1..window, tuned for (1, window), the live shape.
+
+    Args:
+        onnx_path: the graph (``scorer.onnx``, ``scorer.fp16.onnx`` or a Q/DQ graph).
+        window: W, the largest time length.
+        max_batch: the largest batch.
+        workspace_mb: builder workspace limit in MiB.
+        tf32: allow TF32 math for FP32 layers (faster, ~1e-3 relative error); off by default so
+            an FP32 engine matches torch.
+
+    Returns:
+        The serialized engine.
+
+    Raises:
+        ExportError: TensorRT missing, or the graph cannot be parsed or built.
+    """
+    trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if strongly_typed is not None:  # implied (and ignored) in TensorRT 11, needed on 10.x
+        flags |= 1 << int(strongly_typed)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ExportError(f"{onnx_path}: TensorRT cannot parse the ONNX graph: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    if not tf32 and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        rest = tuple(int(d) for d in tuple(tensor.shape)[2:])  # feature width, () for valid
+        profile.set_shape(tensor.name, (1, 1, *rest), (1, window, *rest), (max_batch, window, *rest))
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError(f"{onnx_path}: TensorRT could not build an engine (see its log above)")
+    return bytes(serialized)
+
+
+def export_tensorrt(
+    bundle_path: str | Path,
+    out: str | Path | None = None,
+    *,
+    precision: str = "fp32",
+    window: int | None = None,
+    onnx: str | Path | None = None,
+    max_batch: int = 8,
+    workspace_mb: int = 1024,
+    check: bool = True,
+) -> Path:
+    """Build a TensorRT engine of the window scorer and list it in the bundle.
+
+    Args:
+        bundle_path: the bundle folder.
+        out: the engine's path; None: ``scorer.PRECISION.engine`` in the bundle.
+        precision: "fp32", "fp16" or "int8". FP32/FP16 build from the bundle's ONNX graph of that
+            precision (exported first when missing); INT8 needs `onnx`.
+        window: W, the engine's largest time length; None: the bundle's.
+        onnx: build from this ONNX graph instead, e.g. the explicitly quantized (Q/DQ) graph the
+            INT8 calibration step writes; its mespot metadata, when present, must match the bundle.
+        max_batch: the largest batch the engine takes, in [1, 4096].
+        workspace_mb: builder workspace in MiB.
+        check: compare the engine against torch on random windows (FP32 <= 1e-4, FP16 <= 1e-2;
+            INT8 only logs the difference).
+
+    Returns:
+        The engine's path.
+
+    Raises:
+        ExportError: TensorRT missing, non-causal network, build or check failure.
+        ConfigError: bad options.
+    """
+    precision = _check_precision(precision, PRECISIONS)
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= 4096:
+        raise ConfigError(f"export max_batch={max_batch!r}: must be an integer in [1, 4096]")
+    bundle = load_bundle(bundle_path)
+    _require_causal(bundle)
+    window = check_window(bundle.window if window is None else window, bundle.receptive_field, "window")
+    trt = import_tensorrt()
+    if onnx is not None:
+        source = Path(onnx)
+        if not source.is_file():
+            raise ExportError(f"{source}: no such ONNX graph")
+        meta = read_onnx_metadata(source)
+        if meta.get("feature_digest", bundle.feature_digest) != bundle.feature_digest:
+            raise ExportError(
+                f"{source}: made for features {meta['feature_digest']}, "
+                f"the bundle's are {bundle.feature_digest}"
+            )
+    elif precision == "int8":
+        raise ConfigError(
+            "export precision='int8' needs an explicitly quantized (Q/DQ) ONNX graph: pass onnx=PATH "
+            "(--onnx), as written by the INT8 calibration step"
+        )
+    else:
+        found = bundle.artifacts("onnx", precision)
+        source = bundle.file(found[0][0]) if found else export_onnx(bundle.path, precision=precision)
+    target = Path(out) if out is not None else bundle.path / f"scorer.{precision}.engine"
+    listed = _inside(bundle.path, target)
+    engine = build_engine(source, window=window, max_batch=max_batch, workspace_mb=workspace_mb)
+    _atomic_write_bytes(target, engine)
+    diff = None
+    if check:
+        diff = _tensorrt_parity(target, bundle, window, precision)
+    if listed:
+        add_file(
+            bundle.path,
+            target.name,
+            {
+                "role": "scorer",
+                "format": "tensorrt",
+                "precision": precision,
+                "window": window,
+                "max_batch": max_batch,
+                "tensorrt_version": str(trt.__version__),
+                "source": {"file": source.name, "sha256": sha256_file(source)},
+                "max_abs_diff": diff,
+                "created": _now(),
+            },
+        )
+    return target
+
+
+def _tensorrt_parity(engine_path: Path, bundle: Bundle, window: int, precision: str) -> float:
+    """Max abs difference between the engine and the torch FP32 scorer; raises past tolerance."""
+    from engine.runtime.tensorrt_backend import TensorRTBackend
+
+    network = bundle.network()
+    scorer = WindowScorer(network, bundle.method(network)).eval()
+    nc = bundle.network_config
+    m, g, v = random_windows(1, window, nc.motion_dim, nc.geometry_dim)
+    want = _torch_scores(scorer, m, g, v)
+    with TensorRTBackend(bundle, engine=engine_path, window=window) as backend:
+        got = backend.score(m, g, v)
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(got, want, strict=True))
+    tol = TOLERANCE.get(precision)
+    if tol is not None and diff > tol:
+        engine_path.unlink(missing_ok=True)
+        raise ExportError(
+            f"{engine_path}: the {precision} engine differs from torch by {diff:.3g} "
+            f"(allowed {tol:g}); removed"
+        )
+    log.info("TensorRT %s engine: max abs difference from torch %.3g", precision, diff)
+    return diff
+
+
+register_format(
+    ExportFormat("onnx", ".onnx", False, "ONNX graph for onnxruntime (CPU) and TensorRT", export_onnx)
+)
+register_format(
+    ExportFormat("tensorrt", ".engine", True, "serialized TensorRT 11 engine (NVIDIA GPU)", export_tensorrt)
+)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI: mespot export BUNDLE --format onnx|tensorrt
+# --------------------------------------------------------------------------------------------
+
+
+def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``mespot export`` to a CLI's subparsers (handler: `cmd_export`)."""
+    formats = ", ".join(f"{f.name} ({f.description})" for f in EXPORT_FORMATS.values())
+    p = subparsers.add_parser(
+        "export",
+        help="export a model bundle's scorer (ONNX, TensorRT)",
+        description=f"Export a bundle's causal window scorer. Formats: {formats}. Without --out the "
+        "artifact is written into the bundle and listed in its bundle.json.",
+    )
+    p.add_argument("bundle", help="the model bundle folder (NAME.mespot)")
+    p.add_argument("--format", dest="fmt", default="onnx", choices=sorted(EXPORT_FORMATS))
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="fp32 (default), fp16, or int8 (tensorrt with --onnx: a Q/DQ graph)",
+    )
+    p.add_argument("--window", type=int, help="W, the largest window in snippets (default: the bundle's)")
+    p.add_argument("--out", help="artifact path (default: inside the bundle)")
+    p.add_argument("--onnx", help="tensorrt: build from this ONNX graph (e.g. the INT8 Q/DQ graph)")
+    p.add_argument("--max-batch", type=int, default=8, help="tensorrt: the largest batch (default 8)")
+    p.add_argument("--workspace-mb", type=int, default=1024, help="tensorrt: builder workspace MiB")
+    p.set_defaults(func=cmd_export)
+    return p
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Handler of ``mespot export``."""
+    opts: dict[str, Any] = {"precision": args.precision, "window": args.window}
+    if args.fmt == "tensorrt":
+        opts.update(onnx=args.onnx, max_batch=args.max_batch, workspace_mb=args.workspace_mb)
+    elif args.onnx is not None:
+        raise ConfigError("--onnx is a tensorrt option (the graph to build the engine from)")
+    path = export(args.bundle, args.fmt, args.out, **opts)
+    print(f"exported {args.fmt} ({args.precision}) -> {path}", file=sys.stderr)
+    return 0
+
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "INPUT_NAMES",
+    "OUTPUT_NAMES",
+    "PRECISIONS",
+    "TOLERANCE",
+    "ExportError",
+    "ExportFormat",
+    "WindowScorer",
+    "add_export_parser",
+    "build_engine",
+    "cmd_export",
+    "default_onnx_name",
+    "export",
+    "export_onnx",
+    "export_tensorrt",
+    "import_tensorrt",
+    "onnx_metadata",
+    "random_windows",
+    "read_onnx_metadata",
+    "register_format",
+]

@@ -1,0 +1,44 @@
+"""The torch backend: the bundle's network and method in eval mode (the reference; always available)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from engine.bundle import Bundle
+from engine.export import WindowScorer
+from engine.runtime.base import BACKENDS, Backend
+
+
+@BACKENDS.register("torch")
+class TorchBackend(Backend):
+    """Runs `WindowScorer` in torch.
+
+    Args:
+        bundle: the bundle.
+        window: W; None: the bundle's.
+        device: torch device ("cpu" by default; "cuda" with a CUDA build of torch).
+    """
+
+    name = "torch"
+
+    def __init__(self, bundle: Bundle, *, window: int | None = None, device: str = "cpu") -> None:
+        super().__init__(bundle, window=window)
+        self.device = torch.device(device)
+        network = bundle.network()
+        self.scorer = WindowScorer(network, bundle.method(network)).eval().to(self.device)
+
+    def _score(
+        self, motion: np.ndarray, geometry: np.ndarray, valid: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            cls, act = self.scorer(
+                torch.from_numpy(motion).to(self.device),  # (B, T, Dm)
+                torch.from_numpy(geometry).to(self.device),  # (B, T, Dg)
+                torch.from_numpy(valid).to(self.device),  # (B, T)
+            )
+        return cls.float().cpu().numpy(), act.float().cpu().numpy()  # (B, T, 2), (B, T)
+
+    def close(self) -> None:
+        self.scorer = None  # type: ignore[assignment]
+        super().close()

@@ -1,0 +1,324 @@
+"""The ZeroMQ publisher: real sockets on loopback ports picked by the kernel, no mocks."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import zmq
+
+from engine.online import OnlineSpotter
+from engine.proposals import ProposalConfig
+from stream.errors import ConfigError
+from stream.intervals import ExpressionType, Interval
+from stream.listen import Listener, Received
+from stream.publish import (
+    SCHEMA,
+    STATUS_KINDS,
+    CurveClient,
+    CurveServer,
+    Publisher,
+    PublishError,
+    topic_of,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+ANY_PORT = "tcp://127.0.0.1:*"
+
+
+@pytest.fixture(scope="module")
+def validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads((REPO / "docs" / "events.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 3.0
+    while (left := set(threading.enumerate()) - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"threads left running: {left}"
+
+
+@pytest.fixture
+def ctx() -> Iterator[zmq.Context]:
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+def subscriber(ctx: zmq.Context, pub: Publisher, prefix: bytes = b"mespot.") -> zmq.Socket:
+    """A SUB socket (on `prefix` and the status topic) that has provably joined: a heartbeat came."""
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    sub.subscribe(prefix)
+    sub.subscribe(topic_of(pub.stream, "status"))
+    sub.connect(pub.endpoint)
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        if sub.poll(200):
+            _, data = sub.recv_multipart()
+            if json.loads(data).get("status") == "heartbeat":
+                return sub
+    raise AssertionError("the subscriber never joined")
+
+
+def receive(sub: zmq.Socket, until, timeout_s: float = 5.0) -> list[tuple[bytes, dict]]:
+    """Receive until `until(messages)` holds."""
+    got: list[tuple[bytes, dict]] = []
+    deadline = time.monotonic() + timeout_s
+    while not until(got) and time.monotonic() < deadline:
+        if sub.poll(100):
+            topic, data = sub.recv_multipart()
+            got.append((topic, json.loads(data)))
+    return got
+
+
+def me(onset: int, score: float = 0.7) -> Interval:
+    return Interval(onset, onset + 9, ExpressionType.ME, apex=onset + 4, score=score)
+
+
+def test_subscriber_gets_every_message_in_order_and_valid(ctx: zmq.Context, validator, tmp_path) -> None:
+    with Publisher("cam0", ANY_PORT, ANY_PORT, journal=tmp_path / "j.jsonl") as pub:
+        assert pub.endpoint.startswith("tcp://127.0.0.1:") and not pub.endpoint.endswith("*")
+        sub = subscriber(ctx, pub)
+        sent = []
+        for k in range(20):
+            sent.append(pub.publish_event(me(30 * k), fps=30.0, capture_ns=time.monotonic_ns()))
+            sent.append(pub.publish_scores(k, [0.1 * (k % 10), np.nan], 0.5, start_s=k * 0.27, end_s=0.3))
+            if k % 5 == 0:
+                sent.append(pub.publish_status("face_lost", frame_index=k, media_time_s=k / 30, detail="x"))
+        got = receive(sub, lambda g: sum(m["kind"] in ("event", "score") for _, m in g) >= 40)
+    by_topic: dict[str, list[int]] = {}
+    for topic, msg in got:
+        validator.validate(msg)
+        assert topic == topic_of("cam0", msg["kind"])
+        assert msg["schema"] == SCHEMA and msg["session"] == pub.session
+        by_topic.setdefault(msg["kind"], []).append(msg["seq"])
+    assert by_topic["event"] == list(range(1, 21))
+    assert by_topic["score"] == list(range(1, 21))
+    status = by_topic["status"]  # heartbeats and status events share the status counter
+    assert status == sorted(status) and len(set(status)) == len(status)
+    events = [m for _, m in got if m["kind"] == "event"]
+    assert events == [m for m in sent if m["kind"] == "event"]  # returned == sent
+    first = events[0]
+    assert [first[k] for k in ("onset_frame", "offset_frame", "apex_frame", "type")] == [0, 9, 4, "me"]
+    assert first["duration_s"] == pytest.approx(10 / 30) and first["offset_s"] == pytest.approx(9 / 30)
+    assert 0 <= first["latency_s"] < 5.0
+    score = next(m for _, m in got if m["kind"] == "score")
+    assert score["mae"] is None and score["snippet"] == 0  # NaN travels as null
+
+
+def test_heartbeat_at_least_once_a_second_with_health(ctx: zmq.Context, validator) -> None:
+    with Publisher("cam1", ANY_PORT, None, heartbeat_s=1.0) as pub:
+        sub = subscriber(ctx, pub, topic_of("cam1", "status"))
+        pub.set_health(fps=29.5, drops=3, face=True, latency_s=0.12)
+        pub.publish_event(me(0), fps=30.0)
+        start = time.monotonic()
+        got = receive(sub, lambda g: False, timeout_s=2.2)
+        elapsed = time.monotonic() - start
+    beats = [m for _, m in got if m["status"] == "heartbeat"]
+    assert len(beats) >= 2 and elapsed < 4.0  # >= 1 Hz, loosely
+    for m in beats:
+        validator.validate(m)
+    last = beats[-1]
+    assert (last["fps"], last["drops"], last["face"], last["latency_s"]) == (29.5, 3, True, 0.12)
+    assert last["heads"] == {"event": 1, "score": 0, "status": last["seq"]}
+
+
+def test_status_kinds_match_the_pipeline() -> None:
+    from stream.pipeline import StatusKind
+
+    assert set(STATUS_KINDS) == {"heartbeat"} | {k.value for k in StatusKind}
+
+
+def test_status_events_from_pipeline_objects(ctx: zmq.Context, validator) -> None:
+    from stream.pipeline import StatusEvent, StatusKind
+
+    with Publisher("cam0", ANY_PORT, None) as pub:
+        sub = subscriber(ctx, pub)
+        for kind in StatusKind:
+            pub.publish_status_event(StatusEvent(kind, 42, 1.4, time.monotonic_ns(), detail=f"{kind} here"))
+        got = receive(sub, lambda g: sum(m.get("status") != "heartbeat" for _, m in g) >= len(StatusKind))
+        with pytest.raises(ConfigError, match="status kind"):
+            pub.publish_status("heartbeat")
+    statuses = [m for _, m in got if m.get("status") != "heartbeat"]
+    assert [m["status"] for m in statuses] == [k.value for k in StatusKind]
+    for m in statuses:
+        validator.validate(m)
+        assert (m["frame_index"], m["media_time_s"]) == (42, 1.4)
+
+
+def test_journal_lines_equal_published_events(ctx: zmq.Context, tmp_path: Path) -> None:
+    path = tmp_path / "journal" / "cam0.jsonl"
+    with Publisher("cam0", ANY_PORT, None, journal=path) as pub:
+        sub = subscriber(ctx, pub)
+        for k in range(5):
+            pub.publish_event(me(20 * k), fps=30.0)
+            pub.publish_scores(k, [0.2, 0.3], 0.3)
+        pub.publish_status("time_gap", frame_index=77, media_time_s=2.5, detail="0.5 s without frames")
+        got = receive(sub, lambda g: sum(m.get("status") == "time_gap" for _, m in g) == 1)
+        # Flushed per line: the lines are there before close.
+        assert pub.flush()
+        assert len(path.read_text().splitlines()) == 6
+    wire = [m for _, m in got if m["kind"] == "event" or m.get("status") == "time_gap"]
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines == wire  # events and status events; no scores, no heartbeats
+    # A second session appends; its lines carry its own session id.
+    with Publisher("cam0", ANY_PORT, None, journal=path) as pub2:
+        pub2.publish_event(me(500), fps=30.0)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(lines) == 7 and lines[-1]["session"] == pub2.session != pub.session
+
+
+def test_snapshot_endpoint_answers_since(ctx: zmq.Context, validator) -> None:
+    with Publisher("cam0", ANY_PORT, ANY_PORT, history=4) as pub:
+        for k in range(6):
+            pub.publish_event(me(20 * k), fps=30.0)
+        req = ctx.socket(zmq.REQ)
+        req.linger = 0
+        req.connect(pub.snapshot_endpoint)
+
+        def ask(**request) -> dict:
+            req.send_json(request)
+            assert req.poll(5000), "no snapshot reply"
+            reply = req.recv_json()
+            validator.validate(reply)
+            return reply
+
+        base = {"schema": SCHEMA, "kind": "snapshot_request", "topic": "event"}
+        validator.validate({**base, "since": 0, "request_id": 1, "stream": "cam0", "session": pub.session})
+        reply = ask(**base, since=3, request_id="a")
+        assert reply["request_id"] == "a" and reply["session"] == pub.session
+        assert [m["seq"] for m in reply["messages"]] == [4, 5, 6]
+        assert (reply["oldest"], reply["head"], reply["complete"]) == (3, 6, True)
+        reply = ask(**base, since=0)  # 1 and 2 have left the history of 4
+        assert [m["seq"] for m in reply["messages"]] == [3, 4, 5, 6] and reply["complete"] is False
+        assert ask(**base, since=6)["messages"] == []
+        # A session the endpoint does not know: everything of this one.
+        assert len(ask(**base, since=5, session="0" * 32)["messages"]) == 4
+        # Bad requests get an error, not silence.
+        assert "topic" in ask(kind="snapshot_request", topic="nope", since=0)["error"]
+        assert "since" in ask(kind="snapshot_request", topic="event", since=-1)["error"]
+        assert "serves stream" in ask(**base, since=0, stream="other")["error"]
+        req.send(b"not json")
+        assert "bad request" in req.recv_json()["error"]
+
+
+def test_bind_conflict_closed_publisher_and_bad_arguments() -> None:
+    with Publisher("cam0", ANY_PORT, None) as pub, pytest.raises(PublishError, match="cannot bind"):
+        Publisher("cam0", pub.endpoint, None)
+    with pytest.raises(PublishError, match="closed"):
+        pub.publish_event(me(0), fps=30.0)
+    pub.close()  # twice is fine
+    with pytest.raises(ConfigError, match="stream name"):
+        Publisher("cam.0", ANY_PORT, None)
+    with pytest.raises(ConfigError, match="heartbeat_s"):
+        Publisher("cam0", ANY_PORT, None, heartbeat_s=2.0)
+    with pytest.raises(PublishError, match="journal"):
+        Publisher("cam0", ANY_PORT, None, journal="/proc/no/such/dir/j.jsonl")
+
+
+def test_score_rate_limit(ctx: zmq.Context) -> None:
+    with Publisher("cam0", ANY_PORT, None, score_rate_hz=2.0) as pub:
+        sent = [pub.publish_scores(k, [0.1, 0.2], 0.2) for k in range(50)]
+    kept = [m for m in sent if m is not None]
+    assert 1 <= len(kept) <= 3 and [m["seq"] for m in kept] == list(range(1, len(kept) + 1))
+
+
+def test_close_is_clean_and_sends_what_was_queued(ctx: zmq.Context) -> None:
+    pub = Publisher("cam0", ANY_PORT, ANY_PORT, linger_ms=200)
+    sub = subscriber(ctx, pub, topic_of("cam0", "event"))
+    for k in range(200):
+        pub.publish_event(me(k * 10), fps=30.0)
+    start = time.monotonic()
+    pub.close()
+    assert time.monotonic() - start < 3.0
+    got = receive(sub, lambda g: sum(m["kind"] == "event" for _, m in g) >= 200)
+    assert [m["seq"] for _, m in got if m["kind"] == "event"] == list(range(1, 201))
+    assert not any(t.name.startswith("mespot-publish") for t in threading.enumerate())
+
+
+def test_online_spotter_to_listener() -> None:
+    """The live chain's end: OnlineSpotter output published, received by a Listener."""
+    act = np.zeros(80)
+    act[10] = 0.9
+    act[40:45] = 0.8
+    cls = np.stack([act, act / 2], axis=1)
+    spotter = OnlineSpotter(ProposalConfig(), 8 / 30, 30.0)
+    with Publisher("cam0", ANY_PORT, ANY_PORT) as pub:
+        for j in range(80):
+            for spotted in spotter.push(j, cls[j], act[j], capture_ns=time.monotonic_ns()):
+                pub.publish_event(spotted, fps=30.0)
+        with Listener(pub.endpoint, pub.snapshot_endpoint, topics=["event"]) as listener:
+            events = []
+            deadline = time.monotonic() + 5
+            while len(events) < 2 and time.monotonic() < deadline:
+                item = listener.recv(0.5)
+                if isinstance(item, Received):
+                    events.append(item.message)
+    assert [(m["snippet_start"], m["snippet_end"]) for m in events] == [(10, 11), (40, 45)]
+    assert [m["type"] for m in events] == ["me", "mae"]
+    assert all(m["latency_s"] is not None and m["finalised_snippet"] >= m["snippet_end"] for m in events)
+
+
+@pytest.mark.skipif(not zmq.has("curve"), reason="libzmq built without CURVE (no libsodium)")
+def test_curve_round_trip(tmp_path: Path) -> None:
+    import zmq.auth
+
+    server_pub, server_sec = zmq.curve_keypair()
+    client_pub, client_sec = zmq.curve_keypair()
+    stranger_pub, stranger_sec = zmq.curve_keypair()
+    curve = CurveServer(server_pub, server_sec, client_keys=(client_pub,))
+    with Publisher("cam0", ANY_PORT, ANY_PORT, curve=curve) as pub:
+        for k in range(3):
+            pub.publish_event(me(20 * k), fps=30.0)
+        # An allowed client: the snapshot (catch-up) and the live stream both work, encrypted.
+        with Listener(
+            pub.endpoint,
+            pub.snapshot_endpoint,
+            topics=["event"],
+            curve=CurveClient(server_pub, client_pub, client_sec),
+        ) as listener:
+            pub.publish_event(me(100), fps=30.0)
+            seqs = []
+            deadline = time.monotonic() + 5
+            while len(seqs) < 4 and time.monotonic() < deadline:
+                item = listener.recv(0.5)
+                if isinstance(item, Received):
+                    seqs.append(item.seq)
+        assert seqs == [1, 2, 3, 4]
+        # A client whose key is not allowed, and a plain one, get nothing.
+        with Listener(
+            pub.endpoint,
+            pub.snapshot_endpoint,
+            topics=["event", "status"],
+            curve=CurveClient(server_pub, stranger_pub, stranger_sec),
+            snapshot_timeout_s=0.5,
+        ) as stranger:
+            assert stranger.recv(1.0) is None
+        with Listener(pub.endpoint, None, topics=["status"]) as plain:
+            assert plain.recv(0.5) is None
+    # Keys from certificate files (zmq.auth.create_certificates).
+    server_secret = Path(zmq.auth.create_certificates(tmp_path, "server")[1])
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    _, client_secret = zmq.auth.create_certificates(clients, "client")
+    (tmp_path / "client.key_secret").write_bytes(Path(client_secret).read_bytes())
+    Path(client_secret).unlink()
+    with Publisher("cam0", ANY_PORT, None, curve=CurveServer.from_files(server_secret, clients)) as pub:
+        keys = CurveClient.from_files(tmp_path / "server.key", tmp_path / "client.key_secret")
+        with Listener(pub.endpoint, None, topics=["status"], curve=keys) as listener:
+            item = listener.recv(5.0)
+            while item is not None and not isinstance(item, Received):
+                item = listener.recv(5.0)
+            assert isinstance(item, Received) and item.message["status"] == "heartbeat"
