@@ -541,8 +541,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     from engine.export import add_export_parser
+    from stream.listen import add_listen_parser
 
     add_export_parser(sub)
+    add_listen_parser(sub)
 
     pl = sub.add_parser(
         "plot",
