@@ -227,6 +227,7 @@ def _run_metadata(args: argparse.Namespace, dataset, **more) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
     import json
 
     from engine.bundle import save_bundle
@@ -246,8 +247,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     for name in ("epochs", "batch_size", "lr"):
         if getattr(args, name) is not None:
             schedule[name] = getattr(args, name)
+    proposals = None
+    if args.proposal_mode is not None and args.method in METHODS:
+        proposals = dataclasses.replace(METHODS.get(args.method).default_proposals(), mode=args.proposal_mode)
     config = TrainConfig(
         **schedule,
+        proposals=proposals,
         seed=args.seed,
         method=args.method,
         method_options=parse_options(args.option, "--option"),
@@ -510,6 +515,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--network", help="network: mcwes (CSCM) or gim (default: the one the method's paper uses)"
     )
     tr.add_argument("--non-causal", action="store_true", help="the non-causal twin (papers' global forms)")
+    tr.add_argument(
+        "--proposal-mode",
+        choices=("top", "threshold"),
+        help="multi-top (MC-WES) or multi-threshold (GIM) proposals (default: the method's)",
+    )
     tr.add_argument("--loso", action="store_true", help="leave-one-subject-out evaluation")
     tr.add_argument("--folds", type=int, help="only the first N folds (quick runs)")
     tr.add_argument("--epochs", type=int, help="passes over the training data (default: the method's)")
