@@ -36,6 +36,7 @@ from engine.data.records import Dataset, VideoRecord
 from engine.evaluate import Report, evaluate, evaluate_folds
 from engine.methods import METHODS, Method, build_method
 from engine.models import NetworkConfig, SpottingNetwork, build_network
+from engine.models.spotter import set_input_statistics
 from engine.proposals import ProposalConfig, propose
 from stream.config import refuse_unknown_keys
 from stream.errors import ConfigError
@@ -266,6 +267,13 @@ def train(
     with torch.random.fork_rng(devices=[]), _deterministic():
         torch.manual_seed(config.seed)
         network = build_network(config.network)
+        if config.network.input_norm:
+            ok = [(f, np.asarray(f.valid, dtype=bool)) for _, f in videos]
+            set_input_statistics(
+                network,
+                torch.from_numpy(np.concatenate([f.motion[m] for f, m in ok])),
+                torch.from_numpy(np.concatenate([f.geometry[m] for f, m in ok])),
+            )
         method = build_method(config.method, network, config.method_options)
         if method.whole_videos:  # an epoch is one shuffled pass over the videos
             steps = config.steps_per_epoch or max(1, math.ceil(len(videos) / config.batch_size))

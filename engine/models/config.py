@@ -30,6 +30,8 @@ class NetworkConfig:
         dilations: dilations of the fused temporal backbone, one causal conv block each.
         causal: True for the live model; False keeps the paper's global (whole-video) forms.
         dropout: dropout rate in [0, 1).
+        input_norm: standardise each input feature with the training set's mean and standard
+            deviation (stored in the network, so bundles and exported graphs carry them).
     """
 
     network: str = "mcwes"
@@ -41,6 +43,7 @@ class NetworkConfig:
     dilations: tuple[int, ...] = (1, 2)
     causal: bool = True
     dropout: float = 0.1
+    input_norm: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.network, str) or not self.network:
@@ -61,6 +64,8 @@ class NetworkConfig:
             raise ConfigError(f"network config dilations={raw!r}: at most 8 blocks")
         if not isinstance(self.causal, bool):
             raise ConfigError(f"network config causal={self.causal!r}: must be true or false")
+        if not isinstance(self.input_norm, bool):
+            raise ConfigError(f"network config input_norm={self.input_norm!r}: must be true or false")
         if (
             isinstance(self.dropout, bool)
             or not isinstance(self.dropout, int | float)

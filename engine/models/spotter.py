@@ -108,6 +108,12 @@ class SpottingNetwork(nn.Module):
         else:
             self.squeeze = nn.Identity()
 
+        if c.input_norm:  # set from the training features by `set_input_statistics`
+            self.register_buffer("motion_mean", torch.zeros(c.motion_dim))
+            self.register_buffer("motion_scale", torch.ones(c.motion_dim))
+            self.register_buffer("geometry_mean", torch.zeros(c.geometry_dim))
+            self.register_buffer("geometry_scale", torch.ones(c.geometry_dim))
+
         fusion_rf = int(self.fusion.receptive_field)
         trunk = chain_receptive_field(fusion_rf, *(b.receptive_field for b in self.backbone))
         self.receptive_field: int | None = (
@@ -131,6 +137,9 @@ class SpottingNetwork(nn.Module):
             the tensors named in ``OUTPUT_NAMES`` (shapes in the module docstring).
         """
         v = valid.to(motion.dtype)  # (B, T)
+        if self.config.input_norm:
+            motion = (motion - self.motion_mean) / self.motion_scale  # (B, T, Dm)
+            geometry = (geometry - self.geometry_mean) / self.geometry_scale  # (B, T, Dg)
         o_motion, o_geometry = self.fusion(motion, geometry, valid)  # (B, T, E) each
         a_motion = torch.sigmoid(self.attention_motion(o_motion, valid)[0].squeeze(-1)) * v  # (B, T)
         a_geometry = torch.sigmoid(self.attention_geometry(o_geometry, valid)[0].squeeze(-1)) * v
@@ -151,6 +160,30 @@ class SpottingNetwork(nn.Module):
             "embedding": embedding,
             "intensity_embedding": intensity_embedding,
         }
+
+
+def set_input_statistics(network: SpottingNetwork, motion: Tensor, geometry: Tensor) -> None:
+    """Store the per-feature mean and standard deviation of training snippets (input_norm).
+
+    Args:
+        network: a network built with ``input_norm=True``.
+        motion: valid training snippets' motion features. # (N, Dm)
+        geometry: their geometry features. # (N, Dg)
+
+    Raises:
+        ConfigError: the network has no input normalisation, or no snippet is given.
+    """
+    if not network.config.input_norm:
+        raise ConfigError("set_input_statistics: the network was built with input_norm=False")
+    if motion.shape[0] == 0:
+        raise ConfigError("set_input_statistics: no valid training snippet")
+    with torch.no_grad():
+        for name, x in (("motion", motion), ("geometry", geometry)):
+            x = x.to(torch.float64)
+            getattr(network, f"{name}_mean").copy_(x.mean(dim=0))
+            # A constant feature keeps scale 1 rather than blowing up by 1 / ~0.
+            std = x.std(dim=0)
+            getattr(network, f"{name}_scale").copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
 
 
 NETWORKS = Registry[SpottingNetwork]("network")

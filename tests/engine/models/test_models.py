@@ -16,6 +16,7 @@ from engine.models import (
     parameter_count,
 )
 from engine.models.layers import attention_mask, masked_running_mean, masked_self_attention
+from engine.models.spotter import set_input_statistics
 from stream.errors import ConfigError
 
 DM = DG = 153
@@ -280,3 +281,31 @@ def test_registry_names_and_refuses_duplicates() -> None:
     assert NETWORKS.names() == ["gim", "mcwes"]
     with pytest.raises(ValueError, match="already registered"):
         NETWORKS.register("mcwes")(lambda config: None)
+
+
+@pytest.mark.parametrize("network", ["mcwes", "gim"])
+def test_input_norm_standardises_with_stored_training_statistics(network: str) -> None:
+    torch.manual_seed(0)
+    cfg = NetworkConfig(network=network, embed_dim=16, input_norm=True, dropout=0.0)
+    net = build_network(cfg).eval()
+    motion = 3.0 + 5.0 * torch.randn(200, cfg.motion_dim)  # (N, Dm)
+    geometry = -1.0 + 0.5 * torch.randn(200, cfg.geometry_dim)  # (N, Dg)
+    geometry[:, 0] = 2.0  # a constant feature keeps scale 1
+    set_input_statistics(net, motion, geometry)
+    assert torch.allclose(net.motion_mean, motion.mean(0), atol=1e-5)
+    assert torch.allclose(net.motion_scale, motion.std(0), atol=1e-4)
+    assert net.geometry_scale[0] == 1.0
+    # The statistics travel with the weights (bundles, exported graphs).
+    assert {"motion_mean", "motion_scale", "geometry_mean", "geometry_scale"} <= set(net.state_dict())
+    # The network equals its un-normalised twin fed standardised features.
+    plain = build_network(dataclasses.replace(cfg, input_norm=False)).eval()
+    stats = ("motion_mean", "motion_scale", "geometry_mean", "geometry_scale")
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if k not in stats})
+    m, g = motion[None, :32], geometry[None, :32]  # (1, 32, D)
+    valid = torch.ones(1, 32, dtype=torch.bool)
+    a = net(m, g, valid)["tcam"]
+    m_std = (m - net.motion_mean) / net.motion_scale
+    b = plain(m_std, (g - net.geometry_mean) / net.geometry_scale, valid)["tcam"]
+    assert torch.allclose(a, b, atol=1e-5)
+    with pytest.raises(ConfigError, match="input_norm"):
+        set_input_statistics(plain, motion, geometry)
