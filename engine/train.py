@@ -168,6 +168,22 @@ def _deterministic() -> Iterator[None]:
         torch.use_deterministic_algorithms(before)
 
 
+def network_inputs(feats: VideoFeatures, network: NetworkConfig) -> VideoFeatures:
+    """The features as the network sees them: with the neutral baseline applied when configured.
+
+    The same function serves training and `predict`; the live scorer applies the same
+    `calibration.baseline` normalisation snippet by snippet.
+    """
+    if network.neutral_s is None:
+        return feats
+    from calibration.baseline import normalise_video
+
+    m, g, ok, _ = normalise_video(
+        feats.motion, feats.geometry, feats.valid, feats.snippet_s, network.neutral_s
+    )
+    return dataclasses.replace(feats, motion=m, geometry=g, valid=ok)
+
+
 def _crop(array: np.ndarray, start: int, length: int) -> np.ndarray:
     """array[start:start + length] along axis 0, zero-padded at the end to `length`."""
     part = array[start : start + length]
@@ -264,6 +280,7 @@ def train(
             )
     rng = np.random.default_rng(config.seed)
     history: list[dict[str, float]] = []
+    videos = [(rec, network_inputs(feats, config.network)) for rec, feats in videos]
     with torch.random.fork_rng(devices=[]), _deterministic():
         torch.manual_seed(config.seed)
         network = build_network(config.network)
@@ -336,6 +353,7 @@ def predict(network: SpottingNetwork, method: Method, feats: VideoFeatures) -> S
     """
     was_training = network.training
     network.eval()
+    feats = network_inputs(feats, network.config)
     with torch.no_grad():
         motion = torch.from_numpy(np.asarray(feats.motion, dtype=np.float32))[None]  # (1, T, Dm)
         geometry = torch.from_numpy(np.asarray(feats.geometry, dtype=np.float32))[None]  # (1, T, Dg)

@@ -32,6 +32,9 @@ class NetworkConfig:
         dropout: dropout rate in [0, 1).
         input_norm: standardise each input feature with the training set's mean and standard
             deviation (stored in the network, so bundles and exported graphs carry them).
+        neutral_s: seconds of a person's resting face from which their features are normalised
+            before they reach the network (``calibration.baseline``); None: no neutral baseline.
+            Not a layer: the trainer, `predict` and the live scorer apply it, per video / stream.
     """
 
     network: str = "mcwes"
@@ -44,6 +47,7 @@ class NetworkConfig:
     causal: bool = True
     dropout: float = 0.1
     input_norm: bool = False
+    neutral_s: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.network, str) or not self.network:
@@ -64,6 +68,14 @@ class NetworkConfig:
             raise ConfigError(f"network config dilations={raw!r}: at most 8 blocks")
         if not isinstance(self.causal, bool):
             raise ConfigError(f"network config causal={self.causal!r}: must be true or false")
+        if self.neutral_s is not None and (
+            isinstance(self.neutral_s, bool)
+            or not isinstance(self.neutral_s, int | float)
+            or not 0.1 <= self.neutral_s <= 600
+        ):
+            raise ConfigError(
+                f"network config neutral_s={self.neutral_s!r}: must be None or seconds in [0.1, 600]"
+            )
         if not isinstance(self.input_norm, bool):
             raise ConfigError(f"network config input_norm={self.input_norm!r}: must be true or false")
         if (

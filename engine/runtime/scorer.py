@@ -11,11 +11,13 @@ network: the CSCM's attention output at an invalid snippet is a bias, not zero.)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from calibration.baseline import NeutralCollector
 from engine.runtime.base import Backend, BackendError
 from stream.errors import ConfigError
 from stream.ring import Snippet, SnippetRing
@@ -56,6 +58,15 @@ class StreamScorer:
     def __init__(self, backend: Backend, ring: SnippetRing | None = None) -> None:
         self.backend = backend
         self.window = backend.window
+        # Per-person neutral baseline (calibration.baseline), when the bundle's network uses one:
+        # snippets are normalised before they enter the ring, so the ring must be private.
+        neutral_s = backend.bundle.network_config.neutral_s
+        self.neutral: NeutralCollector | None = None
+        if neutral_s is not None:
+            if ring is not None:
+                raise ConfigError("StreamScorer: a bundle with a neutral baseline needs its own ring")
+            snippet_s = backend.bundle.feature_config.snippet_seconds
+            self.neutral = NeutralCollector(snippet_s, neutral_s)
         if ring is None:
             ring = SnippetRing(self.window, backend.motion_dim, backend.geometry_dim)
         capacity = ring.valid.capacity
@@ -67,9 +78,28 @@ class StreamScorer:
 
     def push(self, snippet: Snippet) -> SnippetScore:
         """Append a snippet to the ring and score it (use `score_newest` when the ring is shared and
-        someone else appends)."""
+        someone else appends).
+
+        With a neutral baseline, snippets until the baseline is collected (the first
+        ``neutral_s`` seconds of valid snippets) enter the ring as invalid and score NaN, as
+        ``engine.train.predict`` treats them.
+        """
+        if self.neutral is not None:
+            was_ready = self.neutral.ready
+            self.neutral.observe(snippet.motion, snippet.geometry, snippet.valid)
+            if was_ready and snippet.valid:
+                m, g = self.neutral.apply(snippet.motion, snippet.geometry, True)
+                snippet = dataclasses.replace(snippet, motion=m, geometry=g)
+            else:
+                zero_m, zero_g = np.zeros_like(snippet.motion), np.zeros_like(snippet.geometry)
+                snippet = dataclasses.replace(snippet, motion=zero_m, geometry=zero_g, valid_frames=0)
         self.ring.append(snippet)
         return self.score_newest()
+
+    def restart_neutral(self) -> None:
+        """Collect the neutral baseline afresh (a new person); no-op without one."""
+        if self.neutral is not None:
+            self.neutral.restart()
 
     def score_newest(self) -> SnippetScore:
         """Score the newest snippet in the ring from the min(len, W) snippets before and with it.
