@@ -256,7 +256,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         method=args.method,
         method_options=parse_options(args.option, "--option"),
-        network=NetworkConfig(network=network_name, causal=not args.non_causal),
+        network=NetworkConfig(
+            network=network_name,
+            causal=not args.non_causal,
+            input_norm=not args.no_input_norm,
+            neutral_s=args.neutral_s,
+        ),
     )
     out = Path(args.out)
     label = f"{args.method} ({network_name}, {'non-causal' if args.non_causal else 'causal'})"
@@ -515,6 +520,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--network", help="network: mcwes (CSCM) or gim (default: the one the method's paper uses)"
     )
     tr.add_argument("--non-causal", action="store_true", help="the non-causal twin (papers' global forms)")
+    tr.add_argument(
+        "--neutral-s",
+        type=float,
+        help="normalise each video / stream by its first S seconds of resting face (calibration.baseline)",
+    )
+    tr.add_argument(
+        "--no-input-norm", action="store_true", help="feed raw features (no training-set standardisation)"
+    )
     tr.add_argument(
         "--proposal-mode",
         choices=("top", "threshold"),
