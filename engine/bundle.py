@@ -631,6 +631,51 @@ def add_file(path: str | Path, name: str, entry: Mapping[str, Any]) -> Bundle:
     return load_bundle(folder)
 
 
+def set_operating_point(
+    path: str | Path,
+    config: ProposalConfig,
+    calibration_metadata: Mapping[str, Any] | None = None,
+) -> Bundle:
+    """Replace a bundle's operating point (``bundle.json`` ``operating_point``) in place.
+
+    Used by the calibration step (``calibration.operating_point``), which chooses the proposal
+    configuration on the training subjects' predictions after training. The bundle is verified
+    first (as `load_bundle` does), so a damaged bundle is never rewritten; ``bundle.json`` is not
+    hashed, so no file entry changes.
+
+    Args:
+        path: the bundle folder (or its ``bundle.json``).
+        config: the new operating point (what `Bundle.proposal_config` returns from now on).
+        calibration_metadata: JSON-ready description of how it was chosen, stored as
+            ``metadata.calibration`` (replacing an earlier one); None leaves the metadata alone.
+
+    Returns:
+        The bundle as read back after the update.
+
+    Raises:
+        ConfigError: config is not a ProposalConfig, or the metadata is not JSON serialisable.
+        BundleError: the bundle cannot be read or is damaged.
+    """
+    folder = Path(path)
+    if folder.name == MANIFEST and folder.is_file():
+        folder = folder.parent
+    if not isinstance(config, ProposalConfig):
+        raise ConfigError(f"set_operating_point: expected a ProposalConfig, got {type(config).__name__}")
+    _load(folder)  # the bundle must be intact before its manifest is rewritten
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["operating_point"] = config.to_dict()
+    if calibration_metadata is not None:
+        metadata = manifest.get("metadata") or {}
+        metadata["calibration"] = dict(calibration_metadata)
+        manifest["metadata"] = metadata
+    try:
+        json.dumps(manifest, default=_json_default, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"set_operating_point: the metadata is not JSON serialisable: {exc}") from exc
+    _write_json_atomic(folder / MANIFEST, manifest)
+    return load_bundle(folder)
+
+
 __all__ = [
     "BUNDLE_FORMAT",
     "BUNDLE_SUFFIX",
@@ -646,5 +691,6 @@ __all__ = [
     "feature_dims",
     "load_bundle",
     "save_bundle",
+    "set_operating_point",
     "sha256_file",
 ]

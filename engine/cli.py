@@ -563,10 +563,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_eval)
 
+    from calibration.operating_point import add_calibrate_parser
+    from calibration.quantize import add_quantize_parser
     from engine.export import add_export_parser
     from stream.listen import add_listen_parser
 
     add_export_parser(sub)
+    add_calibrate_parser(sub)
+    add_quantize_parser(sub)
     add_listen_parser(sub)
 
     pl = sub.add_parser(

@@ -9,15 +9,20 @@ from pathlib import Path
 import numpy as np
 
 from engine.bundle import WEIGHTS, Bundle, BundleError
-from engine.export import INPUT_NAMES, METADATA_PREFIX, OUTPUT_NAMES
+from engine.export import INPUT_NAMES, METADATA_PREFIX, OUTPUT_NAMES, PRECISIONS
 from engine.runtime.base import BACKENDS, Backend, BackendError, check_threads
+from stream.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-def _graph(bundle: Bundle) -> Path | None:
-    """The bundle's ONNX scorer: FP32 if listed, else the newest of any precision."""
-    found = bundle.artifacts("onnx", "fp32") or bundle.artifacts("onnx")
+def _graph(bundle: Bundle, precision: str | None = None) -> Path | None:
+    """The bundle's ONNX scorer of a precision (newest first); precision None: FP32 if listed,
+    else the newest of any precision."""
+    if precision is not None:
+        found = bundle.artifacts("onnx", precision)
+    else:
+        found = bundle.artifacts("onnx", "fp32") or bundle.artifacts("onnx")
     return bundle.file(found[0][0]) if found else None
 
 
@@ -31,7 +36,9 @@ class OnnxRuntimeBackend(Backend):
 
     Args:
         bundle: the bundle.
-        path: the ONNX graph; None: the bundle's (FP32 preferred).
+        path: the ONNX graph; None: the bundle's (FP32 preferred, or of `precision`).
+        precision: with path None, run the bundle's graph of this precision ("fp32", "fp16",
+            "int8": ``scorer.int8.onnx`` from ``mespot quantize``); None: FP32 preferred.
         window: W; None: the graph's own (its ``mespot.window`` metadata).
         threads: onnxruntime intra-op threads (default 1: the scorer is small, and a live process
             shares its cores with capture, face tracking and optical flow).
@@ -45,13 +52,21 @@ class OnnxRuntimeBackend(Backend):
         bundle: Bundle,
         *,
         path: str | Path | None = None,
+        precision: str | None = None,
         window: int | None = None,
         threads: int = 1,
         providers: tuple[str, ...] = ("CPUExecutionProvider",),
     ) -> None:
         import onnxruntime as ort
 
-        graph = Path(path) if path is not None else _graph(bundle)
+        if path is not None and precision is not None:
+            raise ConfigError("onnxruntime backend: give path or precision, not both")
+        if precision is not None and precision not in PRECISIONS:
+            raise ConfigError(f"onnxruntime backend precision={precision!r}: choose one of {PRECISIONS}")
+        graph = Path(path) if path is not None else _graph(bundle, precision)
+        if graph is None and precision is not None:
+            hint = "mespot quantize" if precision == "int8" else f"mespot export --precision {precision}"
+            raise BackendError(f"{bundle.path}: no {precision} ONNX scorer; run `{hint} {bundle.path} ...`")
         if graph is None:
             raise BackendError(
                 f"{bundle.path}: no ONNX scorer; run `mespot export {bundle.path} --format onnx`"

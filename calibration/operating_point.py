@@ -1,0 +1,812 @@
+"""Operating points: the proposal thresholds a bundle spots with, chosen on its training subjects.
+
+Training (``engine.train.choose_operating_point``) already picks the grid point of best F1 on the
+training videos. Calibration redoes that choice after training, on a larger grid
+(`CALIBRATION_GRID`: ``engine.train.OPERATING_GRID`` extended with higher ``min_score`` values
+and the NMS IoU) and for one of two objectives:
+
+- ``f1``: the grid point of best F1 (the target class's, then overall, then ME), optionally among
+  the points whose false alarms per minute stay <= a cap;
+- ``false-alarms``: the point of highest recall whose false alarms per minute of video stay <= a
+  target (then best F1, then fewest false alarms).
+
+A *false alarm* is a spotted interval that matches no ground truth of its type at IoU >= 0.5
+(``engine.evaluate``'s false positive); the rate divides the count by the minutes of video
+calibrated on. Ties keep the first (coarsest) grid point, so with ``OPERATING_GRID`` and the F1
+objective the choice equals ``choose_operating_point``'s.
+
+One configuration serves both classes. ``ProposalConfig`` has one ``min_score``, one threshold
+set and one NMS IoU, and the proposal path (``engine.proposals.propose``, shared by training,
+evaluation and the live ``OnlineSpotter``) applies them to both types; a per-class ``min_score``
+would change that path's semantics, so it is not done here. Instead the objective can target a
+class (``target_class`` "me" / "mae" / "overall"), and the per-class F1 and false-alarm rates of
+every grid point are reported, plotted and stored.
+
+The choice is written into the bundle (``bundle.json`` ``operating_point`` and
+``metadata.calibration``, `engine.bundle.set_operating_point`), where `Bundle.proposal_config`
+(what the live runner and ``mespot eval`` use) finds it. Calibrating on subjects the bundle was
+not trained on (its held-out subject) leaks the evaluation data into the operating point: it is
+refused unless explicitly allowed, and then warned about loudly and recorded.
+
+    mespot calibrate BUNDLE ANNOTATIONS --features DIR [--objective f1|false-alarms]
+        [--max-fa-per-min X] [--class overall|me|mae] [--subjects S ...] [--plot OUT.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import logging
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from engine.bundle import Bundle, load_bundle, set_operating_point
+from engine.evaluate import Metrics, evaluate
+from engine.proposals import ProposalConfig
+from engine.train import OPERATING_GRID, Scores, Video, predict, spot
+from stream.errors import ConfigError, MespotError
+
+log = logging.getLogger(__name__)
+
+OBJECTIVES: tuple[str, ...] = ("f1", "false-alarms")
+TARGET_CLASSES: tuple[str, ...] = ("overall", "me", "mae")
+BACKEND_NAMES: tuple[str, ...] = ("torch", "onnxruntime")
+
+# The training grid, with higher score cut-offs (for low false-alarm targets) and the NMS IoU.
+CALIBRATION_GRID: Mapping[str, tuple[Any, ...]] = MappingProxyType(
+    {
+        **OPERATING_GRID,
+        "min_score": (*OPERATING_GRID["min_score"], 0.5, 0.6, 0.8),
+        "nms_iou": (0.01, 0.1, 0.3, 0.5),
+    }
+)
+_LABELS = {"me": "ME", "mae": "MaE", "overall": "overall"}
+_EPS = 1e-9  # slack on the false-alarm cap (rates are ratios of integers and minutes)
+
+
+class CalibrationError(MespotError):
+    """An operating point cannot be chosen (unreachable target, wrong subjects, no videos)."""
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """The counts of one proposal configuration on the calibration videos.
+
+    Attributes:
+        config: the proposal configuration.
+        setting: the grid fields' values that made it from the base configuration.
+        me: ME counts pooled over the videos.
+        mae: MaE counts pooled over the videos.
+        minutes: minutes of video the counts are over.
+    """
+
+    config: ProposalConfig
+    setting: Mapping[str, Any]
+    me: Metrics
+    mae: Metrics
+    minutes: float
+
+    @property
+    def overall(self) -> Metrics:
+        return self.me + self.mae
+
+    def metrics(self, target: str) -> Metrics:
+        """The counts of "me", "mae" or "overall"."""
+        if target not in TARGET_CLASSES:
+            raise ConfigError(f"class {target!r}: choose one of {', '.join(TARGET_CLASSES)}")
+        return {"me": self.me, "mae": self.mae, "overall": self.overall}[target]
+
+    def fa_per_min(self, target: str = "overall") -> float:
+        """False alarms (false positives) of a class per minute of video."""
+        return self.metrics(target).fp / self.minutes
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the grid setting and, per class, the counts, F1 and false alarms per minute."""
+        out: dict[str, Any] = {"setting": {k: _jsonable(v) for k, v in self.setting.items()}}
+        for name in TARGET_CLASSES:
+            m = self.metrics(name)
+            out[name] = {**m.to_dict(), "fa_per_min": round(self.fa_per_min(name), 6)}
+        return out
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The outcome of a calibration sweep.
+
+    Attributes:
+        points: every grid point, in grid order.
+        chosen: index of the chosen point in `points`.
+        objective: "f1" or "false-alarms".
+        target_class: the class the objective is taken on ("overall", "me", "mae").
+        max_fa_per_min: the false-alarm cap (None: none).
+        grid: the grid searched (field -> values).
+        videos: the calibration video ids.
+        subjects: their subjects.
+        previous: the configuration in force before (the bundle's operating point or its
+            method's default) evaluated on the same videos; None when not computed.
+        info: more JSON-ready facts recorded with the choice (dataset, scorer, other subjects).
+    """
+
+    points: tuple[GridPoint, ...]
+    chosen: int
+    objective: str
+    target_class: str
+    max_fa_per_min: float | None
+    grid: Mapping[str, tuple[Any, ...]]
+    videos: tuple[str, ...]
+    subjects: tuple[str, ...]
+    previous: GridPoint | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def point(self) -> GridPoint:
+        """The chosen grid point."""
+        return self.points[self.chosen]
+
+    @property
+    def config(self) -> ProposalConfig:
+        """The chosen proposal configuration (the new operating point)."""
+        return self.point.config
+
+    @property
+    def minutes(self) -> float:
+        return self.point.minutes
+
+    def metadata(self) -> dict[str, Any]:
+        """What ``bundle.json`` records under ``metadata.calibration``."""
+        return {
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "objective": self.objective,
+            "target_class": self.target_class,
+            "max_fa_per_min": self.max_fa_per_min,
+            "subjects": list(self.subjects),
+            "videos": len(self.videos),
+            "minutes": round(self.minutes, 4),
+            "grid": {k: [_jsonable(v) for v in values] for k, values in self.grid.items()},
+            "grid_points": len(self.points),
+            "chosen": self.point.to_dict(),
+            "previous": None
+            if self.previous is None
+            else {"operating_point": self.previous.config.to_dict(), **self.previous.to_dict()},
+            "per_class": "one proposal configuration for both classes (ProposalConfig has one "
+            "min_score, threshold set and NMS IoU); per-class F1 and false alarms per minute reported",
+            **dict(self.info),
+        }
+
+    def table(self) -> str:
+        """The chosen point (and the previous one) per class as a fixed-width text table."""
+        head = f"{'':<18}{'TP':>5}{'FP':>5}{'FN':>5}{'recall':>8}{'precision':>10}{'F1':>7}{'FA/min':>8}"
+        lines = [
+            f"{len(self.videos)} videos, {self.minutes:.2f} min, subjects {', '.join(self.subjects)}; "
+            f"{len(self.points)} grid points, objective {self.objective} on {self.target_class}"
+            + (f", <= {self.max_fa_per_min:g} false alarms/min" if self.max_fa_per_min is not None else ""),
+            head,
+        ]
+        rows = [("chosen", self.point)] + ([("before", self.previous)] if self.previous is not None else [])
+        for label, point in rows:
+            for name in TARGET_CLASSES:
+                m = point.metrics(name)
+                lines.append(
+                    f"{label + ' ' + name:<18}{m.tp:>5}{m.fp:>5}{m.fn:>5}{m.recall:>8.3f}"
+                    f"{m.precision:>10.3f}{m.f1:>7.3f}{point.fa_per_min(name):>8.2f}"
+                )
+        setting = ", ".join(f"{k}={_jsonable(v)}" for k, v in self.point.setting.items())
+        lines.append(f"chosen: {setting}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Sweep and choice (pure: videos and their scores in, counts out)
+# --------------------------------------------------------------------------------------------
+
+
+def video_minutes(videos: Sequence[Video]) -> float:
+    """Minutes of video: frames / fps when the frame count is known, else snippets x snippet length."""
+    total = 0.0
+    for record, feats in videos:
+        if record.n_frames is not None:
+            total += record.n_frames / record.fps
+        else:
+            total += len(feats.valid) * feats.snippet_s
+    return total / 60.0
+
+
+def relevant_grid(base: ProposalConfig, grid: Mapping[str, Sequence[Any]]) -> dict[str, tuple[Any, ...]]:
+    """The grid without fields the base configuration's mode ignores (no duplicate points).
+
+    Multi-top proposals ignore ``thresholds`` and multi-threshold proposals ``top_divisors``.
+    """
+    unknown = [k for k in grid if k not in {f.name for f in dataclasses.fields(ProposalConfig)}]
+    if unknown:
+        raise ConfigError(f"calibration grid: {unknown} are not ProposalConfig fields")
+    ignored = {"top": "thresholds", "threshold": "top_divisors"}[base.mode]
+    out = {k: tuple(v) for k, v in grid.items() if k != ignored}
+    if any(not values for values in out.values()):
+        raise ConfigError("calibration grid: every field needs at least one value")
+    return out
+
+
+def evaluate_point(
+    videos: Sequence[Video],
+    scores: Mapping[str, Scores],
+    config: ProposalConfig,
+    setting: Mapping[str, Any] | None = None,
+) -> GridPoint:
+    """Spot every video at one configuration and pool the counts (``engine.train.spot``, ``evaluate``)."""
+    preds = {rec.video: spot(scores[rec.video], (rec, feats), config) for rec, feats in videos}
+    truths = {rec.video: list(rec.expressions) for rec, _ in videos}
+    report = evaluate(preds, truths, {rec.video: feats.fps for rec, feats in videos})
+    return GridPoint(
+        config=config,
+        setting=MappingProxyType(dict(setting or {})),
+        me=report.me,
+        mae=report.mae,
+        minutes=video_minutes(videos),
+    )
+
+
+def sweep(
+    videos: Sequence[Video],
+    scores: Mapping[str, Scores],
+    base: ProposalConfig,
+    grid: Mapping[str, Sequence[Any]] = CALIBRATION_GRID,
+    *,
+    progress: bool = False,
+) -> list[GridPoint]:
+    """Every grid point's pooled counts on the videos.
+
+    Args:
+        videos: the calibration videos (training subjects only).
+        scores: video id -> its scores (``engine.train.predict`` or a runtime backend).
+        base: the configuration whose grid fields are replaced.
+        grid: field -> values; fields the base's mode ignores are dropped (`relevant_grid`).
+        progress: a tqdm bar.
+
+    Returns:
+        The grid points in grid order (itertools.product of the fields in grid order).
+    """
+    if not videos:
+        raise CalibrationError("calibration: no videos to calibrate on")
+    if video_minutes(videos) <= 0:
+        raise CalibrationError("calibration: the videos last 0 minutes")
+    fields = relevant_grid(base, grid)
+    names = list(fields)
+    combos = list(itertools.product(*(fields[n] for n in names)))
+    points = []
+    for values in tqdm(combos, desc="operating points", disable=not progress, leave=False):
+        setting = dict(zip(names, values, strict=True))
+        points.append(evaluate_point(videos, scores, dataclasses.replace(base, **setting), setting))
+    return points
+
+
+def check_objective(objective: str, max_fa_per_min: float | None, target_class: str) -> None:
+    """Validate an objective, its false-alarm cap and its class (see `choose`).
+
+    Raises:
+        ConfigError: naming the bad value and the valid ones.
+    """
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"calibration objective={objective!r}: choose one of {', '.join(OBJECTIVES)}")
+    if target_class not in TARGET_CLASSES:
+        raise ConfigError(f"calibration class={target_class!r}: choose one of {', '.join(TARGET_CLASSES)}")
+    if objective == "false-alarms" and max_fa_per_min is None:
+        raise ConfigError("calibration objective 'false-alarms' needs a target (--max-fa-per-min)")
+    if max_fa_per_min is not None and (
+        isinstance(max_fa_per_min, bool)
+        or not isinstance(max_fa_per_min, int | float)
+        or not math.isfinite(max_fa_per_min)
+        or max_fa_per_min < 0
+    ):
+        raise ConfigError(f"calibration max_fa_per_min={max_fa_per_min!r}: must be a finite number >= 0")
+
+
+def choose(
+    points: Sequence[GridPoint],
+    objective: str = "f1",
+    *,
+    max_fa_per_min: float | None = None,
+    target_class: str = "overall",
+) -> int:
+    """Index of the grid point an objective picks.
+
+    Args:
+        points: the sweep's points.
+        objective: "f1" (best F1 of the target class, then overall F1, then ME F1) or
+            "false-alarms" (highest recall of the target class, then its F1, then fewest false
+            alarms). Ties keep the earlier point.
+        max_fa_per_min: cap on the target class's false alarms per minute; required for
+            "false-alarms", optional for "f1".
+        target_class: "overall", "me" or "mae".
+
+    Returns:
+        The index into `points`.
+
+    Raises:
+        ConfigError: bad objective, class or cap.
+        CalibrationError: no point meets the cap (the message names the lowest rate reached).
+    """
+    check_objective(objective, max_fa_per_min, target_class)
+    if not points:
+        raise CalibrationError("calibration: empty grid")
+    feasible = [
+        i
+        for i, p in enumerate(points)
+        if max_fa_per_min is None or p.fa_per_min(target_class) <= max_fa_per_min + _EPS
+    ]
+    if not feasible:
+        low = min(range(len(points)), key=lambda i: points[i].fa_per_min(target_class))
+        raise CalibrationError(
+            f"no grid point keeps {target_class} false alarms <= {max_fa_per_min:g} per minute on the "
+            f"calibration videos; the lowest is {points[low].fa_per_min(target_class):.3g} per minute "
+            f"(at {dict(points[low].setting)}); raise the target or extend the grid"
+        )
+
+    def key(i: int) -> tuple[float, ...]:
+        p = points[i]
+        m = p.metrics(target_class)
+        if objective == "f1":
+            return (m.f1, p.overall.f1, p.me.f1)
+        return (m.recall, m.f1, -p.fa_per_min(target_class))
+
+    best = feasible[0]
+    for i in feasible[1:]:
+        if key(i) > key(best):  # strict: the earlier point wins ties
+            best = i
+    return best
+
+
+def calibrate(
+    videos: Sequence[Video],
+    scores: Mapping[str, Scores],
+    base: ProposalConfig,
+    *,
+    objective: str = "f1",
+    max_fa_per_min: float | None = None,
+    target_class: str = "overall",
+    grid: Mapping[str, Sequence[Any]] = CALIBRATION_GRID,
+    previous: ProposalConfig | None = None,
+    info: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> Calibration:
+    """Sweep the grid on the videos' scores and choose a point (see `choose`).
+
+    Args:
+        videos: the calibration videos (the bundle's training subjects).
+        scores: video id -> scores.
+        base: the configuration whose grid fields are replaced.
+        objective, max_fa_per_min, target_class: as in `choose`.
+        grid: the grid (`CALIBRATION_GRID`).
+        previous: the configuration in force before, evaluated on the same videos for comparison.
+        info: more JSON-ready facts for the metadata.
+        progress: a tqdm bar.
+    """
+    points = sweep(videos, scores, base, grid, progress=progress)
+    chosen = choose(points, objective, max_fa_per_min=max_fa_per_min, target_class=target_class)
+    return Calibration(
+        points=tuple(points),
+        chosen=chosen,
+        objective=objective,
+        target_class=target_class,
+        max_fa_per_min=None if max_fa_per_min is None else float(max_fa_per_min),
+        grid=MappingProxyType(relevant_grid(base, grid)),
+        videos=tuple(rec.video for rec, _ in videos),
+        subjects=tuple(sorted({rec.subject for rec, _ in videos})),
+        previous=None if previous is None else evaluate_point(videos, scores, previous),
+        info=MappingProxyType(dict(info or {})),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Bundles: subjects, scores, storing the choice
+# --------------------------------------------------------------------------------------------
+
+
+def calibration_subjects(
+    bundle: Bundle,
+    available: Sequence[str],
+    requested: Sequence[str] | None = None,
+    *,
+    allow_other_subjects: bool = False,
+) -> tuple[list[str], list[str]]:
+    """The subjects to calibrate on, guarded against the bundle's held-out subjects.
+
+    Args:
+        bundle: the bundle (its ``metadata.train_subjects`` / ``held_out_subject``, when recorded).
+        available: the dataset's subjects.
+        requested: the subjects asked for; None: the bundle's training subjects (all of the
+            dataset's when the bundle does not record them, with a warning).
+        allow_other_subjects: calibrate on subjects the bundle was not trained on (warned).
+
+    Returns:
+        (the subjects, those among them the bundle was not trained on).
+
+    Raises:
+        CalibrationError: a requested subject is not in the dataset, or subjects the bundle was
+            not trained on were requested without `allow_other_subjects`.
+    """
+    trained = bundle.metadata.get("train_subjects")
+    trained_set = {str(s) for s in trained} if isinstance(trained, list) else None
+    held_out = bundle.metadata.get("held_out_subject")
+    if requested:
+        subjects = list(dict.fromkeys(str(s) for s in requested))
+    elif trained_set is not None:
+        subjects = [s for s in available if s in trained_set]
+    else:
+        subjects = list(available)
+    if trained_set is None:
+        log.warning(
+            "%s records no training subjects (metadata.train_subjects), so calibrating on %s cannot be "
+            "checked against them: make sure none of them is used to evaluate this model",
+            bundle.path,
+            "all subjects of the dataset" if not requested else f"subjects {subjects}",
+        )
+    missing = [s for s in subjects if s not in set(available)]
+    if missing:
+        raise CalibrationError(f"calibration subjects {missing} are not in the dataset ({list(available)})")
+    others = [s for s in subjects if (trained_set is not None and s not in trained_set) or s == held_out]
+    if others:
+        what = (
+            f"subject(s) {others} are not among the subjects {bundle.path} was trained on "
+            f"({sorted(trained_set or [])}"
+            + (f"; {held_out} is its held-out subject" if held_out is not None else "")
+            + ")"
+        )
+        if not allow_other_subjects:
+            raise CalibrationError(
+                f"{what}: choosing the operating point on them leaks evaluation data into the model; "
+                "calibrate on the training subjects, or pass --allow-other-subjects "
+                "(allow_other_subjects=True) if this is deliberate"
+            )
+        log.warning(
+            "!!! CALIBRATING ON SUBJECTS THE MODEL WAS NOT TRAINED ON: %s. Any evaluation on them is "
+            "no longer held out. !!!",
+            what,
+        )
+    if not subjects:
+        raise CalibrationError(f"{bundle.path}: none of its training subjects is in the dataset")
+    return subjects, others
+
+
+def bundle_scores(
+    bundle: Bundle,
+    videos: Sequence[Video],
+    *,
+    backend: str = "torch",
+    precision: str | None = None,
+    graph: str | Path | None = None,
+) -> dict[str, Scores]:
+    """Scores of whole videos with a bundle's scorer.
+
+    Args:
+        bundle: the bundle.
+        videos: the videos.
+        backend: "torch" (the whole-sequence forward, ``engine.train.predict``, as training
+            chooses its operating point) or "onnxruntime" (the live path: ``StreamScorer`` over
+            the ONNX graph, ``engine.runtime.stream_scores``).
+        precision: onnxruntime only: the bundle's graph of this precision ("fp32", "fp16", "int8").
+        graph: onnxruntime only: this ONNX graph (e.g. a quantized one not yet listed).
+
+    Returns:
+        video id -> (class_scores (T, 2), actionness (T,)), NaN at invalid snippets.
+    """
+    if backend not in BACKEND_NAMES:
+        raise ConfigError(f"scoring backend={backend!r}: choose one of {', '.join(BACKEND_NAMES)}")
+    if backend == "torch":
+        if precision is not None or graph is not None:
+            raise ConfigError("precision / graph select an ONNX graph: use backend 'onnxruntime'")
+        network = bundle.network()
+        method = bundle.method(network)
+        return {rec.video: predict(network, method, feats) for rec, feats in videos}
+    from engine.runtime import OnnxRuntimeBackend, stream_scores
+
+    options: dict[str, Any] = {"path": graph} if graph is not None else {"precision": precision}
+    out: dict[str, Scores] = {}
+    with OnnxRuntimeBackend(bundle, **options) as runner:
+        for rec, feats in videos:
+            out[rec.video] = stream_scores(runner, feats.motion, feats.geometry, feats.valid)
+    return out
+
+
+def base_config(bundle: Bundle) -> ProposalConfig:
+    """The configuration whose grid fields calibration replaces: the bundle's operating point when it
+    has one (its mode, typing and NMS kind stay), else its training configuration's proposals."""
+    return bundle.operating_point or bundle.train_config.proposals
+
+
+def calibrate_bundle(
+    bundle_path: str | Path,
+    videos: Sequence[Video],
+    *,
+    objective: str = "f1",
+    max_fa_per_min: float | None = None,
+    target_class: str = "overall",
+    grid: Mapping[str, Sequence[Any]] = CALIBRATION_GRID,
+    backend: str = "torch",
+    precision: str | None = None,
+    info: Mapping[str, Any] | None = None,
+    write: bool = True,
+    plot: str | Path | None = None,
+    progress: bool = False,
+) -> Calibration:
+    """Calibrate a bundle's operating point on videos and store it in the bundle.
+
+    The caller picks the videos (`calibration_subjects` guards the subjects; `cmd_calibrate` does
+    both).
+
+    Args:
+        bundle_path: the bundle folder.
+        videos: the calibration videos with their features (the bundle's feature configuration).
+        objective, max_fa_per_min, target_class: as in `choose`.
+        grid: the grid (`CALIBRATION_GRID`).
+        backend, precision: the scorer (`bundle_scores`).
+        info: more JSON-ready facts for ``metadata.calibration``.
+        write: store the choice into ``bundle.json`` (`store`).
+        plot: write the F1 / false-alarm plot (PNG) here.
+        progress: a tqdm bar.
+
+    Returns:
+        The calibration.
+    """
+    check_objective(objective, max_fa_per_min, target_class)
+    bundle = load_bundle(bundle_path)
+    scores = bundle_scores(bundle, videos, backend=backend, precision=precision)
+    scorer = backend if backend == "torch" else f"onnxruntime ({precision or 'fp32'})"
+    result = calibrate(
+        videos,
+        scores,
+        base_config(bundle),
+        objective=objective,
+        max_fa_per_min=max_fa_per_min,
+        target_class=target_class,
+        grid=grid,
+        previous=bundle.proposal_config(),
+        info={"scorer": scorer, **dict(info or {})},
+        progress=progress,
+    )
+    if plot is not None:
+        plot_calibration(result, Path(plot), title=f"{bundle.path.name}: operating points")
+    if write:
+        store(bundle.path, result)
+    return result
+
+
+def store(bundle_path: str | Path, calibration: Calibration) -> Bundle:
+    """Write the chosen point into ``bundle.json`` (operating_point, metadata.calibration)."""
+    return set_operating_point(bundle_path, calibration.config, calibration.metadata())
+
+
+# --------------------------------------------------------------------------------------------
+# Plot
+# --------------------------------------------------------------------------------------------
+
+
+def _front(fa: np.ndarray, f1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The best F1 reachable at or below each false-alarm rate (a staircase)."""
+    order = np.argsort(fa, kind="stable")
+    return fa[order], np.maximum.accumulate(f1[order])
+
+
+def plot_calibration(calibration: Calibration, out: Path, *, title: str = "") -> Path:
+    """PNG: F1 against false alarms per minute for ME, MaE and overall, one dot per grid point.
+
+    The staircase is the best F1 reachable at or below each rate; the star is the chosen point,
+    the ring the configuration in force before, the dashed line the false-alarm cap.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), constrained_layout=True)
+    chosen = calibration.point
+    for ax, name in zip(axes, TARGET_CLASSES[1:] + TARGET_CLASSES[:1], strict=True):
+        fa = np.array([p.fa_per_min(name) for p in calibration.points])
+        f1 = np.array([p.metrics(name).f1 for p in calibration.points])
+        ax.scatter(fa, f1, s=14, color="0.55", alpha=0.7, label="grid points", zorder=2)
+        xs, ys = _front(fa, f1)
+        ax.step(xs, ys, where="post", color="tab:blue", lw=1.2, label="best F1 at <= rate", zorder=3)
+        if calibration.previous is not None:
+            prev = calibration.previous
+            ax.scatter(
+                [prev.fa_per_min(name)],
+                [prev.metrics(name).f1],
+                s=110,
+                facecolors="none",
+                edgecolors="tab:green",
+                lw=1.6,
+                label="before",
+                zorder=4,
+            )
+        ax.scatter(
+            [chosen.fa_per_min(name)],
+            [chosen.metrics(name).f1],
+            s=220,
+            marker="*",
+            color="tab:red",
+            edgecolors="k",
+            lw=0.6,
+            label="chosen",
+            zorder=5,
+        )
+        if calibration.max_fa_per_min is not None and name == calibration.target_class:
+            ax.axvline(calibration.max_fa_per_min, color="tab:red", ls="--", lw=1, label="false-alarm cap")
+        m = chosen.metrics(name)
+        ax.set_title(f"{_LABELS[name]}: chosen F1 {m.f1:.3f}, {chosen.fa_per_min(name):.2f} FA/min")
+        ax.set_xlabel("false alarms per minute of video")
+        ax.set_ylabel("F1 (IoU >= 0.5)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlim(left=-0.02 * max(1.0, float(fa.max(initial=0.0))))
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right", fontsize=8)
+    cap = f", cap {calibration.max_fa_per_min:g}/min" if calibration.max_fa_per_min is not None else ""
+    setting = ", ".join(f"{k}={_jsonable(v)}" for k, v in chosen.setting.items())
+    fig.suptitle(
+        f"{title or 'operating points'} — {len(calibration.videos)} videos, {calibration.minutes:.1f} min, "
+        f"objective {calibration.objective} ({calibration.target_class}{cap})\nchosen: {setting}",
+        fontsize=10,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# CLI: mespot calibrate BUNDLE ANNOTATIONS --features DIR
+# --------------------------------------------------------------------------------------------
+
+
+def add_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``mespot calibrate`` to a CLI's subparsers (handler: `cmd_calibrate`)."""
+    from engine.cli import add_dataset_options
+
+    p = subparsers.add_parser(
+        "calibrate",
+        help="choose a bundle's operating point (proposal thresholds) on its training subjects",
+        description="Score the bundle's training subjects, sweep the proposal thresholds, min_score and "
+        "NMS IoU, and store the point of best F1 (or the highest-recall point under a false-alarm rate) "
+        "as the bundle's operating point, which mespot eval and the live runner use. One configuration "
+        "serves both classes; per-class F1 and false alarms per minute are reported.",
+    )
+    p.add_argument("bundle", help="the model bundle folder (NAME.mespot)")
+    add_dataset_options(p)
+    p.add_argument("--objective", default="f1", choices=OBJECTIVES, help="f1 (default) or false-alarms")
+    p.add_argument(
+        "--max-fa-per-min",
+        type=float,
+        help="false alarms per minute of video allowed (needed by --objective false-alarms; with f1: a cap)",
+    )
+    p.add_argument(
+        "--class",
+        dest="target_class",
+        default="overall",
+        choices=TARGET_CLASSES,
+        help="the class the objective is taken on (default overall)",
+    )
+    p.add_argument(
+        "--subjects", nargs="+", help="calibrate on these subjects (default: the bundle's training subjects)"
+    )
+    p.add_argument(
+        "--allow-other-subjects",
+        action="store_true",
+        help="allow subjects the bundle was not trained on (leaks held-out data into the operating point)",
+    )
+    p.add_argument("--plot", help="PNG of F1 against false alarms per minute (ME, MaE, overall)")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=BACKEND_NAMES,
+        help="score with torch (default) or the ONNX graph on onnxruntime (the live path)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "int8"),
+        help="onnxruntime: the bundle's graph of this precision (e.g. int8 after mespot quantize)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="report the choice, leave the bundle unchanged")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_calibrate)
+    return p
+
+
+def dataset_videos(
+    dataset: Any,
+    media: Path | None,
+    features_dir: Path,
+    bundle: Bundle,
+    subjects: Sequence[str] | None = None,
+) -> list[Video]:
+    """A dataset's videos (of `subjects`; None: all) with the bundle's features, extracted into
+    `features_dir` when missing (``engine.data.features.dataset_features``)."""
+    from engine.data.features import dataset_features
+
+    features = dataset_features(dataset, media, features_dir, bundle.feature_config)
+    wanted = None if subjects is None else set(subjects)
+    return [
+        (v, features[v.video])
+        for v in dataset.videos
+        if (wanted is None or v.subject in wanted) and v.video in features
+    ]
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Handler of ``mespot calibrate``."""
+    from engine.cli import load_annotations
+
+    if args.precision is not None and args.backend != "onnxruntime":
+        raise ConfigError("--precision picks an ONNX graph: use it with --backend onnxruntime")
+    check_objective(args.objective, args.max_fa_per_min, args.target_class)
+    bundle = load_bundle(args.bundle)
+    dataset, media = load_annotations(args)
+    subjects, others = calibration_subjects(
+        bundle, dataset.subjects(), args.subjects, allow_other_subjects=args.allow_other_subjects
+    )
+    videos = dataset_videos(dataset, media, Path(args.features), bundle, subjects)
+    if not videos:
+        raise CalibrationError(f"no video of subject(s) {subjects} has features in {args.features}")
+    trained_on = bundle.metadata.get("annotations")
+    given = str(Path(args.annotations).resolve())
+    if trained_on is not None and trained_on != given:
+        log.warning("%s was trained on %s; calibrating on %s", bundle.path, trained_on, given)
+    result = calibrate_bundle(
+        bundle.path,
+        videos,
+        objective=args.objective,
+        max_fa_per_min=args.max_fa_per_min,
+        target_class=args.target_class,
+        backend=args.backend,
+        precision=args.precision,
+        info={"dataset": dataset.name, "annotations": given, "other_subjects": others},
+        write=not args.dry_run,
+        plot=args.plot,
+        progress=not args.quiet,
+    )
+    print(result.table())
+    if args.plot:
+        print(f"plot -> {args.plot}", file=sys.stderr)
+    print(
+        f"operating point {'NOT written (dry run)' if args.dry_run else 'stored in ' + str(bundle.path)}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+__all__ = [
+    "BACKEND_NAMES",
+    "CALIBRATION_GRID",
+    "OBJECTIVES",
+    "TARGET_CLASSES",
+    "Calibration",
+    "CalibrationError",
+    "GridPoint",
+    "add_calibrate_parser",
+    "base_config",
+    "bundle_scores",
+    "calibrate",
+    "calibrate_bundle",
+    "calibration_subjects",
+    "check_objective",
+    "choose",
+    "cmd_calibrate",
+    "dataset_videos",
+    "evaluate_point",
+    "plot_calibration",
+    "relevant_grid",
+    "store",
+    "sweep",
+    "video_minutes",
+]
