@@ -566,11 +566,13 @@ def build_parser() -> argparse.ArgumentParser:
     from calibration.operating_point import add_calibrate_parser
     from calibration.quantize import add_quantize_parser
     from engine.export import add_export_parser
+    from engine.live import add_live_parser
     from stream.listen import add_listen_parser
 
     add_export_parser(sub)
     add_calibrate_parser(sub)
     add_quantize_parser(sub)
+    add_live_parser(sub)
     add_listen_parser(sub)
 
     pl = sub.add_parser(

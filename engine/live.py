@@ -1,0 +1,1094 @@
+"""The live runner: source -> capture -> pipeline -> scorer -> online spotter -> publisher.
+
+    with LiveRunner("sim://", publisher=Publisher("cam0")) as runner:
+        report = runner.run()            # until the end of the stream or runner.stop()
+
+`LiveRunner` wires the same objects offline evaluation uses, nothing re-implemented (DESIGN
+invariant 1): `stream.pipeline.Pipeline` turns frames into snippets, the bundle's exported scorer
+(`engine.runtime.open_backend` + `StreamScorer`) scores each snippet from the last W, and
+`engine.online.OnlineSpotter` at the bundle's operating point calls `engine.proposals.propose`
+and finalises intervals. Every snippet's scores, every finalised interval and every status event
+(face found / lost, time gap, source events) go to the `stream.publish.Publisher`, whose
+heartbeats carry the runner's health (processing fps, dropped frames, face present, capture-to-
+score latency).
+
+Time and latency: each snippet carries the monotonic capture time of its newest frame; an
+interval's offset frame is the last frame of its last snippet, so ``capture_ns`` of an event is
+the capture time of its offset frame and its latency (``latency_s`` in the event message, and
+`LiveEvent.latency_s`) is publish time minus that capture time.
+
+Robustness: a frame that is not a BGR image becomes a ``bad_frame`` source event; a processing
+error on one frame is reported on the status topic and the stream goes on (the run gives up only
+after `max_consecutive_errors` in a row); lost faces and time gaps are status events, and
+cameras and RTSP feeds reconnect inside their `Source`. At the end of the stream, on `stop` (a
+`threading.Event`, set by the SIGINT/SIGTERM handlers of ``run_live.py``) or after
+``duration_s``, the online spotter is flushed (pending intervals are finalised and published),
+the publisher is flushed, and `close` closes it, fsyncing the journal.
+
+Modes for recordings (files, frame folders, ``sim://``): ``"fast"`` replays every frame as fast as
+possible (replay policy, nothing dropped); ``"realtime"`` paces the frames at their media times on
+the wall clock (`PacedSource`) under the live policy (keep newest, count drops), as a camera would
+deliver them. Cameras and RTSP feeds are always live.
+
+``run_live.py`` and ``mespot live`` are the command line (`add_live_parser`, `run_live`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import dataclasses
+import logging
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from engine.bundle import Bundle, load_bundle
+from engine.online import OnlineSpotter, SpottedInterval
+from engine.runtime import SnippetScore, StreamScorer, open_backend
+from engine.runtime.base import Backend
+from stream.capture import Capture, CaptureError, Policy
+from stream.config import FeatureConfig
+from stream.errors import ConfigError, MespotError
+from stream.face import FaceState
+from stream.frame import Frame, SourceEvent, SourceEventKind
+from stream.intervals import Interval
+from stream.pipeline import Pipeline, StatusEvent
+from stream.publish import DEFAULT_ENDPOINT, DEFAULT_SNAPSHOT_ENDPOINT, Publisher
+from stream.ring import Snippet
+from stream.sources import Source, open_source
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_BUNDLE",
+    "LiveEvent",
+    "LiveReport",
+    "LiveRunner",
+    "Mode",
+    "PacedSource",
+    "Preview",
+    "add_live_arguments",
+    "add_live_parser",
+    "default_bundle",
+    "open_live_source",
+    "run_live",
+]
+
+Mode = Literal["auto", "realtime", "fast"]
+MODES: tuple[str, ...] = ("auto", "realtime", "fast")
+#: The bundle shipped with mespot (a GIM model trained on SynthSpot-v1, with scorer.onnx).
+DEFAULT_BUNDLE = ("assets", "default.mespot")
+_IDLE_WAIT_S = 0.25  # how long the reader waits for a frame before refreshing health and stop
+_HEALTH_EVERY_S = 0.5
+
+
+def default_bundle() -> Path:
+    """The model bundle shipped with mespot (``engine/assets/default.mespot``)."""
+    return Path(str(resources.files("engine").joinpath(*DEFAULT_BUNDLE)))
+
+
+# ------------------------------------------------------------------------------------------
+# Sources
+# ------------------------------------------------------------------------------------------
+
+
+class PacedSource(Source):
+    """A recording delivered like a camera: each frame is released at its media time.
+
+    Frames are read from the wrapped source and handed out at ``t0 + media_time_s`` on the
+    monotonic clock (``t0``: when the first frame was read), with ``capture_ns`` set to that release
+    time. A consumer that cannot keep up loses frames to the live capture policy, as with a camera.
+    `close` wakes a wait at once.
+
+    Args:
+        inner: an open, finite source (file, folder).
+    """
+
+    is_live = True
+
+    def __init__(self, inner: Source) -> None:
+        super().__init__(inner.name, inner.nominal_fps)
+        self.inner = inner
+        self._t0_ns: int | None = None
+        self._t0_media = 0.0
+
+    def _next(self) -> Frame | SourceEvent:
+        item = self.inner.read()
+        if item is None:
+            return self._event(SourceEventKind.END, "source already ended")
+        if not isinstance(item, Frame):
+            return item
+        now = time.monotonic_ns()
+        if self._t0_ns is None:
+            self._t0_ns, self._t0_media = now, item.media_time_s
+        due = self._t0_ns + round((item.media_time_s - self._t0_media) * 1e9)
+        if due > now and self._closed.wait((due - now) / 1e9):  # an Event: close() wakes it
+            return self._event(SourceEventKind.END, "closed")
+        return dataclasses.replace(item, capture_ns=time.monotonic_ns())
+
+    def _release(self) -> None:
+        self.inner.close()
+
+
+def _is_sim(spec: object) -> bool:
+    return isinstance(spec, str) and spec.lower().startswith("sim://")
+
+
+def open_live_source(
+    spec: str | int | Path, mode: Mode = "auto", *, source_fps: float | None = None
+) -> tuple[Source, Policy]:
+    """Open a source for a live run and choose its capture policy.
+
+    Args:
+        spec: camera index, ``rtsp://`` URL, video file, frame folder or ``sim://...``.
+        mode: ``"fast"``: recordings replayed as fast as possible, nothing dropped (``sim://``
+            renders without pacing); ``"realtime"``: recordings paced at their frame rate under
+            the live policy (``sim://`` paced on the wall clock); ``"auto"``: the source's own
+            policy (live sources live, recordings replayed; ``sim://`` as its URL says).
+        source_fps: the frame rate of a frame folder (its images carry no timestamps).
+
+    Returns:
+        (the open source, "live" or "replay").
+
+    Raises:
+        SourceError: the input cannot be opened (names it and the problem).
+        ConfigError: ``mode="fast"`` on a camera or network stream, or an unknown mode.
+    """
+    if mode not in MODES:
+        raise ConfigError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
+    if _is_sim(spec):
+        options = {} if mode == "auto" else {"realtime": mode == "realtime"}
+        src = open_source(spec, fps=source_fps, **options)
+        realtime = getattr(src, "realtime", True)
+        return src, "live" if realtime else "replay"
+    src = open_source(spec, fps=source_fps)
+    if src.is_live:
+        if mode == "fast":
+            src.close()
+            raise ConfigError(
+                f"--fast applies to recordings (files, frame folders, sim://), not to the live source {spec}"
+            )
+        return src, "live"
+    if mode == "realtime":
+        return PacedSource(src), "live"
+    return src, "replay"
+
+
+def _frame_problem(frame: Frame) -> str | None:
+    """Why a frame cannot go through the pipeline (not a non-empty BGR uint8 image), or None."""
+    image = frame.image
+    if not isinstance(image, np.ndarray):
+        return f"frame {frame.index}: image is a {type(image).__name__}, not an array"
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 2 or image.shape[1] < 2:
+        return f"frame {frame.index}: image of shape {image.shape}, expected (H, W, 3)"
+    if image.dtype != np.uint8:
+        return f"frame {frame.index}: image of dtype {image.dtype}, expected uint8"
+    if not math.isfinite(frame.media_time_s):
+        return f"frame {frame.index}: media time {frame.media_time_s}"
+    return None
+
+
+# ------------------------------------------------------------------------------------------
+# Results
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    """A finalised interval as the runner published it.
+
+    Attributes:
+        spotted: the online spotter's interval (frames on the canonical clock, snippets).
+        message: the event message as published (None without a publisher).
+        latency_s: publish time minus the capture time of the offset frame (None when unknown).
+        flushed: True when it was finalised by the end-of-stream flush.
+    """
+
+    spotted: SpottedInterval
+    message: dict[str, Any] | None
+    latency_s: float | None
+    flushed: bool = False
+
+    @property
+    def interval(self) -> Interval:
+        return self.spotted.interval
+
+
+@dataclass
+class LiveReport:
+    """What a run did (filled while it runs; final after `LiveRunner.run` returns).
+
+    Attributes:
+        source: the source's name.
+        policy: the capture policy ("live" or "replay").
+        backend: the scoring backend's name.
+        bundle: the bundle folder.
+        frames: source frames the runner received (frames dropped by the live policy not counted).
+        canonical_frames: canonical frames processed.
+        snippets: snippets scored.
+        valid_snippets: snippets with features (a face in every frame).
+        dropped: frames dropped by the live policy (plus frames a simulated camera skipped).
+        bad_frames: source frames reported as bad (undecodable or malformed).
+        errors: frames whose processing failed (reported, then skipped).
+        status: status kind -> how many were published.
+        events: finalised intervals (the newest 10,000).
+        event_counts: type ("me", "mae") -> intervals published.
+        wall_s: wall time of the run.
+        media_s: media seconds of the stream processed.
+        end_reason: "end of stream", "stopped", "duration" or "error".
+        error: the error that ended the run, or None.
+        score_latency_s: capture-to-score latency (seconds) of each of the newest 10,000 snippets:
+            from the capture of its newest frame to its score.
+    """
+
+    source: str
+    policy: str
+    backend: str
+    bundle: str
+    frames: int = 0
+    canonical_frames: int = 0
+    snippets: int = 0
+    valid_snippets: int = 0
+    dropped: int = 0
+    bad_frames: int = 0
+    errors: int = 0
+    status: dict[str, int] = field(default_factory=dict)
+    events: collections.deque[LiveEvent] = field(default_factory=lambda: collections.deque(maxlen=10_000))
+    event_counts: dict[str, int] = field(default_factory=lambda: {"me": 0, "mae": 0})
+    wall_s: float = 0.0
+    media_s: float = 0.0
+    end_reason: str = ""
+    error: str | None = None
+    score_latency_s: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=10_000)
+    )
+
+    def latencies(self, etype: str | None = None) -> list[float]:
+        """Event latencies (seconds) of the kept events, of one type or all."""
+        return [
+            e.latency_s
+            for e in self.events
+            if e.latency_s is not None and (etype is None or e.interval.type.value == etype)
+        ]
+
+    def summary(self) -> str:
+        """One line for people."""
+        speed = self.media_s / self.wall_s if self.wall_s > 0 else 0.0
+        events = ", ".join(f"{k} {v}" for k, v in self.event_counts.items())
+        lat = self.latencies()
+        lat_txt = f", event latency p50 {np.median(lat):.2f} s" if lat else ""
+        return (
+            f"{self.source}: {self.end_reason}; {self.media_s:.1f} s of stream in {self.wall_s:.1f} s "
+            f"({speed:.2f}x real time), {self.frames} frames, {self.snippets} snippets "
+            f"({self.valid_snippets} valid), dropped {self.dropped}, bad {self.bad_frames}, "
+            f"errors {self.errors}; events: {events}{lat_txt}"
+        )
+
+
+# ------------------------------------------------------------------------------------------
+# The runner
+# ------------------------------------------------------------------------------------------
+
+
+class LiveRunner:
+    """Runs one stream end to end (module docstring); a context manager.
+
+    Everything that can fail on bad input (the bundle, its feature configuration against the
+    pipeline's, the backend, the publisher, the source) fails in the constructor, before a frame
+    is read.
+
+    Args:
+        source: an open `Source`, or what `open_live_source` takes (camera index, URL, file,
+            folder, ``sim://...``).
+        bundle: a loaded bundle or its folder; None: the default bundle (`default_bundle`).
+        mode: for a source given by name, "auto", "realtime" or "fast" (`open_live_source`).
+        policy: the capture policy for an open `Source` (None: live for live sources, else replay).
+        backend: "auto", "tensorrt", "onnxruntime" or "torch".
+        backend_options: extra options for the backend (window, threads, device, ...).
+        feature_config: the pipeline's feature configuration; None: the bundle's. A configuration
+            the bundle was not trained on is refused (`engine.bundle.FeatureMismatchError`).
+        publisher: where to publish (the runner owns it: `close` closes it); None: publish
+            nothing (events are still in the report and passed to ``on_event``).
+        stop: set it (from any thread or a signal handler) to stop the run; the runner sets it
+            too when the run ends. None: a fresh event (`stop` method).
+        duration_s: stop after this many seconds of stream (media time); None: no limit.
+        source_fps: frame rate of a frame folder (a source given by name).
+        threaded: run face tracking in a worker thread beside the rest (`Pipeline.run`).
+        queue_size: the capture queue's size.
+        on_event: called with each `LiveEvent` as it is published (the runner's thread).
+        on_status: called with each `StatusEvent` as it is published.
+        on_score: called with each snippet's `SnippetScore`.
+        on_snippet: called with each `Snippet` before it is scored (e.g. a preview).
+        max_consecutive_errors: processing errors in a row after which the run gives up.
+    """
+
+    def __init__(
+        self,
+        source: Source | str | int | Path,
+        bundle: Bundle | str | Path | None = None,
+        *,
+        mode: Mode = "auto",
+        policy: Policy | None = None,
+        backend: str = "auto",
+        backend_options: dict[str, Any] | None = None,
+        feature_config: FeatureConfig | None = None,
+        publisher: Publisher | None = None,
+        stop: threading.Event | None = None,
+        duration_s: float | None = None,
+        source_fps: float | None = None,
+        threaded: bool = True,
+        queue_size: int = 64,
+        on_event: Callable[[LiveEvent], None] | None = None,
+        on_status: Callable[[StatusEvent], None] | None = None,
+        on_score: Callable[[SnippetScore], None] | None = None,
+        on_snippet: Callable[[Snippet], None] | None = None,
+        max_consecutive_errors: int = 25,
+    ) -> None:
+        if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
+            raise ConfigError(f"duration_s={duration_s!r}: must be > 0 seconds (None: no limit)")
+        if max_consecutive_errors < 1:
+            raise ConfigError(f"max_consecutive_errors={max_consecutive_errors}: must be >= 1")
+        self.publisher = publisher
+        self.stop_event = stop if stop is not None else threading.Event()
+        self.duration_s = duration_s
+        self.threaded = threaded
+        self.queue_size = queue_size
+        self.on_event = on_event
+        self.on_status = on_status
+        self.on_score = on_score
+        self.on_snippet = on_snippet
+        self.max_consecutive_errors = max_consecutive_errors
+        self.backend: Backend | None = None
+        self.pipeline: Pipeline | None = None
+        self.source: Source | None = None
+        self._capture: Capture | None = None
+        self._ran = False
+        self._finished = False
+        try:
+            self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle or default_bundle())
+            self.feature_config = feature_config or self.bundle.feature_config
+            # The pipeline runs this configuration: it must be the bundle's (DESIGN invariant 4).
+            self.bundle.check_features(self.feature_config)
+            self.backend = open_backend(self.bundle, backend, **(backend_options or {}))
+            self.scorer = StreamScorer(self.backend)
+            self.fps = self.feature_config.fps
+            self.snippet_s = self.feature_config.snippet_seconds
+            self.proposal_config = self.bundle.proposal_config()
+            self.spotter = OnlineSpotter(self.proposal_config, self.snippet_s, self.fps)
+            self.pipeline = Pipeline(self.feature_config)
+            if isinstance(source, Source):
+                self.source = source
+                self.policy: Policy = policy or ("live" if source.is_live else "replay")
+            else:
+                self.source, self.policy = open_live_source(source, mode, source_fps=source_fps)
+                if policy is not None:
+                    self.policy = policy
+        except BaseException:
+            self.close()
+            raise
+        self.report = LiveReport(
+            source=self.source.name,
+            policy=self.policy,
+            backend=self.backend.name,
+            bundle=str(self.bundle.path),
+        )
+        self._health_lock = threading.Lock()
+        self._health_mark: tuple[int, int] | None = None  # (monotonic ns, canonical frames)
+        self._start_ns = 0
+        self._first_media: float | None = None
+        self._last_media = 0.0
+        self._consecutive_errors = 0
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def max_latency_s(self) -> float:
+        """The online spotter's worst-case finalisation delay after an interval's last snippet."""
+        return self.spotter.max_latency_s
+
+    def stop(self) -> None:
+        """Ask the run to stop (any thread); it flushes and returns promptly."""
+        self.stop_event.set()
+
+    def run(self) -> LiveReport:
+        """Process the stream until it ends, `stop` is called or ``duration_s`` is reached.
+
+        Returns:
+            The report. ``end_reason`` is "error" (and ``error`` set) when the source failed or
+            processing failed `max_consecutive_errors` times in a row; everything spotted before
+            was published.
+
+        Raises:
+            RuntimeError: run called twice.
+        """
+        if self._ran:
+            raise RuntimeError("LiveRunner.run: a runner runs once (make a new one)")
+        self._ran = True
+        assert self.source is not None and self.pipeline is not None
+        report = self.report
+        self._start_ns = time.monotonic_ns()
+        self._publish_status(
+            "source",
+            detail=f"started: {self.source.name} ({self.policy}, backend {report.backend}, "
+            f"bundle {Path(report.bundle).name})",
+        )
+        self._capture = capture = Capture(self.source, policy=self.policy, queue_size=self.queue_size)
+        items = self._items(capture)
+        try:
+            while True:
+                outputs = self.pipeline.run(items, threaded=self.threaded)
+                try:
+                    for out in outputs:
+                        if isinstance(out, Snippet):
+                            self._on_snippet(out)
+                        else:
+                            self._on_status(out)
+                    break
+                except CaptureError as exc:
+                    report.end_reason, report.error = "error", str(exc)
+                    log.error("%s", exc)
+                    self._publish_status("source", detail=f"error: {exc}")
+                    break
+                except Exception as exc:
+                    # One frame's processing failed: report it and go on with the next frames.
+                    report.errors += 1
+                    self._consecutive_errors += 1
+                    log.error("processing failed (%d in a row): %r", self._consecutive_errors, exc)
+                    self._publish_status("source", detail=f"bad_frame: processing failed: {exc!r}")
+                    if self._consecutive_errors >= self.max_consecutive_errors:
+                        report.end_reason = "error"
+                        report.error = f"{self._consecutive_errors} processing errors in a row; last: {exc!r}"
+                        self._publish_status("source", detail=f"error: {report.error}")
+                        break
+                finally:
+                    outputs.close()  # stops and joins the pipeline's worker before `items` is reused
+        finally:
+            with contextlib.suppress(ValueError):  # still running in a worker that did not stop
+                items.close()
+            capture.close()
+            self._finish()
+        return report
+
+    def close(self) -> None:
+        """Release everything: source, pipeline, backend, and the publisher (fsyncing its journal)."""
+        if self._ran and not self._finished:
+            self._finish()
+        if self._capture is not None:
+            self._capture.close()
+        if self.source is not None:
+            self.source.close()
+        if self.pipeline is not None:
+            self.pipeline.close()
+            self.pipeline = None
+        if self.backend is not None:
+            self.backend.close()
+        if self.publisher is not None:
+            self.publisher.close()
+
+    def __enter__(self) -> LiveRunner:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def truth(self) -> list[Interval] | None:
+        """A ``sim://`` source's ground truth so far, in canonical frames (None for other sources)."""
+        src = self.source.inner if isinstance(self.source, PacedSource) else self.source
+        ground_truth = getattr(src, "ground_truth", None)
+        if ground_truth is None:
+            return None
+        out = []
+        for t in ground_truth():
+            iv = t.interval
+            if abs(src.nominal_fps - self.fps) > 1e-9:  # to the canonical clock
+                iv = dataclasses.replace(
+                    iv, onset=round(t.onset_s * self.fps), offset=round(t.offset_s * self.fps), apex=None
+                )
+            out.append(iv)
+        return out
+
+    # -- the reader side (the pipeline's worker thread when threaded) -------------------------
+
+    def _items(self, capture: Capture) -> Iterator[Frame | SourceEvent]:
+        """Items from the capture; bad frames become events; stop and duration end the stream."""
+        assert self.source is not None
+        name = self.source.name
+        while True:
+            if self.stop_event.is_set():
+                yield SourceEvent(SourceEventKind.END, name, time.monotonic_ns(), "stopped")
+                self.report.end_reason = self.report.end_reason or "stopped"
+                return
+            try:
+                item = capture.get(timeout=_IDLE_WAIT_S)
+            except TimeoutError:
+                self._update_health(time.monotonic_ns())
+                continue
+            if item is None:  # closed under us
+                self.report.end_reason = self.report.end_reason or "stopped"
+                return
+            if isinstance(item, Frame):
+                problem = _frame_problem(item)
+                if problem is not None:
+                    self.report.frames += 1
+                    self.report.bad_frames += 1
+                    yield SourceEvent(SourceEventKind.BAD_FRAME, name, item.capture_ns, problem)
+                    continue
+                if self._first_media is None:
+                    self._first_media = item.media_time_s
+                media = item.media_time_s - self._first_media
+                if self.duration_s is not None and media >= self.duration_s:
+                    self.report.end_reason = "duration"
+                    yield SourceEvent(
+                        SourceEventKind.END, name, time.monotonic_ns(), f"duration of {self.duration_s:g} s"
+                    )
+                    return
+                self.report.frames += 1
+                self._last_media = max(self._last_media, media)
+                yield item
+                continue
+            if item.kind is SourceEventKind.BAD_FRAME:
+                self.report.bad_frames += 1
+            yield item
+            if item.kind is SourceEventKind.END:
+                self.report.end_reason = self.report.end_reason or "end of stream"
+                return
+
+    # -- the consumer side ------------------------------------------------------------------
+
+    def _on_snippet(self, snippet: Snippet) -> None:
+        if self.on_snippet is not None:
+            self.on_snippet(snippet)
+        ring = self.scorer.ring
+        while ring.total < snippet.index:  # snippets lost to a processing error: invalid, as gaps are
+            j = ring.total
+            ring.append(
+                Snippet(
+                    j,
+                    j * self.snippet_s,
+                    (j + 1) * self.snippet_s,
+                    np.zeros(self.backend.motion_dim, np.float32),
+                    np.zeros(self.backend.geometry_dim, np.float32),
+                    self.feature_config.snippet_frames,
+                    0,
+                    snippet.capture_ns,
+                )
+            )
+        score = self.scorer.push(snippet)
+        now = time.monotonic_ns()
+        report = self.report
+        report.snippets += 1
+        report.valid_snippets += int(score.valid)
+        report.score_latency_s.append((now - snippet.capture_ns) / 1e9)
+        if self.on_score is not None:
+            self.on_score(score)
+        if self.publisher is not None:
+            self.publisher.publish_scores(
+                score.index,
+                score.class_scores,
+                score.actionness,
+                start_s=snippet.start_s,
+                end_s=snippet.end_s,
+                capture_ns=snippet.capture_ns,
+            )
+        for spotted in self.spotter.push(
+            score.index, score.class_scores, score.actionness, capture_ns=snippet.capture_ns
+        ):
+            self._publish_event(spotted)
+        self._consecutive_errors = 0
+        self._update_health(now)
+
+    def _on_status(self, event: StatusEvent) -> None:
+        source_event = event.source_event
+        if source_event is not None and source_event.kind is SourceEventKind.END:
+            self._flush_spotter()  # the intervals still pending come before the end of the stream
+        kind = event.kind.value
+        self.report.status[kind] = self.report.status.get(kind, 0) + 1
+        if self.publisher is not None:
+            self.publisher.publish_status_event(event)
+        if self.on_status is not None:
+            self.on_status(event)
+
+    def _publish_status(self, kind: str, *, detail: str) -> None:
+        self.report.status[kind] = self.report.status.get(kind, 0) + 1
+        if self.publisher is not None:
+            self.publisher.publish_status(kind, capture_ns=time.monotonic_ns(), detail=detail)
+
+    def _publish_event(self, spotted: SpottedInterval, *, flushed: bool = False) -> None:
+        message = None
+        if self.publisher is not None:
+            message = self.publisher.publish_event(spotted, fps=self.fps)
+            latency = message.get("latency_s")
+        else:
+            latency = None if spotted.capture_ns is None else (time.monotonic_ns() - spotted.capture_ns) / 1e9
+        event = LiveEvent(spotted, message, latency, flushed)
+        self.report.events.append(event)
+        etype = spotted.interval.type.value
+        self.report.event_counts[etype] = self.report.event_counts.get(etype, 0) + 1
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _flush_spotter(self) -> None:
+        """Finalise and publish every pending interval (a second call finds none)."""
+        for spotted in self.spotter.flush():
+            self._publish_event(spotted, flushed=True)
+
+    def _update_health(self, now_ns: int) -> None:
+        """Refresh what heartbeats report (at most every 0.5 s); any thread."""
+        pipe, capture = self.pipeline, self._capture
+        if pipe is None or capture is None:
+            return
+        with self._health_lock:
+            frames = pipe.times.frames
+            mark = self._health_mark
+            if mark is not None and now_ns - mark[0] < _HEALTH_EVERY_S * 1e9:
+                return
+            self._health_mark = (now_ns, frames)
+            fps = None if mark is None else (frames - mark[1]) / ((now_ns - mark[0]) / 1e9)
+            self.report.dropped = capture.dropped + int(getattr(self.source, "skipped", 0))
+            self.report.canonical_frames = frames
+            if self.publisher is not None:
+                self.publisher.set_health(
+                    fps=fps,
+                    drops=self.report.dropped,
+                    face=None if frames == 0 else pipe.tracker.state is FaceState.PRESENT,
+                    latency_s=self.report.score_latency_s[-1] if self.report.score_latency_s else None,
+                )
+
+    def _finish(self) -> None:
+        """End of stream: flush the online spotter, publish what it finalises, flush the publisher."""
+        if self._finished:
+            return
+        self._finished = True
+        report = self.report
+        try:
+            self._flush_spotter()
+        finally:
+            report.wall_s = (time.monotonic_ns() - self._start_ns) / 1e9
+            report.media_s = self._last_media + (1.0 / self.fps if self._first_media is not None else 0.0)
+            if self._capture is not None:
+                report.dropped = self._capture.dropped + int(getattr(self.source, "skipped", 0))
+            if self.pipeline is not None:
+                report.canonical_frames = self.pipeline.times.frames
+            report.end_reason = report.end_reason or "end of stream"
+            if self.publisher is not None:
+                self.publisher.set_health(drops=report.dropped)
+                if not self.publisher.flush(5.0):
+                    log.warning("publisher %s: not everything was sent within 5 s", self.publisher.stream)
+
+
+# ------------------------------------------------------------------------------------------
+# Preview (optional, OpenCV window)
+# ------------------------------------------------------------------------------------------
+
+
+def _display_problem() -> str | None:
+    """Why no window can open here, or None."""
+    import os
+
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return "no display (DISPLAY and WAYLAND_DISPLAY are unset)"
+    return None
+
+
+class Preview:
+    """A live view: the aligned face crop, the score timeline and the spotted intervals.
+
+    `render` draws the picture (a BGR array; no window needed); `show` puts it in an OpenCV window.
+    `open` returns None, with a warning, where no window can open (no display), so ``--preview``
+    is a no-op there.
+
+    Args:
+        snippet_s: seconds per snippet.
+        fps: canonical frame rate (of the interval frames).
+        thresholds: the operating point's thresholds (drawn as lines).
+        history_s: seconds of timeline shown.
+    """
+
+    WINDOW = "mespot live"
+    _COLOURS: ClassVar[dict[str, tuple[int, int, int]]] = {  # BGR
+        "me": (60, 60, 230),
+        "mae": (230, 140, 40),
+        "act": (90, 200, 90),
+    }
+
+    def __init__(
+        self, snippet_s: float, fps: float, thresholds: tuple[float, ...] = (), history_s: float = 20.0
+    ) -> None:
+        self.snippet_s, self.fps, self.thresholds = snippet_s, fps, tuple(thresholds)
+        n = max(8, round(history_s / snippet_s))
+        self.scores: collections.deque[SnippetScore] = collections.deque(maxlen=n)
+        self.events: collections.deque[Interval] = collections.deque(maxlen=64)
+        self._window = False
+
+    @classmethod
+    def open(cls, *args: Any, **kwargs: Any) -> Preview | None:
+        """A preview, or None (with a warning) when no window can open here."""
+        problem = _display_problem()
+        if problem is None:
+            try:
+                import cv2
+
+                cv2.namedWindow(cls.WINDOW, cv2.WINDOW_NORMAL)
+            except Exception as exc:  # an OpenCV build without GUI support
+                problem = f"OpenCV cannot open a window: {exc}"
+        if problem is not None:
+            log.warning("--preview: %s; running without a preview", problem)
+            return None
+        preview = cls(*args, **kwargs)
+        preview._window = True
+        return preview
+
+    def add_score(self, score: SnippetScore) -> None:
+        self.scores.append(score)
+
+    def add_event(self, event: LiveEvent) -> None:
+        self.events.append(event.interval)
+
+    def render(self, face: np.ndarray | None, width: int = 720, height: int = 256) -> np.ndarray:
+        """The preview picture: face crop on the left, score timeline with intervals on the right.
+
+        Args:
+            face: (S, S) grey or (S, S, 3) BGR face crop, or None (no face).
+
+        Returns:
+            (height, width, 3) uint8 BGR image.
+        """
+        import cv2
+
+        canvas = np.full((height, width, 3), 24, np.uint8)
+        side = height
+        if face is not None:
+            crop = face if face.ndim == 3 else cv2.cvtColor(face, cv2.COLOR_GRAY2BGR)
+            canvas[:, :side] = cv2.resize(crop, (side, side), interpolation=cv2.INTER_LINEAR)
+        else:
+            cv2.putText(
+                canvas, "no face", (side // 4, side // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 255), 2
+            )
+        x0, x1, y0, y1 = side + 10, width - 10, 20, height - 20
+        cv2.rectangle(canvas, (x0, y0), (x1, y1), (70, 70, 70), 1)
+        n = self.scores.maxlen or 1
+        if not self.scores:
+            return canvas
+        last = self.scores[-1].index
+        first = last - n + 1
+
+        def x_of(snippet: float) -> int:
+            return int(x0 + (snippet - first) / max(n - 1, 1) * (x1 - x0))
+
+        def y_of(value: float) -> int:
+            return int(y1 - min(max(value, 0.0), 1.0) * (y1 - y0))
+
+        g = self.snippet_s * self.fps
+        for iv in self.events:  # spotted intervals as shaded bands
+            a, b = x_of(iv.onset / g), x_of((iv.offset + 1) / g)
+            if b < x0 or a > x1:
+                continue
+            colour = self._COLOURS[iv.type.value]
+            cv2.rectangle(canvas, (max(a, x0), y0), (min(b, x1), y1), tuple(c // 3 for c in colour), -1)
+        for thr in self.thresholds:
+            cv2.line(canvas, (x0, y_of(thr)), (x1, y_of(thr)), (110, 110, 110), 1)
+        series = {
+            "me": [s.class_scores[0] for s in self.scores],
+            "mae": [s.class_scores[1] for s in self.scores],
+            "act": [s.actionness for s in self.scores],
+        }
+        indices = [s.index for s in self.scores]
+        for name, values in series.items():
+            for k in range(1, len(values)):
+                v0, v1 = float(values[k - 1]), float(values[k])
+                if math.isnan(v0) or math.isnan(v1):
+                    continue
+                p0, p1 = (x_of(indices[k - 1]), y_of(v0)), (x_of(indices[k]), y_of(v1))
+                # actionness (what intervals are cut from) bold; the ME / MaE class split thin and dim
+                colour = (
+                    self._COLOURS[name] if name == "act" else tuple(c * 2 // 3 for c in self._COLOURS[name])
+                )
+                cv2.line(canvas, p0, p1, colour, 2 if name == "act" else 1)
+        for k, name in enumerate(("me", "mae", "act")):
+            cv2.putText(
+                canvas,
+                name,
+                (x0 + 8 + 50 * k, height - 4),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.5,
+                self._COLOURS[name],
+                1,
+            )
+        return canvas
+
+    def show(self, face: np.ndarray | None) -> bool:
+        """Draw and show; False when the user closed the window or pressed q / Esc."""
+        if not self._window:
+            return True
+        import cv2
+
+        cv2.imshow(self.WINDOW, self.render(face))
+        key = cv2.waitKey(1) & 0xFF
+        return key not in (ord("q"), 27)
+
+    def close(self) -> None:
+        if self._window:
+            import cv2
+
+            cv2.destroyWindow(self.WINDOW)
+            self._window = False
+
+
+# ------------------------------------------------------------------------------------------
+# Command line: run_live.py and `mespot live`
+# ------------------------------------------------------------------------------------------
+
+
+def add_live_arguments(p: argparse.ArgumentParser, *, verbose_flag: bool = True) -> None:
+    """The options of ``run_live.py`` and ``mespot live``.
+
+    Args:
+        p: the parser to add them to.
+        verbose_flag: add ``-v/--verbose`` (``mespot`` has its own, before the command).
+    """
+    p.add_argument(
+        "--source",
+        default="sim://",
+        help="camera index, rtsp:// URL, video file, frame folder or sim://... "
+        "(default sim://, the built-in synthetic camera)",
+    )
+    p.add_argument("--bundle", default=None, help="model bundle folder (default: the bundled model)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "tensorrt", "onnxruntime", "torch"),
+        help="scoring backend (default auto: tensorrt, else onnxruntime, else torch)",
+    )
+    p.add_argument("--pub", default=DEFAULT_ENDPOINT, help=f"PUB endpoint (default {DEFAULT_ENDPOINT})")
+    p.add_argument(
+        "--snapshot",
+        default=DEFAULT_SNAPSHOT_ENDPOINT,
+        help=f"snapshot endpoint, or 'none' (default {DEFAULT_SNAPSHOT_ENDPOINT})",
+    )
+    p.add_argument(
+        "--stream", default="cam0", metavar="NAME", help="stream name in the topics (default cam0)"
+    )
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--realtime",
+        dest="mode",
+        action="store_const",
+        const="realtime",
+        help="recordings: paced at their frame rate, live policy (the default)",
+    )
+    pace.add_argument(
+        "--fast",
+        dest="mode",
+        action="store_const",
+        const="fast",
+        help="recordings: every frame, as fast as possible (replay policy, nothing dropped)",
+    )
+    p.set_defaults(mode="realtime")
+    p.add_argument(
+        "--journal",
+        default=None,
+        metavar="FILE",
+        help="append events and status events to this JSON-lines file",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop after S seconds of stream (media time)",
+    )
+    p.add_argument(
+        "--source-fps",
+        type=float,
+        default=None,
+        metavar="FPS",
+        help="frame rate of a frame folder (default 30)",
+    )
+    p.add_argument(
+        "--linger",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="keep the endpoints open S seconds after the end (late subscribers fetch the snapshot)",
+    )
+    p.add_argument("--preview", action="store_true", help="show a window: face crop, scores, intervals")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    if verbose_flag:
+        p.add_argument("-v", "--verbose", action="store_true", help="log details")
+
+
+def add_live_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``mespot live`` to a command's subparsers (handler in ``func``)."""
+    p = subparsers.add_parser(
+        "live",
+        help="spot expressions live (camera, RTSP, file, sim://) and publish them over ZeroMQ",
+        description="Run a model bundle on a live source or a recording and publish per-snippet "
+        "scores, finalised intervals and status events over ZeroMQ (docs/events.md). With no "
+        "options: the synthetic camera sim:// with the bundled model on tcp://127.0.0.1:5556.",
+    )
+    add_live_arguments(p, verbose_flag=False)
+    p.set_defaults(func=cmd_live)
+    return p
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGINT and SIGTERM set `stop` (a second one aborts with KeyboardInterrupt); main thread only."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    """Handler of ``mespot live``."""
+    stop = threading.Event()
+    stop_on_signals(stop)
+    return run_live(args, stop)
+
+
+def _print_err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_live(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
+    """Run the live command (`add_live_arguments`): 0 at a clean end, 2 on bad input, 1 on failure.
+
+    Args:
+        args: the parsed options.
+        stop: set it to stop (the signal handlers' event); None: run to the end.
+    """
+    from stream.listen import Received, format_item
+
+    if getattr(args, "verbose", False):
+        logging.getLogger().setLevel(logging.INFO)
+    stop = stop or threading.Event()
+    quiet = args.quiet
+    preview: Preview | None = None
+
+    def on_event(event: LiveEvent) -> None:
+        if quiet:
+            return
+        if event.message is not None:
+            print(format_item(Received(event.message)), flush=True)
+        else:
+            iv = event.interval
+            print(f"event {iv.type.value} frames {iv.onset}-{iv.offset}", flush=True)
+        if preview is not None:
+            preview.add_event(event)
+
+    def on_status(status: StatusEvent) -> None:
+        if not quiet:
+            detail = f" {status.detail}" if status.detail else ""
+            _print_err(f"status {status.kind.value} frame {status.frame_index}{detail}")
+
+    try:
+        if args.linger < 0:
+            raise ConfigError(f"--linger {args.linger}: must be >= 0")
+        snapshot = None if str(args.snapshot).lower() == "none" else args.snapshot
+        bundle = load_bundle(args.bundle) if args.bundle else load_bundle(default_bundle())
+        # Bind before opening the source: a busy port fails before a camera is opened.
+        publisher = Publisher(args.stream, args.pub, snapshot, journal=args.journal)
+    except MespotError as exc:
+        log.error("%s", exc)
+        _print_err(f"error: {exc}")
+        return 2
+    try:
+        runner = LiveRunner(
+            args.source,
+            bundle,
+            mode=args.mode,
+            backend=args.backend,
+            publisher=publisher,
+            stop=stop,
+            duration_s=args.duration,
+            source_fps=args.source_fps,
+            on_event=on_event,
+            on_status=on_status,
+        )
+    except MespotError as exc:
+        publisher.close()
+        _print_err(f"error: {exc}")
+        return 2
+    with runner:
+        if args.preview:
+            preview = Preview.open(runner.snippet_s, runner.fps, runner.proposal_config.thresholds)
+        if preview is not None:
+            pipeline = runner.pipeline
+            user_preview = preview
+
+            def on_score(score: SnippetScore) -> None:
+                user_preview.add_score(score)
+                aligned = getattr(pipeline, "_last_aligned", None)  # the consumer thread's own state
+                if not user_preview.show(None if aligned is None else aligned.crop):
+                    stop.set()
+
+            runner.on_score = on_score
+        if not quiet:
+            _print_err(
+                f"live: {runner.source.name} ({runner.policy}) with {runner.bundle.path.name} on "
+                f"{runner.backend.name}; publishing {args.stream} on {publisher.endpoint}"
+                + (f", snapshots on {publisher.snapshot_endpoint}" if snapshot else "")
+                + (f", journal {args.journal}" if args.journal else "")
+            )
+        try:
+            report = runner.run()
+        finally:
+            if preview is not None:
+                preview.close()
+        if args.linger > 0 and not stop.is_set():
+            # The endpoints stay up so that late subscribers can still fetch the snapshot; a
+            # signal ends the wait.
+            if not quiet:
+                _print_err(f"lingering {args.linger:g} s for late subscribers")
+            stop.wait(args.linger)
+    if not quiet:
+        _print_err(report.summary())
+        truth = runner.truth()
+        if truth is not None and report.media_s > 0:
+            from engine.evaluate import evaluate
+
+            preds = [e.interval for e in report.events]
+            result = evaluate({"sim": preds}, {"sim": truth}, runner.fps)
+            _print_err(
+                f"against the simulation's ground truth ({len(truth)} expressions): "
+                f"ME F1 {result.me.f1:.2f}, MaE F1 {result.mae.f1:.2f}, overall F1 {result.overall.f1:.2f}"
+            )
+    return 1 if report.end_reason == "error" else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``run_live.py`` / ``python -m engine.live``."""
+    parser = argparse.ArgumentParser(
+        prog="run_live.py",
+        description="Spot facial micro- and macro-expressions live and publish them over ZeroMQ.",
+    )
+    add_live_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    stop_on_signals(stop)
+    return run_live(args, stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""Live / replay entry point: spot facial micro- and macro-expressions and publish them.
+
+    python run_live.py                                   # sim:// (synthetic camera), default model
+    python run_live.py --source 0                        # the default camera
+    python run_live.py --source rtsp://cam/stream --stream door
+    python run_live.py --source clip.mp4 --fast --journal clip.jsonl
+
+Events are printed one per line and published on tcp://127.0.0.1:5556 (snapshots on :5557); read
+them with ``mespot listen`` or any ZeroMQ subscriber (docs/events.md). SIGINT / SIGTERM stop the
+run cleanly: pending intervals are finalised and published, the journal is flushed. Exit status 0
+at a clean end, 2 on bad input (the message names it), 1 when the run failed. The same command is
+``mespot live``; everything lives in engine/live.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+
+from engine.live import add_live_arguments, run_live, stop_on_signals
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="run_live.py",
+        description="Spot facial micro- and macro-expressions live and publish them over ZeroMQ.",
+    )
+    add_live_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()  # set by SIGINT / SIGTERM; the runner flushes and returns
+    stop_on_signals(stop)
+    return run_live(args, stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
