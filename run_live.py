@@ -15,26 +15,9 @@ at a clean end, 2 on bad input (the message names it), 1 when the run failed. Th
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
-import threading
 
-from engine.live import add_live_arguments, run_live, stop_on_signals
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="run_live.py",
-        description="Spot facial micro- and macro-expressions live and publish them over ZeroMQ.",
-    )
-    add_live_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    stop = threading.Event()  # set by SIGINT / SIGTERM; the runner flushes and returns
-    stop_on_signals(stop)
-    return run_live(args, stop)
-
+from engine.live import main
 
 if __name__ == "__main__":
     sys.exit(main())

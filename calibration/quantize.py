@@ -45,7 +45,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -56,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from calibration.operating_point import bundle_scores, calibration_subjects, dataset_videos
-from engine.bundle import Bundle, add_file, load_bundle, sha256_file
+from engine.bundle import Bundle, add_file, load_bundle, sha256_file, write_atomic
 from engine.evaluate import Report, evaluate
 from engine.export import (
     INPUT_NAMES,
@@ -382,7 +381,7 @@ def quantize_int8(
     data = model.SerializeToString()
     worst, mean = window_differences(str(source), data, windows)
     log.info("INT8 scorer: score change from FP32 on the calibration windows max %.3g mean %.3g", worst, mean)
-    _atomic_write(target, data)
+    write_atomic(target, data)
     if listed:
         add_file(
             bundle.path,
@@ -403,19 +402,6 @@ def quantize_int8(
             },
         )
     return target
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def fp16_graph(bundle_path: str | Path) -> Path:

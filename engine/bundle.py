@@ -185,18 +185,25 @@ def _json_default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write JSON to a temporary file beside `path`, then rename it over `path` (no torn manifest)."""
-    text = json.dumps(data, indent=2, default=_json_default, allow_nan=False)
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes to a temporary file beside `path`, then rename it over `path`: readers see the
+    old file or the whole new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the manifest private to its writer
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the file private to its writer
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """Write the manifest atomically (`write_atomic`)."""
+    text = json.dumps(data, indent=2, default=_json_default, allow_nan=False)
+    write_atomic(path, (text + "\n").encode())
 
 
 def _package_version() -> str:

@@ -36,9 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -61,6 +59,7 @@ from engine.bundle import (
     check_window,
     load_bundle,
     sha256_file,
+    write_atomic,
 )
 from engine.methods import Method
 from stream.errors import ConfigError, MespotError
@@ -314,19 +313,6 @@ def _onnx_parity(model_bytes: bytes, reference: nn.Module, window: int, precisio
     return worst
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _inside(folder: Path, path: Path) -> bool:
     """Whether `path` is a file directly in the bundle folder (refusing the bundle's own files)."""
     inside = path.resolve().parent == folder.resolve()
@@ -400,7 +386,7 @@ def export_onnx(
             f"(allowed {TOLERANCE[precision]:g}); not written"
         )
     log.info("ONNX %s scorer: max abs difference from torch %.3g", precision, diff)
-    _atomic_write_bytes(target, data)
+    write_atomic(target, data)
     if listed:
         add_file(
             bundle.path,
@@ -558,7 +544,7 @@ def export_tensorrt(
     target = Path(out) if out is not None else bundle.path / f"scorer.{precision}.engine"
     listed = _inside(bundle.path, target)
     engine = build_engine(source, window=window, max_batch=max_batch, workspace_mb=workspace_mb)
-    _atomic_write_bytes(target, engine)
+    write_atomic(target, engine)
     diff = None
     if check:
         diff = _tensorrt_parity(target, bundle, window, precision)
