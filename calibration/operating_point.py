@@ -2,8 +2,8 @@
 
 Training (``engine.train.choose_operating_point``) already picks the grid point of best F1 on the
 training videos. Calibration redoes that choice after training, on a larger grid
-(`CALIBRATION_GRID`: ``engine.train.OPERATING_GRID`` extended with higher ``min_score`` values
-and the NMS IoU) and for one of two objectives:
+(`CALIBRATION_GRID`: ``engine.train.OPERATING_GRID`` extended with higher single thresholds and
+``min_score`` values and the NMS IoU) and for one of two objectives:
 
 - ``f1``: the grid point of best F1 (the target class's, then overall, then ME), optionally among
   the points whose false alarms per minute stay <= a cap;
@@ -62,10 +62,13 @@ OBJECTIVES: tuple[str, ...] = ("f1", "false-alarms")
 TARGET_CLASSES: tuple[str, ...] = ("overall", "me", "mae")
 BACKEND_NAMES: tuple[str, ...] = ("torch", "onnxruntime")
 
-# The training grid, with higher score cut-offs (for low false-alarm targets) and the NMS IoU.
+# The training grid, with higher single thresholds and score cut-offs (for low false-alarm
+# targets: a model whose OIC scores saturate near 1 is only thinned by a higher threshold) and
+# the NMS IoU.
 CALIBRATION_GRID: Mapping[str, tuple[Any, ...]] = MappingProxyType(
     {
         **OPERATING_GRID,
+        "thresholds": (*OPERATING_GRID["thresholds"], (0.7,), (0.8,), (0.9,), (0.95,)),
         "min_score": (*OPERATING_GRID["min_score"], 0.5, 0.6, 0.8),
         "nms_iou": (0.01, 0.1, 0.3, 0.5),
     }
