@@ -73,6 +73,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_BUNDLE",
+    "NEUTRAL_RESTART",
     "LiveEvent",
     "LiveReport",
     "LiveRunner",
@@ -92,6 +93,10 @@ MODES: tuple[str, ...] = ("auto", "realtime", "fast")
 DEFAULT_BUNDLE = ("assets", "default.mespot")
 _IDLE_WAIT_S = 0.25  # how long the reader waits for a frame before refreshing health and stop
 _HEALTH_EVERY_S = 0.5
+#: The publisher command that makes a running spotter collect its neutral baseline afresh.
+NEUTRAL_RESTART = "neutral_restart"
+NEUTRAL_COLLECTING = "neutral baseline: collecting afresh"
+NEUTRAL_NONE = "neutral baseline: the model uses none"
 
 
 def default_bundle() -> Path:
@@ -410,6 +415,9 @@ class LiveRunner:
         self._first_media: float | None = None
         self._last_media = 0.0
         self._consecutive_errors = 0
+        self._neutral_restart = threading.Event()
+        if self.publisher is not None:
+            self.publisher.on_command(NEUTRAL_RESTART, self.restart_neutral)
 
     # -- public API -------------------------------------------------------------------------
 
@@ -421,6 +429,26 @@ class LiveRunner:
     def stop(self) -> None:
         """Ask the run to stop (any thread); it flushes and returns promptly."""
         self.stop_event.set()
+
+    @property
+    def uses_neutral(self) -> bool:
+        """Whether the bundle's network normalises by a per-person neutral baseline."""
+        return self.scorer.neutral is not None
+
+    def restart_neutral(self) -> str:
+        """Collect the per-person neutral baseline afresh (a new person); any thread, never blocks.
+
+        Only sets a flag: the scoring thread restarts the collector before it scores the next
+        snippet and publishes a ``source`` status event saying so. This is the publisher's
+        ``neutral_restart`` command.
+
+        Returns:
+            What happens (the command reply's detail).
+        """
+        self._neutral_restart.set()
+        if self.uses_neutral:
+            return "neutral baseline: collecting afresh from the next snippet"
+        return "neutral baseline: the model uses none (nothing to restart)"
 
     def run(self) -> LiveReport:
         """Process the stream until it ends, `stop` is called or ``duration_s`` is reached.
@@ -572,6 +600,12 @@ class LiveRunner:
     def _on_snippet(self, snippet: Snippet) -> None:
         if self.on_snippet is not None:
             self.on_snippet(snippet)
+        if self._neutral_restart.is_set():
+            self._neutral_restart.clear()
+            self.scorer.restart_neutral()
+            detail = NEUTRAL_COLLECTING if self.uses_neutral else NEUTRAL_NONE
+            log.info("snippet %d: %s", snippet.index, detail)
+            self._publish_status("source", detail=detail)
         ring = self.scorer.ring
         while ring.total < snippet.index:  # snippets lost to a processing error: invalid, as gaps are
             j = ring.total

@@ -31,6 +31,7 @@ import json
 import logging
 import sys
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -56,9 +57,11 @@ __all__ = [
     "Received",
     "SessionChange",
     "add_listen_parser",
+    "format_command_reply",
     "format_item",
     "main",
     "run_listen",
+    "send_command",
 ]
 
 
@@ -442,6 +445,94 @@ class Listener:
 
 
 # ------------------------------------------------------------------------------------------
+# Commands
+# ------------------------------------------------------------------------------------------
+
+
+def send_command(
+    endpoint: str,
+    name: str,
+    timeout_s: float = 5.0,
+    curve: CurveClient | None = None,
+    *,
+    stream: str | None = None,
+) -> dict[str, Any]:
+    """Send a command to a publisher's snapshot/command endpoint and return its reply.
+
+    Args:
+        endpoint: the publisher's snapshot endpoint (ROUTER).
+        name: the command, e.g. ``neutral_restart``.
+        timeout_s: how long to wait for the reply.
+        curve: CURVE client keys; None: plain TCP.
+        stream: the stream the command is for (the publisher refuses another); None: any.
+
+    Returns:
+        The ``command_reply`` (docs/events.md, "Commands"): ``ok``, ``detail`` and ``error``
+        say what came of it.
+
+    Raises:
+        TimeoutError: no reply within `timeout_s`.
+        ConfigError: a bad endpoint.
+    """
+    if curve is not None:
+        require_curve()
+    rid = uuid.uuid4().hex
+    req: dict[str, Any] = {"schema": SCHEMA, "kind": "command", "command": name, "request_id": rid}
+    if stream is not None:
+        req["stream"] = stream
+    ctx = zmq.Context()
+    try:
+        sock = ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        if curve is not None:
+            curve.apply(sock)
+        try:
+            sock.connect(endpoint)
+        except zmq.ZMQError as exc:
+            raise ConfigError(f"command endpoint {endpoint!r}: {exc}") from exc
+        sock.send_multipart([b"", json.dumps(req).encode()])
+        deadline = time.monotonic() + timeout_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not sock.poll(int(remaining * 1000) + 1):
+                break
+            try:
+                reply = json.loads(sock.recv_multipart()[-1])
+            except ValueError:
+                continue
+            if (
+                isinstance(reply, dict)
+                and reply.get("kind") == "command_reply"
+                and reply.get("request_id") == rid
+            ):
+                return reply
+            if isinstance(reply, dict) and reply.get("kind") == "snapshot" and reply.get("error"):
+                # A publisher from before commands existed: it answers with a snapshot error.
+                return {
+                    "schema": SCHEMA,
+                    "kind": "command_reply",
+                    "stream": reply.get("stream"),
+                    "session": reply.get("session"),
+                    "command": name,
+                    "request_id": rid,
+                    "ok": False,
+                    "detail": "",
+                    "error": f"the publisher does not take commands ({reply['error']})",
+                }
+        raise TimeoutError(f"command endpoint {endpoint} did not answer {name!r} within {timeout_s} s")
+    finally:
+        ctx.destroy(linger=0)
+
+
+def format_command_reply(reply: dict[str, Any], as_json: bool = False) -> str:
+    """One printable line for a command reply (``--json``: the reply JSON itself)."""
+    if as_json:
+        return json.dumps(reply, separators=(",", ":"))
+    if reply.get("ok"):
+        return f"{reply.get('stream')} command {reply.get('command')}: ok: {reply.get('detail')}"
+    return f"{reply.get('stream')} command {reply.get('command')}: refused: {reply.get('error')}"
+
+
+# ------------------------------------------------------------------------------------------
 # `mespot listen`
 # ------------------------------------------------------------------------------------------
 
@@ -528,12 +619,24 @@ def add_listen_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--count", type=int, default=None, help="exit after this many messages")
     p.add_argument("--timeout", type=float, default=None, help="exit after this many seconds")
+    p.add_argument(
+        "--command",
+        dest="send_command",  # not "command": CLIs name their subcommand so (engine/cli.py)
+        default=None,
+        metavar="NAME",
+        help="send this command (e.g. neutral_restart) to the snapshot endpoint, print the reply and exit "
+        "(0: ok, 1: refused, 2: no reply within --timeout, default 5 s)",
+    )
     p.add_argument("--curve-server-key", default=None, help="CURVE: the publisher's public .key file")
     p.add_argument("--curve-secret", default=None, help="CURVE: this client's .key_secret file")
 
 
 def run_listen(args: argparse.Namespace) -> int:
-    """Handler of ``mespot listen``: 0 when done, 1 when --count was not reached in --timeout."""
+    """Handler of ``mespot listen``: 0 when done, 1 when --count was not reached in --timeout.
+
+    With ``--command NAME``: 0 when the command was carried out, 1 when it was refused, 2 when no
+    reply came within --timeout.
+    """
     if args.count is not None and args.count < 1:
         raise ConfigError(f"--count {args.count}: must be >= 1")
     snapshot = None if args.no_snapshot else (args.snapshot or _default_snapshot(args.endpoint))
@@ -542,6 +645,8 @@ def run_listen(args: argparse.Namespace) -> int:
         if not (args.curve_server_key and args.curve_secret):
             raise ConfigError("CURVE needs both --curve-server-key and --curve-secret")
         curve = CurveClient.from_files(args.curve_server_key, args.curve_secret)
+    if getattr(args, "send_command", None) is not None:
+        return _run_command(args, snapshot, curve)
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     printed = 0
     with Listener(
@@ -567,6 +672,19 @@ def run_listen(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             return 0
     return 1 if args.count is not None and printed < args.count else 0
+
+
+def _run_command(args: argparse.Namespace, endpoint: str | None, curve: CurveClient | None) -> int:
+    if endpoint is None:
+        raise ConfigError("--command needs the snapshot endpoint (give --snapshot; not --no-snapshot)")
+    timeout_s = 5.0 if args.timeout is None else args.timeout
+    try:
+        reply = send_command(endpoint, args.send_command, timeout_s, curve, stream=args.stream)
+    except TimeoutError as exc:
+        print(f"mespot listen: {exc}", file=sys.stderr, flush=True)
+        return 2
+    print(format_command_reply(reply, args.json), flush=True)
+    return 0 if reply.get("ok") else 1
 
 
 def main(argv: list[str] | None = None) -> int:

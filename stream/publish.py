@@ -17,6 +17,10 @@ assign the sequence number under a lock and put the message on an internal queue
 sends it, keeps it in a bounded per-topic history (for snapshots), appends event and status
 messages to the journal, sends heartbeats and answers snapshot requests. Scores are dropped (and
 counted) when the queue is full; events and status messages never are.
+
+The snapshot endpoint also takes commands (``{"kind": "command", "command": NAME}``), answered with
+a ``command_reply``; `Publisher.on_command` registers what a command does (docs/events.md,
+"Commands").
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -66,6 +70,7 @@ STATUS_KINDS = ("heartbeat", "face_found", "face_lost", "time_gap", "source")
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 DEFAULT_SNAPSHOT_ENDPOINT = "tcp://127.0.0.1:5557"
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_COMMAND_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _JOURNALLED = ("event", "status")  # heartbeats excepted
 _UNSET: Any = object()
 _STOP = object()
@@ -285,6 +290,7 @@ class Publisher:
         self._history: dict[str, collections.deque[dict[str, Any]]] = {
             t: collections.deque(maxlen=self.history_size) for t in TOPICS
         }
+        self._commands: dict[str, Callable[[], str]] = {}
 
         self._journal = None
         if self.journal_path is not None:
@@ -452,6 +458,33 @@ class Publisher:
             capture_ns=event.capture_ns,
             detail=event.detail,
         )
+
+    def on_command(self, name: str, callback: Callable[[], str]) -> None:
+        """Register what a command sent to the snapshot endpoint does (replacing an earlier one).
+
+        The callback runs on the I/O thread while the asker waits for the reply: it must only set
+        flags (a `threading.Event`), never block or publish. What it returns is the reply's
+        ``detail``; an exception it raises makes the reply ``ok: false`` with the error.
+
+        Args:
+            name: the command's name (1-64 letters, digits, '_' or '-').
+            callback: called once per request, with no arguments; returns the reply's detail.
+
+        Raises:
+            ConfigError: a bad name or a callback that is not callable.
+        """
+        if not isinstance(name, str) or not _COMMAND_NAME.match(name):
+            raise ConfigError(f"command name {name!r}: use 1-64 letters, digits, '_' or '-'")
+        if not callable(callback):
+            raise ConfigError(f"command {name!r}: the callback {callback!r} is not callable")
+        with self._lock:
+            self._commands[name] = callback
+
+    @property
+    def commands(self) -> list[str]:
+        """The names of the registered commands, sorted."""
+        with self._lock:
+            return sorted(self._commands)
 
     def set_health(
         self,
@@ -692,11 +725,48 @@ class Publisher:
             if len(frames) < 2:
                 continue
             envelope, payload = frames[:-1], frames[-1]
-            reply = self._snapshot_reply(payload)
+            reply = self._command_reply(payload) or self._snapshot_reply(payload)
             try:
                 router.send_multipart([*envelope, _encode(reply)], zmq.NOBLOCK)
             except zmq.ZMQError as exc:
                 log.warning("publisher %s: snapshot reply not sent: %s", self.stream, exc)
+
+    def _command_reply(self, payload: bytes) -> dict[str, Any] | None:
+        """The reply to a command request; None when the payload is not one (a snapshot request)."""
+        try:
+            req = json.loads(payload)
+        except ValueError:
+            return None
+        if not isinstance(req, dict) or req.get("kind") != "command":
+            return None
+        rid = req.get("request_id")
+        name = req.get("command")
+        reply: dict[str, Any] = {
+            "schema": SCHEMA,
+            "kind": "command_reply",
+            "stream": self.stream,
+            "session": self.session,
+            "command": name if isinstance(name, str) else None,
+            "request_id": rid if isinstance(rid, str | int) and not isinstance(rid, bool) else None,
+            "ok": False,
+            "detail": "",
+            "error": None,
+        }
+        with self._lock:
+            commands = dict(self._commands)
+        if req.get("stream") not in (None, self.stream):
+            reply["error"] = f"this endpoint serves stream {self.stream!r}, not {req.get('stream')!r}"
+        elif not isinstance(name, str) or name not in commands:
+            known = ", ".join(sorted(commands)) or "none"
+            reply["error"] = f"unknown command {name!r}; this publisher knows: {known}"
+        else:
+            try:
+                reply["detail"] = str(commands[name]())
+                reply["ok"] = True
+            except Exception as exc:
+                log.exception("publisher %s: command %s failed", self.stream, name)
+                reply["error"] = f"command {name!r} failed: {exc!r}"
+        return reply
 
     def _snapshot_reply(self, payload: bytes) -> dict[str, Any]:
         reply: dict[str, Any] = {

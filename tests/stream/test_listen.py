@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from stream.intervals import ExpressionType, Interval
-from stream.listen import GapReport, Listener, Received, SessionChange, add_listen_parser
+from stream.listen import GapReport, Listener, Received, SessionChange, add_listen_parser, run_listen
 from stream.publish import Publisher
 
 REPO = Path(__file__).resolve().parents[2]
@@ -260,3 +260,29 @@ def test_cli_prints_events_and_gaps(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out.splitlines()
     assert any(line.startswith("cam0 gap event #1-1: recovered 1, lost 0") for line in out)
     assert any("#1 (recovered) event me frames 30-39 (1.000-1.300 s) score 0.600" in line for line in out)
+
+
+def test_cli_sends_a_command(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="mespot")
+    add_listen_parser(parser.add_subparsers(dest="command"))
+    with Publisher("cam0", ANY_PORT, ANY_PORT) as pub:
+        pub.on_command("neutral_restart", lambda: "collecting afresh")
+        args = parser.parse_args(["listen", pub.endpoint, "--snapshot", pub.snapshot_endpoint])
+        assert args.command == "listen"
+        base = ["listen", "--snapshot", pub.snapshot_endpoint, "--timeout", "5"]
+        assert run_listen(parser.parse_args([*base, "--command", "neutral_restart"])) == 0
+        assert run_listen(parser.parse_args([*base, "--command", "reboot", "--json"])) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "cam0 command neutral_restart: ok: collecting afresh"
+    refused = json.loads(out[1])
+    assert (
+        refused["kind"] == "command_reply"
+        and refused["ok"] is False
+        and "neutral_restart" in refused["error"]
+    )
+    # Nothing answers: exit status 2.
+    args = parser.parse_args(
+        ["listen", "tcp://127.0.0.1:9", "--command", "neutral_restart", "--timeout", "0.3"]
+    )
+    assert run_listen(args) == 2
+    assert "did not answer" in capsys.readouterr().err

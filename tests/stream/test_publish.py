@@ -322,3 +322,66 @@ def test_curve_round_trip(tmp_path: Path) -> None:
             while item is not None and not isinstance(item, Received):
                 item = listener.recv(5.0)
             assert isinstance(item, Received) and item.message["status"] == "heartbeat"
+
+
+def test_commands_on_the_snapshot_endpoint(ctx: zmq.Context, validator) -> None:
+    from stream.listen import send_command
+
+    calls: list[str] = []
+    flag = threading.Event()
+
+    def restart() -> str:
+        calls.append(threading.current_thread().name)
+        flag.set()
+        return "collecting afresh"
+
+    with Publisher("cam0", ANY_PORT, ANY_PORT) as pub:
+        with pytest.raises(ConfigError, match="command name"):
+            pub.on_command("bad name", restart)
+        pub.on_command("neutral_restart", restart)
+        pub.on_command("broken", lambda: 1 / 0)
+        assert pub.commands == ["broken", "neutral_restart"]
+        pub.publish_event(me(0), fps=30.0)
+        request = {"schema": SCHEMA, "kind": "command", "command": "neutral_restart", "request_id": 3}
+        validator.validate(request)
+        req = ctx.socket(zmq.REQ)
+        req.linger = 0
+        req.connect(pub.snapshot_endpoint)
+        req.send_json(request)
+        assert req.poll(5000), "no command reply"
+        reply = req.recv_json()
+        validator.validate(reply)
+        assert reply == {
+            "schema": SCHEMA,
+            "kind": "command_reply",
+            "stream": "cam0",
+            "session": pub.session,
+            "command": "neutral_restart",
+            "request_id": 3,
+            "ok": True,
+            "detail": "collecting afresh",
+            "error": None,
+        }
+        assert flag.is_set() and calls == [f"mespot-publish-{pub.stream}"]  # once, on the I/O thread
+        # Unknown commands, other streams and failing callbacks are refused, naming why.
+        unknown = send_command(pub.snapshot_endpoint, "reboot", timeout_s=5.0)
+        validator.validate(unknown)
+        assert unknown["ok"] is False and unknown["detail"] == ""
+        assert (
+            "unknown command 'reboot'" in unknown["error"] and "broken, neutral_restart" in unknown["error"]
+        )
+        other = send_command(pub.snapshot_endpoint, "neutral_restart", stream="cam1")
+        assert other["ok"] is False and "serves stream" in other["error"]
+        broken = send_command(pub.snapshot_endpoint, "broken")
+        validator.validate(broken)
+        assert broken["ok"] is False and "ZeroDivisionError" in broken["error"]
+        assert len(calls) == 1
+        # The snapshot protocol is unchanged beside it.
+        req.send_json({"kind": "snapshot_request", "topic": "event", "since": 0})
+        assert req.poll(5000)
+        snap = req.recv_json()
+        validator.validate(snap)
+        assert snap["kind"] == "snapshot" and [m["seq"] for m in snap["messages"]] == [1]
+    # No reply (nothing listening): TimeoutError.
+    with pytest.raises(TimeoutError, match="did not answer"):
+        send_command("tcp://127.0.0.1:9", "neutral_restart", timeout_s=0.3)
