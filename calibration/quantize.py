@@ -48,7 +48,6 @@ import logging
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +62,7 @@ from engine.export import (
     OUTPUT_NAMES,
     ExportError,
     export_onnx,
+    onnx_scorer_entry,
 )
 from engine.proposals import ProposalConfig
 from engine.train import Scores, Video, spot
@@ -386,20 +386,15 @@ def quantize_int8(
         add_file(
             bundle.path,
             target.name,
-            {
-                "role": "scorer",
-                "format": "onnx",
-                "precision": "int8",
-                "window": int(meta.get(f"{METADATA_PREFIX}window", bundle.window or 0)),
-                "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
-                "inputs": list(INPUT_NAMES),
-                "outputs": list(OUTPUT_NAMES),
-                "source": {"file": source.name, "sha256": sha256_file(source)},
-                "quantization": quantization,
-                "max_abs_diff_fp32": worst,
-                "mean_abs_diff_fp32": mean,
-                "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            },
+            onnx_scorer_entry(
+                model,
+                "int8",
+                int(meta.get(f"{METADATA_PREFIX}window", bundle.window or 0)),
+                source={"file": source.name, "sha256": sha256_file(source)},
+                quantization=quantization,
+                max_abs_diff_fp32=worst,
+                mean_abs_diff_fp32=mean,
+            ),
         )
     return target
 

@@ -325,6 +325,21 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def onnx_scorer_entry(model: Any, precision: str, window: int, **details: Any) -> dict[str, Any]:
+    """The bundle manifest entry of an ONNX window scorer (FP32, FP16 or a quantised graph)."""
+    return {
+        "role": "scorer",
+        "format": "onnx",
+        "precision": precision,
+        "window": window,
+        "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+        "inputs": list(INPUT_NAMES),
+        "outputs": list(OUTPUT_NAMES),
+        **details,
+        "created": _now(),
+    }
+
+
 def export_onnx(
     bundle_path: str | Path,
     out: str | Path | None = None,
@@ -391,17 +406,7 @@ def export_onnx(
         add_file(
             bundle.path,
             target.name,
-            {
-                "role": "scorer",
-                "format": "onnx",
-                "precision": precision,
-                "window": window,
-                "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
-                "inputs": list(INPUT_NAMES),
-                "outputs": list(OUTPUT_NAMES),
-                "max_abs_diff": diff,
-                "created": _now(),
-            },
+            onnx_scorer_entry(model, precision, window, max_abs_diff=diff),
         )
     return target
 
