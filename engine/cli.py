@@ -216,9 +216,8 @@ def _run_metadata(args: argparse.Namespace, dataset, **more) -> dict:
     import shlex
 
     return {
-        "command": "mespot " + shlex.join(sys.argv[1:])
-        if sys.argv and sys.argv[0].endswith("mespot")
-        else None,
+        # the arguments `main` parsed (run from a shell, from python -m or from Python alike)
+        "command": "mespot " + shlex.join(args.argv),
         "dataset": dataset.name,
         "annotations": str(Path(args.annotations).resolve()),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -596,7 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded in the bundles a command writes
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

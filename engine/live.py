@@ -30,6 +30,12 @@ possible (replay policy, nothing dropped); ``"realtime"`` paces the frames at th
 the wall clock (`PacedSource`) under the live policy (keep newest, count drops), as a camera would
 deliver them. Cameras and RTSP feeds are always live.
 
+Pauses: a full garbage collection walks every tracked object with the GIL held. After start-up
+(torch, MediaPipe, the model) that is about 240,000 objects and 90-125 ms, long enough for the
+capture thread to miss a 30 fps frame. `freeze_startup_heap` collects once and freezes what is
+alive, so later collections walk only what the stream allocates; ``run_live`` calls it just
+before the stream starts (a process embedding `LiveRunner` decides for itself).
+
 ``run_live.py`` and ``mespot live`` are the command line (`add_live_parser`, `run_live`).
 """
 
@@ -39,6 +45,7 @@ import argparse
 import collections
 import contextlib
 import dataclasses
+import gc
 import logging
 import math
 import signal
@@ -147,6 +154,23 @@ class PacedSource(Source):
         self.inner.close()
 
 
+def freeze_startup_heap() -> float:
+    """Collect once, then exempt every object alive now from later collections (`gc.freeze`).
+
+    For a long-running live process, called when start-up is over: the modules, the model and the
+    pipeline live as long as the process, and walking them in every full collection stalls the
+    capture thread (see the module docstring). Objects frozen here are never collected, so call it
+    once, after start-up and before the stream, not in a loop.
+
+    Returns:
+        Seconds the start-up collection took.
+    """
+    t0 = time.perf_counter()
+    gc.collect()
+    gc.freeze()
+    return time.perf_counter() - t0
+
+
 def _is_sim(spec: object) -> bool:
     return isinstance(spec, str) and spec.lower().startswith("sim://")
 
@@ -245,6 +269,9 @@ class LiveReport:
         snippets: snippets scored.
         valid_snippets: snippets with features (a face in every frame).
         dropped: frames dropped by the live policy (plus frames a simulated camera skipped).
+        source_skipped: of `dropped`, the frames the source itself skipped because its reader came
+            late (a simulated camera overwrites them, as a camera without driver buffers would);
+            the rest were dropped from a full capture queue (processing too slow).
         bad_frames: source frames reported as bad (undecodable or malformed).
         errors: frames whose processing failed (reported, then skipped).
         status: status kind -> how many were published.
@@ -267,6 +294,7 @@ class LiveReport:
     snippets: int = 0
     valid_snippets: int = 0
     dropped: int = 0
+    source_skipped: int = 0
     bad_frames: int = 0
     errors: int = 0
     status: dict[str, int] = field(default_factory=dict)
@@ -294,10 +322,11 @@ class LiveReport:
         events = ", ".join(f"{k} {v}" for k, v in self.event_counts.items())
         lat = self.latencies()
         lat_txt = f", event latency p50 {np.median(lat):.2f} s" if lat else ""
+        skipped = f" ({self.source_skipped} skipped by the source)" if self.source_skipped else ""
         return (
             f"{self.source}: {self.end_reason}; {self.media_s:.1f} s of stream in {self.wall_s:.1f} s "
             f"({speed:.2f}x real time), {self.frames} frames, {self.snippets} snippets "
-            f"({self.valid_snippets} valid), dropped {self.dropped}, bad {self.bad_frames}, "
+            f"({self.valid_snippets} valid), dropped {self.dropped}{skipped}, bad {self.bad_frames}, "
             f"errors {self.errors}; events: {events}{lat_txt}"
         )
 
@@ -680,6 +709,11 @@ class LiveRunner:
         for spotted in self.spotter.flush():
             self._publish_event(spotted, flushed=True)
 
+    def _count_drops(self, capture: Capture) -> None:
+        skipped = int(getattr(self.source, "skipped", 0))  # a simulated camera's late reads
+        self.report.source_skipped = skipped
+        self.report.dropped = capture.dropped + skipped
+
     def _update_health(self, now_ns: int) -> None:
         """Refresh what heartbeats report (at most every 0.5 s); any thread."""
         pipe, capture = self.pipeline, self._capture
@@ -692,7 +726,7 @@ class LiveRunner:
                 return
             self._health_mark = (now_ns, frames)
             fps = None if mark is None else (frames - mark[1]) / ((now_ns - mark[0]) / 1e9)
-            self.report.dropped = capture.dropped + int(getattr(self.source, "skipped", 0))
+            self._count_drops(capture)
             self.report.canonical_frames = frames
             if self.publisher is not None:
                 self.publisher.set_health(
@@ -714,7 +748,7 @@ class LiveRunner:
             report.wall_s = (time.monotonic_ns() - self._start_ns) / 1e9
             report.media_s = self._last_media + (1.0 / self.fps if self._first_media is not None else 0.0)
             if self._capture is not None:
-                report.dropped = self._capture.dropped + int(getattr(self.source, "skipped", 0))
+                self._count_drops(self._capture)
             if self.pipeline is not None:
                 report.canonical_frames = self.pipeline.times.frames
             report.end_reason = report.end_reason or "end of stream"
@@ -1084,6 +1118,8 @@ def run_live(args: argparse.Namespace, stop: threading.Event | None = None) -> i
                 + (f", snapshots on {publisher.snapshot_endpoint}" if snapshot else "")
                 + (f", journal {args.journal}" if args.journal else "")
             )
+        # Start-up is over: keep its objects out of every later full collection (GC pauses).
+        freeze_startup_heap()
         try:
             report = runner.run()
         finally:

@@ -8,6 +8,7 @@ subscriber joins after every event was published and gets them through the snaps
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import queue
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +30,15 @@ from engine.bundle import FeatureMismatchError, load_bundle
 from engine.data import load_dataset
 from engine.data.features import VideoFeatures
 from engine.evaluate import evaluate
-from engine.live import LiveEvent, LiveRunner, Preview, add_live_arguments, default_bundle, run_live
+from engine.live import (
+    LiveEvent,
+    LiveRunner,
+    Preview,
+    add_live_arguments,
+    default_bundle,
+    freeze_startup_heap,
+    run_live,
+)
 from engine.proposals import propose
 from engine.runtime import SnippetScore
 from engine.train import predict
@@ -497,3 +507,33 @@ def test_a_failing_callback_is_reported_and_the_run_goes_on(videos: Path) -> Non
     assert max(calls) == 8  # went on to the last snippet
     assert runner.scorer.ring.total == 9  # the lost snippets were filled in as invalid
     assert statuses[-1].detail.startswith("end:")
+
+
+class _Node:
+    """An object the collector tracks; a self-reference makes it cyclic garbage once unreachable."""
+
+    me: _Node | None = None
+
+
+def _cyclic_garbage() -> weakref.ref:
+    node = _Node()
+    node.me = node
+    return weakref.ref(node)
+
+
+def test_freeze_startup_heap_collects_first_and_later_garbage_is_still_collected() -> None:
+    gc.disable()  # no automatic collection between the steps
+    try:
+        start_up_garbage = _cyclic_garbage()
+        kept = _Node()
+        frozen_before = gc.get_freeze_count()
+        freeze_startup_heap()
+        assert start_up_garbage() is None  # collected, not frozen for the life of the process
+        assert gc.get_freeze_count() > frozen_before  # the live start-up heap is exempt now
+        stream_garbage = _cyclic_garbage()
+        gc.collect()
+        assert stream_garbage() is None  # what the stream allocates afterwards is collected as ever
+        assert kept.me is None
+    finally:
+        gc.unfreeze()
+        gc.enable()
