@@ -110,6 +110,7 @@ def test_synth_then_train_leave_one_subject_out(tmp_path: Path) -> None:
     assert manifest["train_config"]["method"] == "gim"
     assert manifest["train_config"]["network"]["network"] == "gim"  # the paper's network by default
     assert manifest["operating_point"] is not None
+    assert manifest["metadata"]["command"] == "mespot " + " ".join(args)  # how to make it again
     assert main(["eval", str(model), *common, "--subjects", "s02", "--out", str(tmp_path / "ev2")]) == 0
     scored = json.loads((tmp_path / "ev2" / "eval_report.json").read_text())["report"]["videos"]
     assert scored and all(video.startswith("s02") for video in scored)

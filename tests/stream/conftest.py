@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -20,3 +23,14 @@ def face_frames(videos: Path) -> list[np.ndarray]:
         ok, img = cap.read()
     cap.release()
     return frames
+
+
+@pytest.fixture
+def no_leaked_threads() -> Iterator[None]:
+    """Fails the test if threads it started are still running 3 s after it ends."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 3.0
+    while (left := set(threading.enumerate()) - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"threads left running: {left}"

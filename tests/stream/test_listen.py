@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,18 +19,10 @@ from stream.intervals import ExpressionType, Interval
 from stream.listen import GapReport, Listener, Received, SessionChange, add_listen_parser, run_listen
 from stream.publish import Publisher
 
+pytestmark = pytest.mark.usefixtures("no_leaked_threads")
+
 REPO = Path(__file__).resolve().parents[2]
 ANY_PORT = "tcp://127.0.0.1:*"
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + 3.0
-    while (left := set(threading.enumerate()) - before) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not left, f"threads left running: {left}"
 
 
 def me(onset: int) -> Interval:

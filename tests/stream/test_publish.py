@@ -28,6 +28,8 @@ from stream.publish import (
     topic_of,
 )
 
+pytestmark = pytest.mark.usefixtures("no_leaked_threads")
+
 REPO = Path(__file__).resolve().parents[2]
 ANY_PORT = "tcp://127.0.0.1:*"
 
@@ -37,16 +39,6 @@ def validator() -> jsonschema.Draft202012Validator:
     schema = json.loads((REPO / "docs" / "events.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + 3.0
-    while (left := set(threading.enumerate()) - before) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not left, f"threads left running: {left}"
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from engine.data.features import VideoFeatures
-from engine.data.records import VideoRecord
 from engine.methods import METHODS, McwesConfig, McwesMethod, build_method
 from engine.methods.mcwes import (
     duration_mask,
@@ -22,32 +20,11 @@ from engine.methods.mcwes import (
 from engine.models import NetworkConfig, build_network
 from engine.train import TrainConfig, predict, train
 from stream.errors import ConfigError
-from stream.intervals import ExpressionType, Interval
 
 SNIPPET_S = 8 / 30
 FPS = 30.0
 DIM = 153
 NET = NetworkConfig(embed_dim=16, dilations=(1,), window=8, dropout=0.0)
-
-
-def make_video(name: str, seed: int, t: int = 96, kinds: tuple[str, ...] = ("me", "mae", "me")) -> tuple:
-    """A video whose expressions are feature bumps: ME 1 snippet in dims 0-5, MaE 5 in dims 20-25."""
-    rng = np.random.default_rng(seed)
-    motion = rng.normal(0.0, 0.3, (t, DIM)).astype(np.float32)  # (T, Dm)
-    geometry = rng.normal(0.0, 0.3, (t, DIM)).astype(np.float32)  # (T, Dg)
-    expressions = []
-    start = int(rng.integers(6, 12))
-    for kind in kinds:
-        n = 1 if kind == "me" else 5
-        dims = slice(0, 6) if kind == "me" else slice(20, 26)
-        motion[start : start + n, dims] += 2.5
-        geometry[start : start + n, dims] += 1.0
-        expressions.append(Interval(1 + 8 * start, 8 * (start + n), ExpressionType(kind)))
-        start += n + int(rng.integers(14, 20))
-    assert start < t
-    record = VideoRecord(name, name.split("_")[0], FPS, tuple(expressions), n_frames=t * 8, first_frame=1)
-    feats = VideoFeatures(name, motion, geometry, np.ones(t, bool), SNIPPET_S, FPS, first_frame=1)
-    return record, feats
 
 
 def network() -> torch.nn.Module:
@@ -120,7 +97,7 @@ def test_a_config_of_another_method_is_refused() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_targets_are_video_level_only() -> None:
+def test_targets_are_video_level_only(make_video) -> None:
     method = McwesMethod(None, network())
     record, feats = make_video("s1_a", 0, kinds=("mae", "mae"))
     tg = method.targets(record, feats, np.random.default_rng(0))
@@ -351,7 +328,7 @@ def test_default_proposals_are_the_papers_multi_top() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_training_reduces_the_loss_and_is_reproducible() -> None:
+def test_training_reduces_the_loss_and_is_reproducible(make_video) -> None:
     kinds = [("me", "mae", "me"), ("mae", "mae"), ("me", "mae"), ("mae", "me")]
     videos = [make_video(f"s{i}_v", 100 + i, kinds=k) for i, k in enumerate(kinds)]
     cfg = TrainConfig(epochs=6, batch_size=2, steps_per_epoch=2, lr=1e-2, network=NET, method="mcwes", seed=3)

@@ -9,8 +9,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.data.features import VideoFeatures
-from engine.data.records import VideoRecord
 from engine.methods import METHODS, McwesMethod, PwesConfig, PwesMethod, build_method
 from engine.methods.pwes import info_nce, mplg, region_classes, region_vectors, snippet_focal_loss
 from engine.models import NetworkConfig, build_network
@@ -22,30 +20,6 @@ SNIPPET_S = 8 / 30
 FPS = 30.0
 DIM = 153
 NET = NetworkConfig(embed_dim=16, dilations=(1,), window=8, dropout=0.0)
-
-
-def make_video(name: str, seed: int, t: int = 96, kinds: tuple[str, ...] = ("me", "mae", "me")) -> tuple:
-    """A video whose expressions are feature bumps: ME 1 snippet in dims 0-5, MaE 5 in dims 20-25.
-
-    Each expression's apex is its last frame, so apex and random points usually differ.
-    """
-    rng = np.random.default_rng(seed)
-    motion = rng.normal(0.0, 0.3, (t, DIM)).astype(np.float32)  # (T, Dm)
-    geometry = rng.normal(0.0, 0.3, (t, DIM)).astype(np.float32)  # (T, Dg)
-    expressions = []
-    start = int(rng.integers(6, 12))
-    for kind in kinds:
-        n = 1 if kind == "me" else 5
-        dims = slice(0, 6) if kind == "me" else slice(20, 26)
-        motion[start : start + n, dims] += 2.5
-        geometry[start : start + n, dims] += 1.0
-        onset, offset = 1 + 8 * start, 8 * (start + n)
-        expressions.append(Interval(onset, offset, ExpressionType(kind), apex=offset))
-        start += n + int(rng.integers(14, 20))
-    assert start < t
-    record = VideoRecord(name, name.split("_")[0], FPS, tuple(expressions), n_frames=t * 8, first_frame=1)
-    feats = VideoFeatures(name, motion, geometry, np.ones(t, bool), SNIPPET_S, FPS, first_frame=1)
-    return record, feats
 
 
 def network() -> torch.nn.Module:
@@ -121,7 +95,7 @@ def _span(iv: Interval) -> range:
     return range((iv.onset - 1) // 8, (iv.offset - 1) // 8 + 1)
 
 
-def test_points_fall_inside_their_expressions_and_are_reproducible() -> None:
+def test_points_fall_inside_their_expressions_and_are_reproducible(make_video) -> None:
     method = PwesMethod(None, network())
     record, feats = make_video("s1_a", 4)
     tg = method.targets(record, feats, np.random.default_rng(7))
@@ -142,7 +116,7 @@ def test_points_fall_inside_their_expressions_and_are_reproducible() -> None:
     np.testing.assert_array_equal(tg2["video_labels"], [0.0, 1.0])
 
 
-def test_random_points_vary_and_apex_points_sit_on_the_apex() -> None:
+def test_random_points_vary_and_apex_points_sit_on_the_apex(make_video) -> None:
     record, feats = make_video("s1_a", 4)
     random = PwesMethod(None, network())
     draws = {random.targets(record, feats, np.random.default_rng(s))["points"].tobytes() for s in range(12)}
@@ -266,7 +240,7 @@ def test_info_nce_matches_eq_17_and_skips_the_own_video() -> None:
     assert none.item() == 0.0
 
 
-def test_memory_bank_sizes_and_updates() -> None:
+def test_memory_bank_sizes_and_updates(make_video) -> None:
     videos = [make_video(f"s{i}_v", 10 + i) for i in range(3)]
     method = PwesMethod({"regions_background": 5, "regions_me": 1, "regions_mae": 2}, network())
     _, motion, geometry, valid, batch = ready(method, videos)
@@ -292,7 +266,7 @@ def test_memory_bank_sizes_and_updates() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_loss_before_and_after_pretraining() -> None:
+def test_loss_before_and_after_pretraining(make_video) -> None:
     videos = [
         make_video(f"s{i}_v", 20 + i, kinds=k) for i, k in enumerate([("me", "mae"), ("mae",), ("me",)])
     ]
@@ -336,7 +310,7 @@ def test_loss_before_and_after_pretraining() -> None:
         assert grad is not None and grad.abs().sum() > 0, name
 
 
-def test_switches_turn_mplg_and_dfcl_off() -> None:
+def test_switches_turn_mplg_and_dfcl_off(make_video) -> None:
     videos = [make_video(f"s{i}_v", 30 + i) for i in range(2)]
     method = PwesMethod({"use_mplg": False, "use_dfcl": False}, network())
     _, motion, geometry, valid, batch = ready(method, videos)
@@ -353,7 +327,7 @@ def test_switches_turn_mplg_and_dfcl_off() -> None:
     assert only_dfcl.bank_present.any() and not only_dfcl.bank_present[:, :11].any()  # no background set
 
 
-def test_features_at_invalid_snippets_do_not_change_the_loss() -> None:
+def test_features_at_invalid_snippets_do_not_change_the_loss(make_video) -> None:
     videos = [make_video(f"s{i}_v", 40 + i) for i in range(3)]
 
     def run(noisy: bool) -> list[float]:
@@ -393,7 +367,7 @@ def test_scores_are_the_suppressed_sigmoid_tcam() -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_training_reduces_the_loss_and_is_reproducible() -> None:
+def test_training_reduces_the_loss_and_is_reproducible(make_video) -> None:
     kinds = [("me", "mae", "me"), ("mae", "mae"), ("me", "mae"), ("mae", "me")]
     videos = [make_video(f"s{i}_v", 100 + i, kinds=k) for i, k in enumerate(kinds)]
     cfg = TrainConfig(
