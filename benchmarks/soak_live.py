@@ -6,13 +6,14 @@ Starts a subscriber process (``python -m stream.listen --json``, events and stat
 heartbeats), then ``run_live.py --source sim://...`` (real time, 30 fps, live policy) with a
 journal, on free loopback ports, for --minutes. Every 10 s it samples the runner's resident memory
 (VmRSS). At the end it prints the RSS growth (from the sample at 30 s, past start-up, to the last)
-and its slope, the dropped frames (the runner's summary and its last heartbeat), and the events of
-the journal against those the subscriber received.
+and its slope, the dropped frames (the runner's summary and its last heartbeat) and when they were
+dropped (from the heartbeats), and the events of the journal against those the subscriber received.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -52,6 +53,67 @@ def rss_mb(pid: int) -> float | None:
 def pump(stream, lines: list[str]) -> None:
     for line in stream:
         lines.append(line.rstrip("\n"))
+
+
+def drop_bursts(beats: list[dict]) -> list[tuple[float, int, int]]:
+    """(uptime s, frames dropped since the previous heartbeat, monotonic ns) where the count rose."""
+    out = []
+    last = 0
+    for beat in beats:
+        drops = beat.get("drops")
+        if isinstance(drops, int) and drops > last:
+            out.append((float(beat.get("uptime_s") or 0.0), drops - last, int(beat["publish_mono_ns"])))
+            last = drops
+    return out
+
+
+class CpuSampler:
+    """Samples the machine's steal time (/proc/stat: CPU the hypervisor gave to someone else) each second.
+
+    A virtual machine whose host is busy loses whole slices of time that no process inside it can
+    see as load; frames dropped then say nothing about mespot.
+    """
+
+    def __init__(self, every_s: float = 1.0) -> None:
+        self.samples: list[tuple[int, int, int]] = []  # (monotonic ns, steal ticks, all ticks)
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._done = threading.Event()
+        self._every = every_s
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _read() -> tuple[int, int] | None:
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+    def _run(self) -> None:
+        while True:
+            read = self._read()
+            if read is not None:
+                self.samples.append((time.monotonic_ns(), *read))
+            if self._done.wait(self._every):
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(5)
+
+    def stolen_s(self, t0_ns: float = 0, t1_ns: float = float("inf")) -> float:
+        """Seconds of CPU stolen from the machine (all cores) between two monotonic times."""
+        inside = [(t, st) for t, st, _ in self.samples if t0_ns <= t <= t1_ns + self._every * 1e9]
+        if len(inside) < 2:
+            return 0.0
+        return (inside[-1][1] - inside[0][1]) / self._tick
+
+    def max_steal_share(self) -> float:
+        """The largest share of the machine's CPU stolen in one sampling interval."""
+        s = self.samples
+        shares = [(b[1] - a[1]) / max(b[2] - a[2], 1) for a, b in itertools.pairwise(s)]
+        return max(shares, default=0.0)
 
 
 def main() -> int:
@@ -111,6 +173,7 @@ def main() -> int:
         for r in readers:
             r.start()
         samples: list[tuple[float, float]] = []
+        cpu = CpuSampler()
         while True:
             try:
                 live.wait(SAMPLE_S)
@@ -120,6 +183,7 @@ def main() -> int:
                 if mb is not None:
                     samples.append((time.monotonic() - started, mb))
         wall = time.monotonic() - started
+        cpu.stop()
         for r in readers:
             r.join(10)
         time.sleep(1.0)  # the subscriber takes the last messages
@@ -168,6 +232,23 @@ def main() -> int:
     print(f"| events missing at the subscriber | {len(missing)} {missing[:10] if missing else ''} |")
     print(f"| subscriber events identical to the journal's | {identical} |")
     print(f"| gap reports at the subscriber | {len(gaps)} |")
+    bursts = drop_bursts(beats)
+    print(
+        f"| CPU time stolen by the hypervisor during the run | {cpu.stolen_s():.1f} s "
+        f"(max {cpu.max_steal_share() * 100:.0f} % of the machine in one second) |"
+    )
+    if bursts:
+        print(
+            "\nwhen frames were dropped (heartbeat uptime: frames dropped since the previous heartbeat, "
+            "CPU stolen from the machine in the 2 s before):"
+        )
+        print(
+            "  "
+            + ", ".join(
+                f"{t:.0f} s: +{n} ({cpu.stolen_s(mono - 2e9, mono) * 1e3:.0f} ms)"
+                for t, n, mono in bursts[:60]
+            )
+        )
     print(f"\nrunner: {summary.strip()}")
     truth = next((line for line in err_lines if line.startswith("against the simulation")), "")
     if truth:

@@ -9,9 +9,11 @@ Options (in the URL's query, or as keyword arguments of `open_source`, which win
     subject     which variant of that photo (shape, tone, light, framing; odd ones mirrored; 0)
     fps         frame rate (default: open_source's fps, else 30)
     seconds     length; absent = endless
-    realtime    1 (default): frames paced on the wall clock like a camera (frames the consumer
-                is too slow to take are skipped, as a camera overwrites them); 0: as fast as
+    realtime    1 (default): frames paced on the wall clock like a camera; 0: as fast as
                 rendering goes
+    buffers     frames the camera holds for a reader that comes late (default 4, OpenCV's
+                V4L2 default): a reader late by more than that loses the older frames, counted
+                in `skipped`; 1 keeps only the newest frame
     width, height   frame size (default 640 x 480)
     density     expressions per 100 s (default 3.5, as CAS(ME)^2)
     me_share    fraction of MEs (default 1/3)
@@ -43,6 +45,8 @@ from stream.synth.timeline import Expression, Timeline, TimelineConfig
 
 log = logging.getLogger(__name__)
 
+DEFAULT_BUFFERS = 4  # frames a camera driver holds for its reader (OpenCV's V4L2 default)
+
 _BOOL = {
     "1": True,
     "true": True,
@@ -65,6 +69,7 @@ _OPTIONS: dict[str, type] = {
     "density": float,
     "me_share": float,
     "distractors": bool,
+    "buffers": int,
 }
 
 
@@ -137,6 +142,7 @@ class SimSource(Source):
         density: float | None = None,
         me_share: float | None = None,
         distractors: bool | None = None,
+        buffers: int | None = None,
     ) -> None:
         """Build the subject and the timeline (MediaPipe runs once here).
 
@@ -144,7 +150,7 @@ class SimSource(Source):
             spec: the ``sim://`` URL with its options.
             fps: frame rate when the URL gives none (open_source passes its own fps here).
             seed, face, subject, seconds, realtime, width, height, density, me_share,
-                distractors: override the URL's options (see the module docstring).
+                distractors, buffers: override the URL's options (see the module docstring).
         """
         opts = _parse(spec)
         given = {
@@ -158,12 +164,16 @@ class SimSource(Source):
             "density": density,
             "me_share": me_share,
             "distractors": distractors,
+            "buffers": buffers,
         }
         opts.update({k: v for k, v in given.items() if v is not None})
         rate = opts.get("fps", fps if fps is not None else 30.0)
         self.seed = int(opts.get("seed", 0))
         self.realtime = bool(opts.get("realtime", True))
         self.seconds = opts.get("seconds")
+        self.buffers = int(opts.get("buffers", DEFAULT_BUFFERS))
+        if self.buffers < 1:
+            raise ConfigError(f"{spec}: buffers must be >= 1 (the camera holds at least its newest frame)")
         if self.seed < 0 or opts.get("subject", 0) < 0:
             raise ConfigError(f"{spec}: seed and subject must be >= 0")
         if self.seconds is not None and not (math.isfinite(self.seconds) and self.seconds > 0):
@@ -191,7 +201,7 @@ class SimSource(Source):
         self._next_index = 0
         self._shown = -1  # last frame index handed out
         self._t0_ns: int | None = None
-        self.skipped = 0  # frames skipped to keep real time
+        self.skipped = 0  # frames lost because the reader came later than `buffers` frames
         log.info(
             "%s: subject from %s (IOD %.0f px), %s, %g fps",
             spec,
@@ -231,7 +241,10 @@ class SimSource(Source):
             return self._event(SourceEventKind.END, "closed")
         fps = self.timeline.fps
         n = self._next_index
+        captured_ns = None
         if self.realtime:
+            # Frame k is exposed at t0 + k / fps whether or not anyone reads it; like a camera
+            # driver, the source holds the newest `buffers` exposed frames for a late reader.
             now = time.monotonic_ns()
             if self._t0_ns is None:
                 self._t0_ns = now
@@ -241,19 +254,21 @@ class SimSource(Source):
                 if self._closed.wait((due - now) / 1e9):
                     return self._event(SourceEventKind.END, "closed")
             else:
-                behind = int((now - self._t0_ns) * fps // 1e9)
-                if behind > n:  # a camera would have overwritten these frames
-                    self.skipped += behind - n
-                    n = behind
+                newest = int((now - self._t0_ns) * fps // 1e9)
+                oldest_held = newest - self.buffers + 1
+                if oldest_held > n:  # overwritten before the reader came
+                    self.skipped += oldest_held - n
+                    n = oldest_held
+            captured_ns = self._t0_ns + round(n * 1e9 / fps)
         if self.timeline.n_frames is not None and n >= self.timeline.n_frames:
             return self._event(SourceEventKind.END, f"end of the {self.seconds:g} s simulation")
         image = renderer.render(self.timeline.state(n))
         with self._lock:
             self._shown = n
         self._next_index = n + 1
-        return Frame(
-            index=n, media_time_s=n / fps, capture_ns=time.monotonic_ns(), image=image, source_index=n
-        )
+        if captured_ns is None:
+            captured_ns = time.monotonic_ns()
+        return Frame(index=n, media_time_s=n / fps, capture_ns=captured_ns, image=image, source_index=n)
 
     def _release(self) -> None:
         self._renderer = None

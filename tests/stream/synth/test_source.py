@@ -56,6 +56,22 @@ def test_sim_paces_frames_on_the_wall_clock(astronaut_crop: Path) -> None:
     assert source.identity.spec.mirror  # subject 1 is a mirrored variant
 
 
+@pytest.mark.parametrize("buffers", [1, 4])
+def test_a_late_reader_gets_the_frames_the_camera_still_holds(buffers: int) -> None:
+    fps = 20.0
+    with open_source(f"sim://?seed=1&fps={fps:g}&seconds=5&buffers={buffers}") as source:
+        first = source.read()
+        time.sleep(0.5)  # ten frame periods: frames 1-10 are exposed meanwhile
+        late = [source.read() for _ in range(3)]
+    assert isinstance(first, Frame) and all(isinstance(f, Frame) for f in late)
+    index = late[0].index
+    assert index >= 10 - buffers + 1  # the older frames were overwritten
+    assert source.skipped == index - 1  # and counted
+    assert [f.index for f in late] == [index, index + 1, index + 2]  # nothing lost after the late read
+    for frame in late:  # each frame carries its exposure time, not the time it was read
+        assert frame.capture_ns - first.capture_ns == pytest.approx(frame.index * 1e9 / fps, abs=1)
+
+
 def test_sim_endless_and_bad_options(not_a_face: Path) -> None:
     from stream.synth.source import SimSource
 
@@ -66,5 +82,7 @@ def test_sim_endless_and_bad_options(not_a_face: Path) -> None:
         SimSource("sim://?sed=2")
     with pytest.raises(ConfigError, match="seconds"):
         SimSource("sim://?seconds=abc")
+    with pytest.raises(ConfigError, match="buffers must be >= 1"):
+        SimSource("sim://?buffers=0")
     with pytest.raises(FaceNotFound, match=r"coffee\.png"):
         open_source(f"sim://?face={not_a_face}")
