@@ -9,7 +9,7 @@
 2. Runs the live runner on ``sim://`` in real time (30 fps, live policy) for --seconds, forcing a
    full collection every --every seconds from the scoring thread, as the collector would at its
    own moments, and counts the frames the camera lost while the GIL was held (the simulated
-   camera skips a frame its reader takes too late, as a camera without driver buffers would):
+   camera holds only its newest frame here, ``buffers=1``, so a pause over a frame period shows):
    alternately without and with the freeze, twice each, in one run.
 """
 
@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from engine.live import LiveRunner, freeze_startup_heap  # noqa: E402
 
-SOURCE = "sim://?seed=3"
+# buffers=1: a camera that holds only its newest frame, so any pause over a frame period shows
+SOURCE = "sim://?seed=3&buffers=1"
 
 
 def full_collections(repeats: int) -> list[float]:

@@ -1,6 +1,6 @@
 """Live soak: ``run_live.py`` on ``sim://`` in real time for a long while, watched from outside.
 
-    python benchmarks/soak_live.py [--minutes 30] [--density 20] [--seed 3]
+    python benchmarks/soak_live.py [--minutes 30] [--density 20] [--seed 3] [--buffers N]
 
 Starts a subscriber process (``python -m stream.listen --json``, events and status with
 heartbeats), then ``run_live.py --source sim://...`` (real time, 30 fps, live policy) with a
@@ -122,6 +122,9 @@ def main() -> int:
     ap.add_argument("--density", type=float, default=20.0, help="sim:// expressions per 100 s (default 20)")
     ap.add_argument("--seed", type=int, default=3, help="sim:// seed")
     ap.add_argument("--bundle", default=None, help="model bundle (default: the bundled one)")
+    ap.add_argument(
+        "--buffers", type=int, default=None, help="frames sim:// holds for a late reader (default: its own)"
+    )
     args = ap.parse_args()
     seconds = args.minutes * 60.0
     pub, snap = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
@@ -130,7 +133,8 @@ def main() -> int:
     print(
         f"# soak_live {date.today()} on {platform.node()} ({platform.machine()}, {os.cpu_count()} cores), "
         f"python {platform.python_version()}; {args.minutes:g} min of sim:// in real time, density "
-        f"{args.density:g}/100 s; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+        f"{args.density:g}/100 s, camera buffers {args.buffers or 'default'}; "
+        f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         journal = Path(tmp) / "soak.jsonl"
@@ -146,7 +150,8 @@ def main() -> int:
             sys.executable,
             "run_live.py",
             "--source",
-            f"sim://?seed={args.seed}&density={args.density:g}",
+            f"sim://?seed={args.seed}&density={args.density:g}"
+            + (f"&buffers={args.buffers}" if args.buffers is not None else ""),
         ]
         live_cmd += [
             "--duration",
