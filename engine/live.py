@@ -269,9 +269,9 @@ class LiveReport:
         snippets: snippets scored.
         valid_snippets: snippets with features (a face in every frame).
         dropped: frames dropped by the live policy (plus frames a simulated camera skipped).
-        source_skipped: of `dropped`, the frames the source itself skipped because its reader came
-            late (a simulated camera overwrites them, as a camera without driver buffers would);
-            the rest were dropped from a full capture queue (processing too slow).
+        source_skipped: of `dropped`, the frames the source itself lost because its reader came
+            later than its buffers hold (``sim://``'s `skipped`); the rest were dropped from a full
+            capture queue (processing too slow).
         bad_frames: source frames reported as bad (undecodable or malformed).
         errors: frames whose processing failed (reported, then skipped).
         status: status kind -> how many were published.
