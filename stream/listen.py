@@ -32,7 +32,7 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -424,17 +424,9 @@ class Listener:
             "session": session,
         }
         sock = self._snapshot_socket()
-        sock.send_multipart([b"", json.dumps(req).encode()])
-        deadline = time.monotonic() + self.snapshot_timeout_s
-        while (remaining := deadline - time.monotonic()) > 0:
-            if not sock.poll(int(remaining * 1000) + 1):
-                break
-            try:
-                reply = json.loads(sock.recv_multipart()[-1])
-            except ValueError:
-                continue
-            if not isinstance(reply, dict) or reply.get("request_id") != rid:
-                continue  # a late reply to an earlier request
+        # a reply with another id is a late reply to an earlier request
+        reply = _request_reply(sock, req, self.snapshot_timeout_s, lambda r: r.get("request_id") == rid)
+        if reply is not None:
             if reply.get("error"):
                 return None, f"snapshot endpoint: {reply['error']}"
             return reply, ""
@@ -442,6 +434,25 @@ class Listener:
         sock.close(0)
         self._dealer = None
         return None, f"snapshot endpoint {self.snapshot} did not answer within {self.snapshot_timeout_s} s"
+
+
+def _request_reply(
+    sock: zmq.Socket, request: dict[str, Any], timeout_s: float, accept: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any] | None:
+    """Send one JSON request on a DEALER socket; the first JSON object reply `accept` takes, or
+    None when none came within `timeout_s` (other replies and non-JSON frames are passed over)."""
+    sock.send_multipart([b"", json.dumps(request).encode()])
+    deadline = time.monotonic() + timeout_s
+    while (remaining := deadline - time.monotonic()) > 0:
+        if not sock.poll(int(remaining * 1000) + 1):
+            break
+        try:
+            reply = json.loads(sock.recv_multipart()[-1])
+        except ValueError:
+            continue
+        if isinstance(reply, dict) and accept(reply):
+            return reply
+    return None
 
 
 # ------------------------------------------------------------------------------------------
@@ -490,34 +501,30 @@ def send_command(
             sock.connect(endpoint)
         except zmq.ZMQError as exc:
             raise ConfigError(f"command endpoint {endpoint!r}: {exc}") from exc
-        sock.send_multipart([b"", json.dumps(req).encode()])
-        deadline = time.monotonic() + timeout_s
-        while (remaining := deadline - time.monotonic()) > 0:
-            if not sock.poll(int(remaining * 1000) + 1):
-                break
-            try:
-                reply = json.loads(sock.recv_multipart()[-1])
-            except ValueError:
-                continue
-            if (
-                isinstance(reply, dict)
-                and reply.get("kind") == "command_reply"
-                and reply.get("request_id") == rid
-            ):
+        reply = _request_reply(
+            sock,
+            req,
+            timeout_s,
+            # A publisher from before commands existed answers with a snapshot error.
+            lambda r: (
+                (r.get("kind") == "command_reply" and r.get("request_id") == rid)
+                or (r.get("kind") == "snapshot" and bool(r.get("error")))
+            ),
+        )
+        if reply is not None:
+            if reply.get("kind") == "command_reply":
                 return reply
-            if isinstance(reply, dict) and reply.get("kind") == "snapshot" and reply.get("error"):
-                # A publisher from before commands existed: it answers with a snapshot error.
-                return {
-                    "schema": SCHEMA,
-                    "kind": "command_reply",
-                    "stream": reply.get("stream"),
-                    "session": reply.get("session"),
-                    "command": name,
-                    "request_id": rid,
-                    "ok": False,
-                    "detail": "",
-                    "error": f"the publisher does not take commands ({reply['error']})",
-                }
+            return {
+                "schema": SCHEMA,
+                "kind": "command_reply",
+                "stream": reply.get("stream"),
+                "session": reply.get("session"),
+                "command": name,
+                "request_id": rid,
+                "ok": False,
+                "detail": "",
+                "error": f"the publisher does not take commands ({reply['error']})",
+            }
         raise TimeoutError(f"command endpoint {endpoint} did not answer {name!r} within {timeout_s} s")
     finally:
         ctx.destroy(linger=0)
