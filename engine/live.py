@@ -31,10 +31,11 @@ the wall clock (`PacedSource`) under the live policy (keep newest, count drops),
 deliver them. Cameras and RTSP feeds are always live.
 
 Pauses: a full garbage collection walks every tracked object with the GIL held. After start-up
-(torch, MediaPipe, the model) that is about 240,000 objects and 90-125 ms, long enough for the
-capture thread to miss a 30 fps frame. `freeze_startup_heap` collects once and freezes what is
-alive, so later collections walk only what the stream allocates; ``run_live`` calls it just
-before the stream starts (a process embedding `LiveRunner` decides for itself).
+(torch, MediaPipe, the model) that is about 240,000 objects and ~110 ms (docs/benchmarks.md),
+long enough for the capture thread to miss a 30 fps frame. `freeze_startup_heap` collects once
+and freezes what is alive, so later collections walk only what the stream allocates;
+``run_live`` calls it just before the stream starts (a process embedding `LiveRunner` decides for
+itself).
 
 ``run_live.py`` and ``mespot live`` are the command line (`add_live_parser`, `run_live`).
 """
