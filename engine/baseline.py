@@ -15,7 +15,8 @@ directional motion of facial regions, with a threshold set relative to each vide
    macro-expression. A run's score is its peak.
 
 p, merge_gap, me_max_snippets and top_rois are chosen on the training subjects of each fold
-(best pooled overall F1), never on the held-out subject. Step 3's threshold uses the whole
+(best pooled overall F1), never on the held-out identity (the folds of `Dataset.folds`: by
+default every subject of one real person is held out together). Step 3's threshold uses the whole
 video's range, so this baseline is offline, like the one it imitates.
 """
 
@@ -24,11 +25,12 @@ from __future__ import annotations
 import itertools
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from engine.data.features import VideoFeatures
+from engine.data.records import Fold
 from engine.evaluate import Report, evaluate, evaluate_folds
 from engine.proposals import span_to_interval
 from stream.errors import ConfigError
@@ -158,36 +160,59 @@ def fit(
 
 @dataclass
 class LosoResult:
-    """Leave-one-subject-out outcome: pooled report, per-fold reports and chosen parameters."""
+    """Leave-one-out outcome: pooled report, per-fold reports and chosen parameters.
+
+    Folds are named by the held-out identity (or subject, for subject folds); `plan` holds each
+    fold's held-out and training subjects, `group` what the folds hold out.
+    """
 
     report: Report
     folds: dict[str, Report]
     params: dict[str, BaselineParams]
     predictions: dict[str, list[Interval]]
+    group: str = "subject"
+    plan: dict[str, Fold] = field(default_factory=dict)
 
     def params_table(self) -> list[dict[str, object]]:
-        return [{"subject": s, **asdict(p)} for s, p in self.params.items()]
+        return [{self.group: s, **asdict(p)} for s, p in self.params.items()]
 
 
 def loso(
-    folds: Iterable[tuple[Sequence[str], str]],
+    folds: Iterable[Fold | tuple[Sequence[str], str]],
     features: Mapping[str, VideoFeatures],
     subject_of: Mapping[str, str],
     truths: Mapping[str, Sequence[Interval]],
     grid: Mapping = GRID,
 ) -> LosoResult:
-    """Fit on each fold's training subjects, spot the held-out subject, pool the counts."""
+    """Fit on each fold's training subjects, spot its held-out subjects, pool the counts.
+
+    Args:
+        folds: `Dataset.folds(group)` (held-out identity or subject), or the (training subjects,
+            test subject) pairs of `Dataset.loso_folds`.
+        features: video id -> features.
+        subject_of: video id -> subject.
+        truths: video id -> ground truth.
+        grid: the parameter grid (`fit`).
+    """
     fold_reports: dict[str, Report] = {}
     chosen: dict[str, BaselineParams] = {}
     predictions: dict[str, list[Interval]] = {}
-    for train_subjects, test_subject in folds:
-        train = [f for v, f in features.items() if subject_of[v] in set(train_subjects)]
-        test = [f for v, f in features.items() if subject_of[v] == test_subject]
+    plan: dict[str, Fold] = {}
+    for item in folds:
+        fold = Fold.of(item)
+        train_set, test_set = set(fold.train_subjects), set(fold.test_subjects)
+        if train_set & test_set:
+            raise ValueError(f"fold {fold.name}: subjects {sorted(train_set & test_set)} on both sides")
+        train = [f for v, f in features.items() if subject_of[v] in train_set]
+        test = [f for v, f in features.items() if subject_of[v] in test_set]
         params, _ = fit(train, truths, grid)
         preds = {f.video: spot(f, params) for f in test}
         predictions.update(preds)
-        chosen[test_subject] = params
-        fold_reports[test_subject] = evaluate(
+        chosen[fold.name] = params
+        plan[fold.name] = fold
+        fold_reports[fold.name] = evaluate(
             preds, {f.video: truths.get(f.video, ()) for f in test}, {f.video: f.fps for f in test}
         )
-    return LosoResult(evaluate_folds(fold_reports), fold_reports, chosen, predictions)
+    groups = {f.group for f in plan.values()}
+    group = groups.pop() if len(groups) == 1 else "subject"
+    return LosoResult(evaluate_folds(fold_reports), fold_reports, chosen, predictions, group, plan)

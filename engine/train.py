@@ -1,11 +1,14 @@
-"""Training and the leave-one-subject-out (LOSO) driver.
+"""Training and the leave-one-out driver (leave-one-identity-out by default).
 
 `train` fits one network with one method on random windows of the training videos (seeded,
 reproducible, deterministic algorithms). `predict` scores a whole video in one forward, which
-equals streaming it because the network is causal. `loso` trains per fold on the training
-subjects only, chooses the proposal operating point on the *training* videos' predictions
-(`choose_operating_point`), never on the held-out subject (as `engine.baseline` does), spots the
-held-out subject and pools the counts (`engine.evaluate.evaluate_folds`).
+equals streaming it because the network is causal. `loso` walks `Dataset.folds`: by default one
+fold per identity (the real person: every synthetic subject morphed from that person is held
+out together; where each subject is its own person this is leave-one-subject-out), or per subject
+with ``group="subject"``. Per fold it trains on the training subjects only, chooses the proposal
+operating point on the *training* videos' predictions (`choose_operating_point`), never on the
+held-out identity (as `engine.baseline` does), spots the held-out videos and pools the counts
+(`engine.evaluate.evaluate_folds`).
 
 Runs are saved as a plain state dict (``weights.pt``, read back with
 ``torch.load(weights_only=True)``) and ``run.json`` (configurations and metrics): no pickled
@@ -32,7 +35,7 @@ import torch
 from tqdm import tqdm
 
 from engine.data.features import VideoFeatures
-from engine.data.records import Dataset, VideoRecord
+from engine.data.records import Dataset, Fold, VideoRecord
 from engine.evaluate import Report, evaluate, evaluate_folds
 from engine.methods import METHODS, Method, build_method
 from engine.models import NetworkConfig, SpottingNetwork, build_network
@@ -406,8 +409,8 @@ def choose_operating_point(
 ) -> tuple[ProposalConfig, Report]:
     """The grid point of best pooled overall F1 (then ME F1) on these videos.
 
-    Call it with the *training* videos' predictions only; the held-out subject must never reach
-    it (`loso` keeps to that).
+    Call it with the *training* videos' predictions only; the held-out identity (subject) must
+    never reach it (`loso` keeps to that).
 
     Args:
         videos: the videos to tune on.
@@ -436,18 +439,20 @@ def choose_operating_point(
 
 @dataclass
 class LosoResult:
-    """Outcome of a LOSO run.
+    """Outcome of a leave-one-out run; folds are named by the held-out identity (or subject).
 
     Attributes:
-        report: counts pooled over the held-out subjects.
-        folds: held-out subject -> its report.
-        operating_points: held-out subject -> the proposal configuration chosen on its training set.
-        train_reports: held-out subject -> the training-set report at that operating point.
+        report: counts pooled over the held-out folds.
+        folds: held-out identity -> its report.
+        operating_points: held-out identity -> the proposal configuration chosen on its training set.
+        train_reports: held-out identity -> the training-set report at that operating point.
         predictions: video id -> spotted intervals (held-out videos only).
         scores: video id -> its held-out scores.
-        histories: held-out subject -> training history.
-        networks: held-out subject -> the network trained without that subject (eval mode).
+        histories: held-out identity -> training history.
+        networks: held-out identity -> the network trained without it (eval mode).
         wall_s: seconds for the whole run.
+        group: ``"identity"`` or ``"subject"``: what each fold holds out.
+        plan: held-out identity -> its `Fold` (held-out and training subjects).
     """
 
     report: Report
@@ -459,6 +464,8 @@ class LosoResult:
     histories: dict[str, list[dict[str, float]]]
     networks: dict[str, SpottingNetwork]
     wall_s: float
+    group: str = "identity"
+    plan: dict[str, Fold] = field(default_factory=dict)
 
 
 def loso(
@@ -466,28 +473,34 @@ def loso(
     features: Mapping[str, VideoFeatures],
     config: TrainConfig,
     *,
+    group: str = "identity",
     folds: int | None = None,
     grid: Mapping[str, Sequence[Any]] = OPERATING_GRID,
     progress: bool = True,
 ) -> LosoResult:
-    """Leave-one-subject-out training and evaluation.
+    """Leave-one-identity-out (default) or leave-one-subject-out training and evaluation.
 
     Args:
-        dataset: the annotated dataset (folds from ``Dataset.loso_folds``).
+        dataset: the annotated dataset (folds from ``Dataset.folds(group)``).
         features: video id -> features (videos without features are skipped with a warning).
         config: training configuration (the same seed for every fold).
+        group: ``"identity"``: each fold holds out every subject of one real person (equal to
+            ``"subject"`` where each subject is its own person); ``"subject"``: one subject.
         folds: run only the first this many folds (quick runs); None: all.
         grid: the operating-point grid (``choose_operating_point``).
         progress: tqdm bars.
 
     Returns:
-        The `LosoResult`.
+        The `LosoResult`, its folds named by the held-out identity (or subject).
+
+    Raises:
+        ConfigError: an unknown group, fewer than two groups, or a bad `folds`.
     """
     start = time.monotonic()
     missing = [v.video for v in dataset.videos if v.video not in features]
     if missing:
         log.warning("%d video(s) have no features and are left out: %s", len(missing), missing[:5])
-    plan = dataset.loso_folds()
+    plan = dataset.folds(group)
     if folds is not None:
         _check_number("folds", folds, 1, len(plan), integer=True)
         plan = plan[:folds]
@@ -498,34 +511,36 @@ def loso(
     all_scores: dict[str, Scores] = {}
     histories: dict[str, list[dict[str, float]]] = {}
     networks: dict[str, SpottingNetwork] = {}
-    for train_subjects, test_subject in tqdm(plan, desc="LOSO", disable=not progress):
-        train_set = set(train_subjects)
+    desc = "LOIO" if group == "identity" else "LOSO"
+    for fold in tqdm(plan, desc=desc, disable=not progress):
+        held_out = fold.name
+        train_set, test_set = set(fold.train_subjects), set(fold.test_subjects)
+        if train_set & test_set:  # pragma: no cover - Dataset.folds guarantees it
+            raise RuntimeError(f"fold {held_out}: subjects {sorted(train_set & test_set)} on both sides")
         train_videos = [
             (r, features[r.video]) for r in dataset.videos if r.subject in train_set and r.video in features
         ]
         test_videos = [
-            (r, features[r.video])
-            for r in dataset.videos
-            if r.subject == test_subject and r.video in features
+            (r, features[r.video]) for r in dataset.videos if r.subject in test_set and r.video in features
         ]
         network, history = train(train_videos, config, progress=progress)
         method = build_method(config.method, network, config.method_options)
         train_scores = {r.video: predict(network, method, f) for r, f in train_videos}
         point, train_report = choose_operating_point(train_videos, train_scores, config.proposals, grid)
-        test_scores, preds, fold_reports[test_subject] = spot_and_evaluate(
-            network, method, point, test_videos
-        )
-        networks[test_subject] = network
-        points[test_subject] = point
-        train_reports[test_subject] = train_report
+        test_scores, preds, fold_reports[held_out] = spot_and_evaluate(network, method, point, test_videos)
+        networks[held_out] = network
+        points[held_out] = point
+        train_reports[held_out] = train_report
         predictions.update(preds)
         all_scores.update(test_scores)
-        histories[test_subject] = history
+        histories[held_out] = history
         log.info(
-            "fold %s: train F1 %.3f, held-out F1 %.3f",
-            test_subject,
+            "fold %s %s (%s): train F1 %.3f, held-out F1 %.3f",
+            group,
+            held_out,
+            ", ".join(fold.test_subjects),
             train_report.overall.f1,
-            fold_reports[test_subject].overall.f1,
+            fold_reports[held_out].overall.f1,
         )
     return LosoResult(
         report=evaluate_folds(fold_reports),
@@ -537,6 +552,8 @@ def loso(
         histories=histories,
         networks=networks,
         wall_s=time.monotonic() - start,
+        group=group,
+        plan={f.name: f for f in plan},
     )
 
 

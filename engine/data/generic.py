@@ -18,12 +18,22 @@ Generic CSV layout (header row required, column order free, names case-insensiti
   loader's ``fps`` argument (default 30). The rates a video's rows give must agree.
 - Frames are numbered as mespot's sources number them, from ``first_frame`` (default 0: the first
   frame of the video is frame 0). Pass ``first_frame=1`` for 1-based annotations.
+- ``identity``: optional column, the real person a subject is (synthetic subjects are morphs of
+  a few real photos, several subjects per person; evaluation holds out whole identities, see
+  `engine.data.records`). An empty cell says nothing; the identities a video's rows give must
+  agree, and all videos of a subject must have one identity.
+- Without an ``identity`` column, a ``subjects.json`` beside the annotation file (what
+  ``mespot synth`` writes: a list of ``{"name": subject, "base": photo name, ...}``, optionally
+  with ``"person"``) gives each listed subject the identity ``person``, else ``base``: subjects
+  morphed from one photo are one identity. Without either, or for a subject it does not list,
+  the identity is the subject (each subject its own person, as in the real datasets).
 - Other columns are ignored. Comma, semicolon or tab separated; UTF-8 (a BOM is fine).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import re
@@ -507,6 +517,7 @@ def build_video(
     first_frame: int,
     numbering_from_files: bool = True,
     blinks: Iterable[Blink] = (),
+    identity: str | None = None,
 ) -> VideoRecord:
     """A VideoRecord from its rows, with the frames on disk taken into account.
 
@@ -520,6 +531,7 @@ def build_video(
             layouts), or keep `first_frame` and count images only (generic CSV: frames are
             positions).
         blinks: eye blinks of the video.
+        identity: the real person (None: the subject).
     """
     n_frames: int | None = None
     runs = None
@@ -544,6 +556,7 @@ def build_video(
         blinks=tuple(blinks),
         first_frame=first_frame,
         frame_runs=runs,
+        identity=identity,
     )
 
 
@@ -568,8 +581,11 @@ CSV_COLUMNS: dict[str, tuple[str, ...]] = {
     "offset": ("offset",),
     "type": ("type",),
     "fps": ("fps",),
+    "identity": ("identity",),
 }
 CSV_REQUIRED = ("video", "subject", "onset", "offset", "type")
+SUBJECTS_JSON = "subjects.json"
+
 CSV_TYPES: dict[str, ExpressionType] = {
     "me": ExpressionType.ME,
     "micro": ExpressionType.ME,
@@ -615,6 +631,8 @@ def load(
 
     subjects: dict[str, str] = {}
     rates: dict[str, float] = {}
+    identities: dict[str, str] = {}
+    first_rows: dict[str, int] = {}
     rows: dict[str, list[Row]] = {}
     for r in range(header_row + 1, len(sheet.rows)):
         if sheet.row_is_blank(r):
@@ -627,6 +645,15 @@ def load(
                 f"video {video!r} has subject {subject!r} here but {subjects[video]!r} in an earlier row",
                 row=r,
                 col=cols["subject"],
+            )
+        first_rows.setdefault(video, r)
+        person = text(sheet, r, cols["identity"], required=False) if "identity" in cols else None
+        # An empty identity cell says nothing; only given identities must agree.
+        if person and identities.setdefault(video, person) != person:
+            raise sheet.error(
+                f"video {video!r} has identity {person!r} here but {identities[video]!r} in an earlier row",
+                row=r,
+                col=cols["identity"],
             )
         given = number(sheet, r, cols["fps"]) if "fps" in cols else None
         if given is not None:
@@ -668,6 +695,19 @@ def load(
             )
         )
 
+    if "identity" in cols:
+        _check_subject_identities(sheet, cols["identity"], subjects, identities, first_rows)
+    else:
+        persons = read_subjects_json(sheet.file.parent / SUBJECTS_JSON)
+        if persons is not None:
+            unlisted = sorted({s for s in subjects.values() if s not in persons})
+            if unlisted:
+                log.warning(
+                    "%s lists no subject(s) %s: each is taken as its own identity",
+                    sheet.file.parent / SUBJECTS_JSON,
+                    ", ".join(unlisted),
+                )
+            identities = {v: persons[s] for v, s in subjects.items() if s in persons}
     videos = []
     for video, video_rows in rows.items():
         frames_dir = None
@@ -685,6 +725,7 @@ def load(
                 frames_dir=frames_dir,
                 first_frame=first_frame,
                 numbering_from_files=False,
+                identity=identities.get(video),
             )
         )
     if not videos:
@@ -700,3 +741,69 @@ def load(
         sum(len(v.expressions) for v in videos),
     )
     return dataset
+
+
+def _check_subject_identities(
+    sheet: Sheet,
+    col: Col,
+    subjects: dict[str, str],
+    identities: dict[str, str],
+    first_rows: dict[str, int],
+) -> None:
+    """Every video of a subject must have one identity (given, or the subject where none is).
+
+    Raises:
+        AnnotationError: a subject whose videos have different identities, at the first row of
+            the video that disagrees.
+    """
+    seen: dict[str, tuple[str, str]] = {}  # subject -> (identity, the video that set it)
+    for video, subject in subjects.items():
+        identity = identities.get(video, subject)
+        first = seen.setdefault(subject, (identity, video))
+        if first[0] != identity:
+            raise sheet.error(
+                f"subject {subject!r} has identity {identity!r} in video {video!r} but {first[0]!r} in "
+                f"video {first[1]!r} (an empty identity is the subject); a subject is one person",
+                row=first_rows[video],
+                col=col,
+            )
+
+
+def read_subjects_json(path: Path) -> dict[str, str] | None:
+    """Subject -> identity from a synthetic dataset's ``subjects.json``, or None without one.
+
+    Accepts what ``mespot synth`` writes (a list of subject entries ``{"name": ..., "base": ...}``),
+    also wrapped as ``{"subjects": [...]}`` or keyed by subject name. An entry's identity is its
+    ``person`` when given, else its ``base`` (the base photo's name).
+
+    Raises:
+        AnnotationError: the file is not JSON, or an entry has no name or neither person nor base.
+    """
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AnnotationError(path, f"cannot be read as JSON: {exc}") from exc
+    if isinstance(data, dict) and isinstance(data.get("subjects"), list | dict):
+        data = data["subjects"]
+    if isinstance(data, dict):
+        entries = [{"name": k, **v} if isinstance(v, dict) else v for k, v in data.items()]
+    elif isinstance(data, list):
+        entries = data
+    else:
+        raise AnnotationError(path, f"must hold a list of subjects, not {type(data).__name__}")
+    out: dict[str, str] = {}
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or entry.get("name") in (None, ""):
+            raise AnnotationError(path, f"subject entry {i + 1} has no 'name'")
+        name = str(entry["name"]).strip()
+        person = next(
+            (str(entry[k]).strip() for k in ("person", "base") if entry.get(k) not in (None, "")), None
+        )
+        if person is None:
+            raise AnnotationError(path, f"subject {name!r} has neither 'person' nor 'base'")
+        if out.setdefault(name, person) != person:
+            raise AnnotationError(path, f"subject {name!r} is listed twice, as {out[name]!r} and {person!r}")
+    log.info("%s: %d subjects of %d identities", path, len(out), len(set(out.values())))
+    return out

@@ -7,6 +7,15 @@ sequence: position 0 is the first frame, time = position / fps, which is the med
 sources give a frame (`stream.sources`). When the frames are on disk the positions come from
 the image file numbers, so gaps in the numbering (CAS(ME)^3) are exact; otherwise the numbering
 is taken as contiguous from `first_frame`.
+
+Subjects and identities. Every video has a `subject` (the person or synthetic subject filmed) and
+an `identity`: the real person behind it. In the real datasets (CAS(ME)^2, SAMM-LV, CAS(ME)^3)
+each subject is a real person, so the identity is the subject. Synthetic subjects are morphs of a
+few real photos, several per real person: their identity is that person (the generic CSV's
+``identity`` column, or ``subjects.json``; see `engine.data.generic`). Evaluation holds out whole
+identities (`Dataset.folds`, ``group="identity"``, the main protocol), so no face of the test
+person, however morphed, is seen in training; ``group="subject"`` is the classic
+leave-one-subject-out (`Dataset.loso_folds`), identical where identity = subject.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stream.errors import ConfigError
 from stream.intervals import MAE_MAX_SECONDS, ME_MAX_SECONDS, ExpressionType, Interval
 from stream.registry import Registry
 
@@ -149,7 +159,8 @@ class VideoRecord:
 
     Attributes:
         video: the video id, unique within its dataset (``15_0101``, ``006_1``, ``spNO.1_a``).
-        subject: the subject id (``s15``, ``006``, ``spNO.1``); LOSO folds split on it.
+        subject: the subject id (``s15``, ``006``, ``spNO.1``); leave-one-subject-out folds split
+            on it.
         fps: the video's frame rate; every frame -> seconds conversion uses it.
         expressions: ground-truth intervals sorted by onset, in the video's own frame numbering.
         frames_dir: where the frames are (a folder of images, or a video file for the generic
@@ -160,6 +171,8 @@ class VideoRecord:
             0 for the generic CSV); read from the file names when the frames are on disk.
         frame_runs: the frame numbers present on disk as inclusive runs, or None when unknown
             (then the numbering is contiguous from first_frame).
+        identity: the real person the subject is (several synthetic subjects may be morphs of
+            one person); leave-one-identity-out folds split on it. None or empty: the subject.
     """
 
     video: str
@@ -171,12 +184,15 @@ class VideoRecord:
     blinks: tuple[Blink, ...] = ()
     first_frame: int = 1
     frame_runs: tuple[tuple[int, int], ...] | None = field(default=None, repr=False)
+    identity: str | None = None
 
     def __post_init__(self) -> None:
         if not self.video:
             raise ValueError("video id is empty")
         if not self.subject:
             raise ValueError(f"video {self.video}: subject is empty")
+        if not self.identity:
+            object.__setattr__(self, "identity", self.subject)
         if not self.fps > 0:
             raise ValueError(f"video {self.video}: fps={self.fps} must be > 0")
         if self.n_frames is not None and self.n_frames < 0:
@@ -304,6 +320,8 @@ class DatasetStats:
         n_repaired_rows: distinct annotation rows among them.
         videos_without_expressions: videos with no interval (pure negatives).
         total_seconds: summed video length, or None when some frame count is unknown.
+        n_identities: distinct identities (real people); equals n_subjects when every subject is
+            its own identity.
     """
 
     name: str
@@ -320,11 +338,15 @@ class DatasetStats:
     n_repaired_rows: int
     videos_without_expressions: int
     total_seconds: float | None
+    n_identities: int | None = None
 
     def format(self) -> str:
         """A short human-readable report."""
+        people = ""
+        if self.n_identities is not None and self.n_identities != self.n_subjects:
+            people = f" of {self.n_identities} identit{'y' if self.n_identities == 1 else 'ies'}"
         lines = [
-            f"dataset {self.name}: {self.n_videos} videos, {self.n_subjects} subjects, "
+            f"dataset {self.name}: {self.n_videos} videos, {self.n_subjects} subjects{people}, "
             f"{self.n_mae} MaE + {self.n_me} ME" + (f", {self.n_blinks} blinks" if self.n_blinks else ""),
             f"  ME  durations: {self.me or 'none'}",
             f"  MaE durations: {self.mae or 'none'}",
@@ -336,6 +358,38 @@ class DatasetStats:
         if self.total_seconds is not None:
             lines.append(f"  total length: {self.total_seconds / 60:.1f} min")
         return "\n".join(lines)
+
+
+GROUPS = ("identity", "subject")
+"""How evaluation folds group videos: by identity (the main protocol) or by subject."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fold:
+    """One leave-one-group-out fold: a held-out identity (or subject) and everything else.
+
+    Attributes:
+        name: the held-out group (an identity, or a subject for ``group="subject"``).
+        group: ``"identity"`` or ``"subject"``.
+        train_subjects: the subjects to train (and choose operating points) on, natural order.
+        test_subjects: the held-out subjects: every subject of the held-out group.
+        train_groups: the groups (identities or subjects) in training, natural order.
+    """
+
+    name: str
+    group: str
+    train_subjects: tuple[str, ...]
+    test_subjects: tuple[str, ...]
+    train_groups: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, fold: Fold | tuple[Iterable[str], str]) -> Fold:
+        """A Fold, also from the (training subjects, test subject) pairs of `Dataset.loso_folds`."""
+        if isinstance(fold, Fold):
+            return fold
+        train, test = fold
+        train = tuple(train)
+        return cls(test, "subject", train, (test,), train)
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +419,14 @@ class Dataset:
             if v.video in seen:
                 raise ValueError(f"dataset {self.name}: video {v.video!r} appears twice")
             seen.add(v.video)
+        identity_of: dict[str, str] = {}
+        for v in self.videos:
+            assert v.identity is not None
+            if identity_of.setdefault(v.subject, v.identity) != v.identity:
+                raise ValueError(
+                    f"dataset {self.name}: subject {v.subject!r} has videos of identities "
+                    f"{identity_of[v.subject]!r} and {v.identity!r}; a subject is one person"
+                )
         ordered = sorted(self.videos, key=lambda v: (natural_key(v.subject), natural_key(v.video)))
         object.__setattr__(self, "videos", tuple(ordered))
         object.__setattr__(self, "repairs", tuple(self.repairs))
@@ -417,10 +479,82 @@ class Dataset:
         """Leave-one-subject-out folds: (training subjects, test subject), one per subject.
 
         Every subject is the test subject exactly once; the training subjects are all the others,
-        in natural order. Nothing of the test subject is in its training set.
+        in natural order. Nothing of the test subject is in its training set. This is
+        ``folds("subject")`` as pairs; the main protocol is ``folds("identity")``.
         """
         subjects = self.subjects()
         return [(tuple(s for s in subjects if s != test), test) for test in subjects]
+
+    def identities(self) -> list[str]:
+        """Identity ids (the real people) in natural order."""
+        return sorted({v.identity for v in self.videos if v.identity}, key=natural_key)
+
+    def has_identities(self) -> bool:
+        """Whether some identity holds several subjects (else identity folds are subject folds)."""
+        return len(self.identities()) != len(self.subjects())
+
+    def subjects_of(self, identity: str) -> tuple[str, ...]:
+        """The subjects of one identity, natural order.
+
+        Raises:
+            KeyError: no video of that identity.
+        """
+        found = sorted({v.subject for v in self.videos if v.identity == identity}, key=natural_key)
+        if not found:
+            raise KeyError(
+                f"dataset {self.name} has no identity {identity!r}; "
+                f"identities: {', '.join(self.identities())}"
+            )
+        return tuple(found)
+
+    def group_of(self, group: str) -> dict[str, str]:
+        """Subject -> its group (its identity, or itself for ``group="subject"``).
+
+        Raises:
+            ConfigError: an unknown group.
+        """
+        _check_group(group)
+        return {v.subject: str(v.identity if group == "identity" else v.subject) for v in self.videos}
+
+    def groups(self, group: str = "identity") -> list[str]:
+        """The identities (``group="identity"``) or subjects (``"subject"``), natural order."""
+        _check_group(group)
+        return self.identities() if group == "identity" else self.subjects()
+
+    def folds(self, group: str = "identity") -> list[Fold]:
+        """Leave-one-group-out folds, one per identity (the main protocol) or per subject.
+
+        ``group="identity"``: each fold holds out every video of one identity, i.e. every subject
+        that is a variant of that person; training is all the other identities. Where every
+        subject is its own identity this equals ``group="subject"`` (`loso_folds`).
+
+        Raises:
+            ConfigError: an unknown group, or fewer than two groups (no training data left).
+        """
+        of = self.group_of(group)
+        names = self.groups(group)
+        if len(names) < 2:
+            raise ConfigError(
+                f"dataset {self.name}: leave-one-{group}-out needs at least 2 {_plural(group)}, it has "
+                f"{len(names)} ({', '.join(names)})"
+                + (
+                    f" over {len(self.subjects())} subjects; group 'subject' (--group subject) holds "
+                    "out single subjects (the test faces are then seen in training)"
+                    if group == "identity" and len(self.subjects()) > 1
+                    else ""
+                )
+            )
+        subjects = self.subjects()
+        return [
+            Fold(
+                name=test,
+                group=group,
+                train_subjects=tuple(s for s in subjects if of[s] != test),
+                test_subjects=tuple(s for s in subjects if of[s] == test),
+                train_groups=tuple(g for g in names if g != test),
+            )
+            for test in names
+        ]
 
     def counts(self) -> dict[str, int]:
         """Number of videos, subjects, MEs and MaEs."""
@@ -467,11 +601,21 @@ class Dataset:
             n_repaired_rows=len({(r.file, r.sheet, r.row) for r in self.repairs}),
             videos_without_expressions=sum(1 for v in self.videos if not v.expressions),
             total_seconds=total,
+            n_identities=len(self.identities()),
         )
 
     def summary(self) -> str:
         """`statistics()` as text."""
         return self.statistics().format()
+
+
+def _check_group(group: str) -> None:
+    if group not in GROUPS:
+        raise ConfigError(f"fold group {group!r}: choose one of {', '.join(GROUPS)}")
+
+
+def _plural(group: str) -> str:
+    return "identities" if group == "identity" else "subjects"
 
 
 # Dataset layouts by name; each entry is a loader `load(annotation_path, *, root=None, **options)`.

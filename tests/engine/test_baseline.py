@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import engine.baseline as baseline_module
 from engine.baseline import BaselineParams, fit, loso, snippet_scores, spot
 from engine.data.features import VideoFeatures
+from engine.data.records import Dataset, VideoRecord
 from stream.errors import ConfigError
 from stream.features import ROI_SETS, feature_names
 from stream.intervals import ExpressionType, Interval
@@ -75,6 +77,40 @@ def test_fit_chooses_on_the_given_videos_and_loso_never_sees_the_held_out_subjec
     assert set(result.params) == {"A", "B", "C"}
     assert result.report.overall.f1 == pytest.approx(1.0)
     assert result.report.overall.tp == 5
+
+
+def test_identity_folds_keep_every_variant_of_the_held_out_person_out_of_the_fit(monkeypatch) -> None:
+    """3 identities x 2 subjects: the parameters of a fold are fitted without any of its person."""
+    people = {"ann": ("s1", "s4"), "bob": ("s2", "s5"), "cy": ("s3", "s6")}
+    rois = ("chin", "cheek_l", "lip_upper", "nose_wings", "brow_outer_r", "mouth_corner_r")
+    feats, truths, records = {}, {}, []
+    for person, subjects in people.items():
+        for subject in subjects:
+            i = int(subject[1:])
+            name = f"{subject}_1"
+            feats[name] = video(name, [(10 * i, 10 * i + 1, rois[i - 1], 0.4)], seed=i)
+            truths[name] = [frames(10 * i, 10 * i + 1, ExpressionType.ME)]
+            records.append(VideoRecord(name, subject, 30.0, tuple(truths[name]), identity=person))
+    dataset = Dataset("morphs", 30.0, tuple(records))
+    fitted: list[set[str]] = []
+    real_fit = baseline_module.fit
+
+    def fit_spy(videos, truths, grid=baseline_module.GRID):
+        fitted.append({v.video.split("_")[0] for v in videos})
+        return real_fit(videos, truths, grid)
+
+    monkeypatch.setattr(baseline_module, "fit", fit_spy)
+    subject_of = {r.video: r.subject for r in records}
+    result = loso(dataset.folds(), feats, subject_of, truths)
+    assert result.group == "identity" and list(result.folds) == ["ann", "bob", "cy"]
+    for person, seen in zip(people, fitted, strict=True):
+        assert seen == {s for p, subjects in people.items() if p != person for s in subjects}
+        assert set(people[person]).isdisjoint(seen)
+        assert {v.split("_")[0] for v in result.folds[person].videos} == set(people[person])
+    assert result.params_table()[0]["identity"] == "ann"
+    assert set(result.predictions) == set(feats)
+    with pytest.raises(ValueError, match="on both sides"):
+        loso([(("s1", "s2"), "s1")], feats, subject_of, truths)
 
 
 def test_bad_parameters_are_refused() -> None:

@@ -82,26 +82,56 @@ def test_plot_a_video_with_its_ground_truth(tmp_path: Path, videos: Path) -> Non
     assert main([*args, "--quiet", "--video", "other"]) == 2
 
 
-def test_synth_then_train_leave_one_subject_out(tmp_path: Path) -> None:
+def test_synth_then_train_leave_one_identity_out(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """The whole researcher path on a tiny synthetic dataset: synth -> extract -> train --loso."""
     data = tmp_path / "synth"
     args = ["synth", "--out", str(data), "--videos", "2", "--subjects", "2", "--seconds", "8"]
     assert main([*args, "--seed", "3", "--density", "40", "--workers", "1", "--quiet"]) == 0
     out = tmp_path / "run"
     args = ["train", str(data / "annotations.csv"), "--features", str(tmp_path / "f"), "--loso"]
+    # Both subjects are morphs of the one bundled face (subjects.json): one person, so
+    # leave-one-identity-out (the default) has nothing to train on, and says so before extracting.
+    capsys.readouterr()
+    assert main([*args, "--epochs", "1", "--out", str(out), "--quiet"]) == 2
+    assert "leave-one-identity-out needs at least 2 identities" in capsys.readouterr().err
+    # subjects.json names each subject's person: two people, one subject each.
+    subjects = json.loads((data / "subjects.json").read_text())
+    for entry, person in zip(subjects, ("ann", "bob"), strict=True):
+        entry["person"] = person
+    (data / "subjects.json").write_text(json.dumps(subjects))
     assert main([*args, "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    assert "leave-one-identity-out over 2 identities" in capsys.readouterr().out
     report = json.loads((out / "loso_report.json").read_text())
-    assert set(report["folds"]) == {"s01", "s02"}
+    assert report["group"] == "identity" and report["protocol"] == "leave-one-identity-out"
+    assert set(report["folds"]) == {"ann", "bob"}
+    assert report["fold_subjects"] == {"ann": ["s01"], "bob": ["s02"]}
     assert report["train_config"]["method"] == "full"
     assert (out / "loso_predictions.csv").read_text().startswith("vid,pred_onset,pred_offset,type")
-    # `mespot eval` on the run re-scores each held-out subject with its fold's bundle and
+    assert sorted(p.name for p in (out / "folds").iterdir()) == ["ann.mespot", "bob.mespot"]
+    meta = json.loads((out / "folds" / "ann.mespot" / "bundle.json").read_text())["metadata"]
+    assert (meta["group"], meta["held_out"], meta["held_out_subjects"]) == ("identity", "ann", ["s01"])
+    assert meta["train_subjects"] == ["s02"] and meta["held_out_subject"] == "s01"
+    # `mespot eval` on the run re-scores each held-out identity with its fold's bundle and
     # reproduces the pooled counts the training run reported.
-    assert sorted(p.name for p in (out / "folds").iterdir()) == ["s01.mespot", "s02.mespot"]
     common = [str(data / "annotations.csv"), "--features", str(tmp_path / "f"), "--quiet"]
     assert main(["eval", str(out), *common, "--out", str(tmp_path / "ev")]) == 0
     again = json.loads((tmp_path / "ev" / "eval_report.json").read_text())
     assert again["report"]["pooled"] == report["report"]["pooled"]
-    assert set(again["folds"]) == {"s01", "s02"}
+    assert set(again["folds"]) == {"ann", "bob"} and again["group"] == "identity"
+    assert again["shared_identities"] == {}
+    # The training-free baseline with subject folds names its folds by subject.
+    assert main(["baseline", *common[:3], "--group", "subject", "--report", str(tmp_path / "bl")]) == 0
+    assert "leave-one-subject-out over 2 subjects" in capsys.readouterr().out
+    bl = json.loads((tmp_path / "bl" / "baseline_report.json").read_text())
+    assert bl["group"] == "subject" and set(bl["folds"]) == {"s01", "s02"}
+    # Told that both subjects are one person again, eval flags that each fold trained on the
+    # held-out person's other variant.
+    ann = data / "annotations.csv"  # an identity column wins over subjects.json
+    rows = ann.read_text().splitlines()
+    ann.write_text("\n".join([rows[0] + ",identity", *(r + ",one" for r in rows[1:])]) + "\n")
+    assert main(["eval", str(out), *common, "--out", str(tmp_path / "ev1")]) == 0
+    flagged = json.loads((tmp_path / "ev1" / "eval_report.json").read_text())
+    assert flagged["shared_identities"] == {"ann": ["one"], "bob": ["one"]}
     # A weak method trained on everything gives a bundle that carries its operating point.
     model = tmp_path / "gim.mespot"
     args = ["train", *common[:3], "--method", "gim", "--epochs", "2", "--out", str(model), "--quiet"]

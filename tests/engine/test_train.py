@@ -116,6 +116,50 @@ def test_full_loso_beats_chance_and_tunes_only_on_training_videos(data, monkeypa
     assert result.wall_s > 0 and len(result.histories["s1"]) == CONFIG.epochs
 
 
+def test_identity_loso_keeps_every_variant_of_the_held_out_person_out_of_training(monkeypatch) -> None:
+    """3 identities x 2 subjects: neither training nor the operating point sees the test person."""
+    people = {"ann": ("s1", "s4"), "bob": ("s2", "s5"), "cy": ("s3", "s6")}
+    records, feats = [], {}
+    for person, subjects in people.items():
+        for subject in subjects:
+            rec, f = make_video(f"{subject}_v0", subject, 10 * int(subject[1:]))
+            records.append(dataclasses.replace(rec, identity=person))
+            feats[rec.video] = f
+    dataset = Dataset("morphs", FPS, tuple(records))
+    trained: list[set[str]] = []
+    tuned: list[set[str]] = []
+    real_train = train_module.train
+
+    def train_spy(videos, config, *, progress=True):
+        trained.append({r.subject for r, _ in videos})
+        return real_train(videos, config, progress=progress)
+
+    def tune_spy(videos, scores, base, grid=train_module.OPERATING_GRID):
+        tuned.append({r.subject for r, _ in videos} | {v.split("_")[0] for v in scores})
+        return choose_operating_point(videos, scores, base, grid)
+
+    monkeypatch.setattr(train_module, "train", train_spy)
+    monkeypatch.setattr(train_module, "choose_operating_point", tune_spy)
+    tiny = TrainConfig(epochs=1, batch_size=2, window=16, steps_per_epoch=1, network=NET)
+    result = loso(dataset, feats, tiny, progress=False)  # identity is the default
+    assert result.group == "identity" and list(result.folds) == ["ann", "bob", "cy"]
+    for person, seen_in_training, seen_in_tuning in zip(people, trained, tuned, strict=True):
+        held_out = set(people[person])
+        others = {s for p, subjects in people.items() if p != person for s in subjects}
+        assert seen_in_training == others and seen_in_tuning == others
+        assert held_out.isdisjoint(seen_in_training) and held_out.isdisjoint(seen_in_tuning)
+        assert set(result.plan[person].test_subjects) == held_out
+        assert {v.split("_")[0] for v in result.folds[person].videos} == held_out
+    assert set(result.predictions) == {r.video for r in dataset.videos}
+    # Subject folds hold out one morph: its twin is in training.
+    trained.clear()
+    by_subject = loso(dataset, feats, tiny, group="subject", folds=1, progress=False)
+    assert by_subject.group == "subject" and list(by_subject.folds) == ["s1"]
+    assert "s4" in trained[0] and "s1" not in trained[0]
+    with pytest.raises(ConfigError, match="fold group"):
+        loso(dataset, feats, tiny, group="person", progress=False)
+
+
 def test_predict_gives_nan_at_invalid_snippets_and_equals_a_prefix(data) -> None:
     dataset, features = data
     videos = pairs_of(dataset, features, {"s1"})

@@ -134,3 +134,84 @@ def test_conflicting_fps_is_an_error(tmp_path: Path) -> None:
 
 def test_column_letters() -> None:
     assert [column_letter(i) for i in (0, 25, 26, 27, 701, 702)] == ["A", "Z", "AA", "AB", "ZZ", "AAA"]
+
+
+# -- identities -----------------------------------------------------------------------------------
+
+IDENTITY_CSV = """Video,Subject,Onset,Offset,Type,IDENTITY
+s01_01,s01,10,14,me,ann
+s01_01,s01,30,60,mae,
+s04_01,s04,,,,ann
+s02_01,s02,5,9,me,bob
+s05_01,s05,5,9,me,bob
+s03_01,s03,5,9,me,
+"""
+
+
+def test_identity_column(tmp_path: Path) -> None:
+    ds = load(write(tmp_path, IDENTITY_CSV))
+    identity = {v.video: v.identity for v in ds.videos}
+    # an empty cell says nothing (the other row of s01_01 gives it); a video with none is its subject
+    assert identity == {"s01_01": "ann", "s04_01": "ann", "s02_01": "bob", "s05_01": "bob", "s03_01": "s03"}
+    assert ds.identities() == ["ann", "bob", "s03"]
+    assert [(f.name, f.test_subjects) for f in ds.folds()] == [
+        ("ann", ("s01", "s04")),
+        ("bob", ("s02", "s05")),
+        ("s03", ("s03",)),
+    ]
+    # an identity column wins over subjects.json
+    (tmp_path / "subjects.json").write_text('[{"name": "s01", "base": "x"}]')
+    assert load(write(tmp_path, IDENTITY_CSV, "again.csv")).video("s01_01").identity == "ann"
+
+
+def test_disagreeing_identities_name_the_file_and_line(tmp_path: Path) -> None:
+    text = "video,subject,onset,offset,type,identity\nv1,s1,1,3,me,ann\nv1,s1,5,9,me,bob\n"
+    with pytest.raises(
+        AnnotationError,
+        match=r"x\.csv, row 3, column F \(identity\): video 'v1' has identity 'bob' here but 'ann'",
+    ):
+        load(write(tmp_path, text, "x.csv"))
+    # two videos of one subject must be one person (an empty identity is the subject)
+    text = "video,subject,onset,offset,type,identity\nv1,s1,1,3,me,ann\nv2,s1,5,9,me,\n"
+    with pytest.raises(
+        AnnotationError,
+        match=r"y\.csv, row 3, column F \(identity\): subject 's1' has identity 's1' in video 'v2' but 'ann'",
+    ):
+        load(write(tmp_path, text, "y.csv"))
+
+
+def test_subjects_json_gives_the_person_else_the_base_photo(tmp_path: Path) -> None:
+    # what `mespot synth` writes (stream.synth.identity.Identity.to_dict), with an optional person
+    (tmp_path / "subjects.json").write_text(
+        '[{"name": "s01", "base": "man_outdoor", "base_sha256": "ab"},'
+        ' {"name": "s02", "base": "man_webcam", "person": "man"},'
+        ' {"name": "s03", "base": "astronaut"},'
+        ' {"name": "s04", "base": "man_outdoor", "person": "man"}]'
+    )
+    text = "video,subject,onset,offset,type\n" + "".join(f"s0{i}_01,s0{i},5,9,me\n" for i in range(1, 6))
+    ds = load(write(tmp_path, text, "annotations.csv"))
+    identity = {v.subject: v.identity for v in ds.videos}
+    # s05 is not listed: its own identity
+    assert identity == {"s01": "man_outdoor", "s02": "man", "s03": "astronaut", "s04": "man", "s05": "s05"}
+    assert [f.name for f in ds.folds()] == ["astronaut", "man", "man_outdoor", "s05"]
+    # without subjects.json each subject is its own identity
+    other = tmp_path / "other"
+    other.mkdir()
+    ds = load(write(other, text, "annotations.csv"))
+    assert [v.identity for v in ds.videos] == [v.subject for v in ds.videos]
+    assert not ds.has_identities()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "cannot be read as JSON"),
+        ('[{"base": "x"}]', "subject entry 1 has no 'name'"),
+        ('[{"name": "s01"}]', "subject 's01' has neither 'person' nor 'base'"),
+        ('"s01"', "must hold a list of subjects"),
+    ],
+)
+def test_a_bad_subjects_json_names_the_file(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "subjects.json").write_text(content)
+    with pytest.raises(AnnotationError, match=f"subjects.json.*{message}"):
+        load(write(tmp_path, "video,subject,onset,offset,type\nv,s01,1,2,me\n"))

@@ -1,4 +1,5 @@
-"""Records: VideoRecord frame positions, Dataset helpers, LOSO folds, statistics, frame scans."""
+"""Records: VideoRecord frame positions, Dataset helpers, identity and subject folds, statistics,
+frame scans."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.data import DATASETS, Dataset, VideoRecord, load_dataset
-from engine.data.records import Blink, frame_runs, natural_key, scan_frames
+from engine.data.records import Blink, Fold, frame_runs, natural_key, scan_frames
 from stream.errors import ConfigError
 from stream.intervals import ExpressionType, Interval
 
@@ -121,6 +122,70 @@ def test_loso_folds_leave_each_subject_out_once(dataset: Dataset) -> None:
         assert len(held_out) + len(training) == len(dataset)
     with pytest.raises(KeyError):
         dataset.subset(["s7"])
+
+
+def morphs() -> Dataset:
+    """3 identities (real people) x 2 subjects (morphs of that person) x 2 videos."""
+    people = {"ann": ("s01", "s04"), "bob": ("s02", "s05"), "cy": ("s03", "s06")}
+    return Dataset(
+        "synth",
+        30.0,
+        tuple(
+            video(f"{s}_{k}", s, Interval(10, 20, ME), identity=person, n_frames=100)
+            for person, subjects in people.items()
+            for s in subjects
+            for k in (1, 2)
+        ),
+    )
+
+
+def test_identity_defaults_to_the_subject(dataset: Dataset) -> None:
+    assert video("v", "p").identity == "p"
+    assert video("v", "p", identity="").identity == "p"
+    assert video("v", "p", identity="q").identity == "q"
+    assert dataset.identities() == dataset.subjects() and not dataset.has_identities()
+    # Without identity information the identity folds are the subject folds.
+    for group in ("identity", "subject"):
+        folds = dataset.folds(group)
+        assert [(f.train_subjects, f.name) for f in folds] == dataset.loso_folds()
+        assert all(f.test_subjects == (f.name,) and f.group == group for f in folds)
+    assert [Fold.of(pair) for pair in dataset.loso_folds()] == dataset.folds("subject")
+
+
+def test_identity_folds_hold_out_every_subject_of_a_person() -> None:
+    ds = morphs()
+    assert ds.identities() == ["ann", "bob", "cy"] and ds.has_identities()
+    assert ds.subjects_of("bob") == ("s02", "s05")
+    folds = ds.folds()  # identity is the default
+    assert [f.name for f in folds] == ["ann", "bob", "cy"]
+    of = ds.group_of("identity")
+    for fold in folds:
+        held_out = set(ds.subjects_of(fold.name))
+        assert set(fold.test_subjects) == held_out
+        assert held_out.isdisjoint(fold.train_subjects)  # no morph of the test person in training
+        assert {of[s] for s in fold.train_subjects} == set(ds.identities()) - {fold.name}
+        assert set(fold.train_subjects) | held_out == set(ds.subjects())
+        assert fold.train_groups == tuple(i for i in ds.identities() if i != fold.name)
+        training = ds.subset(fold.train_subjects)
+        assert fold.name not in training.identities()
+        assert len(training) + len(ds.subset(fold.test_subjects)) == len(ds)
+    # Subject folds hold out one morph and train on the other morph of the same person.
+    by_subject = ds.folds("subject")
+    assert len(by_subject) == 6 and by_subject[0].name == "s01" and "s04" in by_subject[0].train_subjects
+    assert ds.statistics().n_identities == 3 and "6 subjects of 3 identities" in ds.summary()
+    with pytest.raises(ConfigError, match="group 'person'"):
+        ds.folds("person")
+    with pytest.raises(KeyError, match="dan"):
+        ds.subjects_of("dan")
+
+
+def test_identity_folds_need_two_people_and_a_subject_is_one_person() -> None:
+    one = Dataset("one", 30.0, (video("a", "s1", identity="ann"), video("b", "s2", identity="ann")))
+    with pytest.raises(ConfigError, match="at least 2 identities, it has 1 \\(ann\\) over 2 subjects"):
+        one.folds()
+    assert [f.name for f in one.folds("subject")] == ["s1", "s2"]
+    with pytest.raises(ValueError, match="subject 's1' has videos of identities 'ann' and 'bob'"):
+        Dataset("bad", 30.0, (video("a", "s1", identity="ann"), video("b", "s1", identity="bob")))
 
 
 def test_counts_and_statistics(dataset: Dataset) -> None:
