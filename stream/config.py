@@ -7,6 +7,7 @@ cache, so two configurations that could give different numbers never share cache
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -32,7 +33,32 @@ def refuse_unknown_keys(cls: type, data: Mapping[str, Any], what: str) -> None:
 
 
 # Bump when the meaning of a feature changes without a configuration field changing.
-FEATURE_LAYOUT_VERSION = 1
+# 2: snippets on a hop grid (hop_s, window_s) instead of back-to-back snippet_frames;
+#    multi-scale flow (flow_scales_s), eye openness, pooling and rigid_model options.
+FEATURE_LAYOUT_VERSION = 2
+
+# How far a duration in seconds may fall from a whole number of canonical frames (in frames).
+_WHOLE_FRAME_TOLERANCE = 0.02
+
+
+def whole_frames(config_name: str, field_name: str, seconds: float, fps: float, *, minimum: int = 1) -> int:
+    """A duration in seconds as a whole number of frames at `fps`, or a ConfigError naming the field.
+
+    Durations are set in seconds so that one configuration serves 25, 30 and 200 fps material;
+    one that falls between two frames at the canonical rate is refused rather than rounded, since
+    rounding would silently change what a feature or a grid cell means.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise ConfigError(f"{config_name} {field_name}={seconds!r}: must be a positive number of seconds")
+    frames = seconds * fps
+    n = round(frames)
+    if abs(frames - n) > _WHOLE_FRAME_TOLERANCE or n < minimum:
+        raise ConfigError(
+            f"{config_name} {field_name}={seconds!r} s is {frames:.3f} frames at fps={fps:g}: it must be a "
+            f"whole number of frames (>= {minimum}) at the canonical rate, e.g. {max(n, minimum)}/{fps:g} "
+            f"= {max(n, minimum) / fps:.6g} s"
+        )
+    return n
 
 
 @dataclass(frozen=True)
@@ -45,8 +71,23 @@ class FeatureConfig:
         align_deadband_px: the alignment is held until the landmarks imply a move of the stable
             points beyond this many pixels of a 128 px crop (0: re-align every frame).
         flow: optical-flow estimator name (dis, farneback, tvl1).
-        skip_k: flow is computed from the frame skip_k frames back (at the canonical rate).
-        snippet_frames: frames per snippet (g).
+        flow_scales_s: the flow time scales in seconds, shortest first: per scale s, one flow
+            field per frame from the crop s seconds back (k = s * fps frames, a whole number at
+            the canonical rate), and its motion features. Texture change and the eye-openness
+            change use the shortest scale.
+        pooling: how a ROI's landmark patches become one flow or texture value: "mean" (of the
+            patch means), or "robust" (the per-channel median over the union of the patch pixels,
+            which outlying pixels covering less than half of the region cannot drag).
+        rigid_model: the head motion removed from flow and geometry, fitted robustly at the
+            reference landmarks: "similarity", "affine" or "projective".
+        eye_openness: add per-eye lid openness (relative to the running neutral) and its change
+            over the shortest flow scale to the geometry modality.
+        hop_s: the snippet grid: one snippet every hop_s seconds; snippet j is the grid cell of
+            canonical frames [j * hop, (j + 1) * hop) (hop = hop_s * fps, a whole number of frames).
+            Scores, labels and proposals live on this grid.
+        window_s: each snippet summarises the window_s seconds of frames that end with its cell
+            (frames [(j + 1) * hop - window, (j + 1) * hop)), so it is complete, causally, when its
+            cell's last frame arrives; window_s >= hop_s (equal: back-to-back snippets).
         roi_set: name of the region-of-interest set on face-mesh landmarks.
         patch_radius: half-side of the square patch around each ROI landmark, in pixels of a
             128 px crop (scaled with crop_size).
@@ -58,8 +99,12 @@ class FeatureConfig:
     crop_size: int = 128
     align_deadband_px: float = 1.0
     flow: str = "dis"
-    skip_k: int = 3
-    snippet_frames: int = 8
+    flow_scales_s: tuple[float, ...] = (0.1, 0.2)
+    pooling: str = "mean"
+    rigid_model: str = "similarity"
+    eye_openness: bool = True
+    hop_s: float = 4 / 30
+    window_s: float = 8 / 30
     roi_set: str = "mesh17"
     patch_radius: float = 5.0
     neutral_tau_s: float = 3.0
@@ -69,8 +114,6 @@ class FeatureConfig:
         "fps": (1.0, 1000.0),
         "crop_size": (32, 512),
         "align_deadband_px": (0.0, 16.0),
-        "skip_k": (1, 30),
-        "snippet_frames": (1, 256),
         "patch_radius": (1.0, 32.0),
         "neutral_tau_s": (0.1, 600.0),
         "max_hold_s": (0.01, 10.0),
@@ -81,9 +124,24 @@ class FeatureConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
                 raise ConfigError(f"feature config {name}={v!r}: must be a number in [{lo}, {hi}]")
-        for name in ("crop_size", "skip_k", "snippet_frames"):
+        for name in ("crop_size",):
             if not isinstance(getattr(self, name), int):
                 raise ConfigError(f"feature config {name}={getattr(self, name)!r}: must be an integer")
+        hop = whole_frames("feature config", "hop_s", self.hop_s, self.fps)
+        window = whole_frames("feature config", "window_s", self.window_s, self.fps)
+        if window < hop:
+            raise ConfigError(
+                f"feature config window_s={self.window_s!r}: must be >= hop_s={self.hop_s!r} "
+                "(a snippet summarises at least its own cell)"
+            )
+        # canonical form: the exact frame counts, so 0.1333 and 4/30 are one configuration
+        object.__setattr__(self, "hop_s", hop / self.fps)
+        object.__setattr__(self, "window_s", window / self.fps)
+        if window > 256:
+            raise ConfigError(
+                f"feature config window_s={self.window_s!r}: at most 256 frames ({window} given)"
+            )
+        self._check_feature_options()
         from stream.features import ROI_SETS
         from stream.flow import FLOWS
 
@@ -92,9 +150,52 @@ class FeatureConfig:
         if self.roi_set not in ROI_SETS:
             raise ConfigError(f"feature config roi_set={self.roi_set!r}: choose one of {ROI_SETS.names()}")
 
+    def _check_feature_options(self) -> None:
+        """Validate and canonicalise flow_scales_s, pooling, rigid_model, eye_openness."""
+        scales = self.flow_scales_s
+        if isinstance(scales, int | float) or not isinstance(scales, tuple | list) or not scales:
+            raise ConfigError(
+                f"feature config flow_scales_s={scales!r}: must be a non-empty list of seconds, "
+                "e.g. [0.1, 0.2]"
+            )
+        ks = [whole_frames("feature config", "flow_scales_s", s, self.fps) for s in scales]
+        if any(b <= a for a, b in itertools.pairwise(ks)):
+            raise ConfigError(
+                f"feature config flow_scales_s={list(scales)!r}: scales must be distinct and increasing "
+                f"({ks} frames at fps={self.fps:g})"
+            )
+        if max(scales) > 1.0:
+            raise ConfigError(f"feature config flow_scales_s={list(scales)!r}: each scale must be <= 1 s")
+        # canonical form: exact frame counts, and a tuple (JSON gives a list)
+        object.__setattr__(self, "flow_scales_s", tuple(k / self.fps for k in ks))
+        choices = {"pooling": ("mean", "robust"), "rigid_model": ("similarity", "affine", "projective")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"feature config {name}={getattr(self, name)!r}: choose one of {list(allowed)}"
+                )
+        if not isinstance(self.eye_openness, bool):
+            raise ConfigError(f"feature config eye_openness={self.eye_openness!r}: must be true or false")
+
+    @property
+    def flow_ks(self) -> tuple[int, ...]:
+        """The flow scales in canonical frames (k per scale), shortest first."""
+        return tuple(round(s * self.fps) for s in self.flow_scales_s)
+
+    @property
+    def hop_frames(self) -> int:
+        """Frames per grid cell (the snippet hop) at the canonical rate."""
+        return round(self.hop_s * self.fps)
+
+    @property
+    def window_frames(self) -> int:
+        """Frames each snippet summarises at the canonical rate."""
+        return round(self.window_s * self.fps)
+
     @property
     def snippet_seconds(self) -> float:
-        return self.snippet_frames / self.fps
+        """Seconds per snippet on the grid (the hop): snippet j covers [j * hop_s, (j + 1) * hop_s)."""
+        return self.hop_frames / self.fps
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"layout_version": FEATURE_LAYOUT_VERSION}
@@ -106,7 +207,9 @@ class FeatureConfig:
         version = data.pop("layout_version", FEATURE_LAYOUT_VERSION)
         if version != FEATURE_LAYOUT_VERSION:
             raise ConfigError(
-                f"feature layout version {version} does not match this mespot ({FEATURE_LAYOUT_VERSION})"
+                f"feature layout version {version} does not match this mespot ({FEATURE_LAYOUT_VERSION}): "
+                "features or a bundle made by another mespot version; extract the features again "
+                "and retrain the model with this one"
             )
         refuse_unknown_keys(cls, data, "feature config")
         return cls(**data)

@@ -1,20 +1,26 @@
-"""Per-frame facial features from skip-k flow and landmark geometry, in two modalities.
+"""Per-frame facial features from multi-scale skip-k flow and landmark geometry, in two modalities.
 
 Regions of interest (ROIs) are sets of face-mesh landmarks; each landmark contributes a square
-patch of the aligned crop. Per frame t (k = skip_k):
+patch of the aligned crop. Per frame t and per flow scale k (FeatureConfig.flow_ks, shortest first):
 
-motion (per ROI: u, v, |f|)
+motion (per scale, per ROI: u, v, |f|)
     skip-k flow f = flow(crop[t-k] -> crop[t]) minus the rigid motion of the reference region,
-    averaged over the ROI's patches placed at the landmarks of frame t-k (where the flow field
-    lives). The rigid motion is the similarity transform (shift, rotation, scale) that best
-    explains the flow at the reference landmarks (nose bridge, inner eye corners, face sides),
-    fitted robustly; subtracting it removes what alignment left of head motion and of landmark jitter, which a
-    mean-translation reference cannot (a 0.3 degree roll already moves the mouth by 0.3 px).
-geometry / appearance (per ROI: dx, dy, |I_t - I_t-k|)
+    pooled over the ROI's patches placed at the landmarks of frame t-k (where the flow field
+    lives). The rigid motion is the transform (similarity, affine or projective: `rigid_model`)
+    that best explains the flow at the reference landmarks (nose bridge, inner eye corners, face
+    sides), fitted robustly; subtracting it removes what alignment left of head motion and of
+    landmark jitter, which a mean-translation reference cannot (a 0.3 degree roll already moves
+    the mouth by 0.3 px). Pooling (`pooling`) is the mean of the patch means, or a trimmed mean
+    over the union of the ROI's patch pixels (the per-channel median), which outlying pixels
+    covering less than half of the region cannot drag.
+geometry / appearance (per ROI: dx, dy, |I_t - I_t-k|; then per eye: open, dopen)
     the ROI landmarks' displacement from a running neutral face (exponential average over
     neutral_tau_s), minus the rigid displacement of the reference landmarks fitted the same way,
-    and the mean absolute intensity change of the ROI's patches over the same k frames
-    (texture: wrinkles, furrows, lid closure).
+    and the mean absolute intensity change of the ROI's patches over the shortest scale
+    (texture: wrinkles, furrows, lid closure). With `eye_openness`, each eye's lid opening
+    (mean upper-to-lower lid distance over the eye's width) relative to the running neutral's
+    (0 at rest, -1 closed) and its change over the shortest scale: a blink reads as a closure
+    and reopening, which no expression's lid narrowing (AU6/AU7) matches in depth and speed.
 
 The two modalities are what the CSCM module of MC-WES expects as its two inputs. Units are
 pixels of a 128 px crop whatever crop_size is, so features are comparable across sizes.
@@ -24,12 +30,16 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from stream.align import AlignedFace, robust_similarity_fit
 from stream.registry import Registry
+
+if TYPE_CHECKING:
+    from stream.config import FeatureConfig
 
 
 @dataclass(frozen=True)
@@ -74,12 +84,53 @@ ROI_SETS.register("mesh17")(lambda: _MESH17)
 
 MOTION_CHANNELS = ("u", "v", "mag")
 GEOMETRY_CHANNELS = ("dx", "dy", "texture")
+EYE_CHANNELS = ("open", "dopen")
 
 
-def feature_names(roi_set: RoiSet) -> tuple[list[str], list[str]]:
-    """Names of the per-frame motion and geometry dimensions, in order."""
-    motion = [f"{r}.{c}" for r in roi_set.names for c in MOTION_CHANNELS]
+@dataclass(frozen=True)
+class EyeLids:
+    """Face-mesh landmarks of one eye's lids: (upper, lower) pairs facing each other, and corners."""
+
+    pairs: tuple[tuple[int, int], ...]
+    corners: tuple[int, int]
+
+
+# Subject's right then left eye: lid pairs from the middle outwards, then (outer, inner) corners.
+EYES: dict[str, EyeLids] = {
+    "eye_r": EyeLids(((159, 145), (158, 153), (160, 144)), (33, 133)),
+    "eye_l": EyeLids(((386, 374), (385, 380), (387, 373)), (263, 362)),
+}
+
+
+def scale_label(seconds: float) -> str:
+    """Name suffix of a flow scale, e.g. 0.1 s -> '100ms'."""
+    return f"{round(seconds * 1000)}ms"
+
+
+def feature_names(roi_set: RoiSet, config: FeatureConfig | None = None) -> tuple[list[str], list[str]]:
+    """Names of the per-frame motion and geometry dimensions, in order.
+
+    Motion is scale-major: every ROI's u, v, mag at the shortest scale ("brow_inner_r@100ms.u"),
+    then at the next. Geometry is every ROI's dx, dy, texture, then (with eye_openness) each eye's
+    open and dopen ("eye_r.open").
+
+    Args:
+        roi_set: the ROIs.
+        config: the feature configuration (scales, eye openness); the default one if None.
+    """
+    if config is None:
+        from stream.config import FeatureConfig
+
+        config = FeatureConfig()
+    motion = [
+        f"{r}@{scale_label(s)}.{c}"
+        for s in config.flow_scales_s
+        for r in roi_set.names
+        for c in MOTION_CHANNELS
+    ]
     geometry = [f"{r}.{c}" for r in roi_set.names for c in GEOMETRY_CHANNELS]
+    if config.eye_openness:
+        geometry += [f"{e}.{c}" for e in EYES for c in EYE_CHANNELS]
     return motion, geometry
 
 
@@ -89,8 +140,9 @@ class FrameFeatures:
 
     Attributes:
         index: canonical frame index.
-        motion: (3R,) float32, or None when not available (no face, flow not warmed up).
-        geometry: (3R,) float32, or None likewise.
+        motion: (3 R S,) float32 (S flow scales), or None when not available (no face, flow not
+            warmed up at every scale).
+        geometry: (3 R [+ 4],) float32, or None likewise.
     """
 
     index: int
@@ -102,26 +154,122 @@ class FrameFeatures:
         return self.motion is not None
 
 
+# ---------------------------------------------------------------------------------------------
+# Rigid (head) motion models, fitted robustly at the reference landmarks. All return a 3x3 matrix
+# mapping homogeneous source points to destination points.
+
+_IRLS_ITERATIONS = 4
+_IRLS_FLOOR = 0.05  # residual (px) below which a point counts fully
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    return np.vstack(
+        [robust_similarity_fit(src, dst, iterations=_IRLS_ITERATIONS, floor=_IRLS_FLOOR), [0, 0, 1]]
+    )
+
+
+def _affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Affine fit by iteratively reweighted least squares with L1-like weights (as the similarity)."""
+    a = np.hstack([src, np.ones((len(src), 1))])  # (N, 3)
+    w = np.ones(len(src))
+    for _ in range(_IRLS_ITERATIONS + 1):
+        sw = np.sqrt(w)[:, None]
+        x, *_ = np.linalg.lstsq(a * sw, dst * sw, rcond=None)  # (3, 2)
+        res = np.linalg.norm(a @ x - dst, axis=1)
+        w = 1.0 / np.maximum(res, _IRLS_FLOOR)
+    return np.vstack([x.T, [0, 0, 1]])
+
+
+def _normaliser(p: np.ndarray) -> np.ndarray:
+    c = p.mean(0)
+    s = np.sqrt(2) / max(np.linalg.norm(p - c, axis=1).mean(), 1e-9)
+    return np.array([[s, 0, -s * c[0]], [0, s, -s * c[1]], [0, 0, 1]])
+
+
+def _apply(m: np.ndarray, p: np.ndarray) -> np.ndarray:
+    q = p @ m[:2, :2].T + m[:2, 2]
+    if m[2, 0] == 0 and m[2, 1] == 0:
+        return q / m[2, 2]
+    den = p @ m[2, :2] + m[2, 2]
+    return q / den[:, None]
+
+
+def _projective(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Homography by weighted, normalised DLT, reweighted like the others."""
+    ts, td = _normaliser(src), _normaliser(dst)
+    s = src @ ts[:2, :2].T + ts[:2, 2]
+    d = dst @ td[:2, :2].T + td[:2, 2]
+    n = len(s)
+    one, zero = np.ones(n), np.zeros(n)
+    rx = np.stack(
+        [-s[:, 0], -s[:, 1], -one, zero, zero, zero, d[:, 0] * s[:, 0], d[:, 0] * s[:, 1], d[:, 0]], 1
+    )
+    ry = np.stack(
+        [zero, zero, zero, -s[:, 0], -s[:, 1], -one, d[:, 1] * s[:, 0], d[:, 1] * s[:, 1], d[:, 1]], 1
+    )
+    w = np.ones(n)
+    for _ in range(_IRLS_ITERATIONS + 1):
+        sw = np.sqrt(w)[:, None]
+        _, _, vt = np.linalg.svd(np.vstack([rx * sw, ry * sw]))
+        h = np.linalg.inv(td) @ vt[-1].reshape(3, 3) @ ts
+        h = h / h[2, 2]
+        res = np.linalg.norm(_apply(h, src) - dst, axis=1)
+        w = 1.0 / np.maximum(res, _IRLS_FLOOR)
+    return h
+
+
+RIGID_MODELS = {"similarity": _similarity, "affine": _affine, "projective": _projective}
+
+
+def fit_rigid(model: str, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """3x3 transform of `model` ("similarity", "affine", "projective") best mapping src to dst,
+    fitted by iteratively reweighted least squares so that a few points moved by something else
+    (a facial action tugging the face contour) barely bend it."""
+    return RIGID_MODELS[model](np.asarray(src, np.float64), np.asarray(dst, np.float64))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
 class RegionFeaturizer:
-    """Stateful per-frame featurizer (keeps k aligned faces and the running neutral).
+    """Stateful per-frame featurizer (keeps the last max(k) aligned faces and the running neutral).
 
     Args:
         roi_set: the ROIs.
         crop_size: aligned crop side in pixels.
-        skip_k: frames between the two crops of each flow field.
+        skip_ks: frames between the two crops of each flow field, one per scale, increasing.
         patch_radius: patch half-side in 128-px-crop pixels.
         neutral_alpha: per-frame weight of the running neutral's exponential average.
+        pooling: "mean" or "robust" (trimmed mean over a ROI's patches).
+        rigid_model: "similarity", "affine" or "projective".
+        eye_openness: add per-eye openness and its change to the geometry.
     """
 
     def __init__(
-        self, roi_set: RoiSet, *, crop_size: int, skip_k: int, patch_radius: float, neutral_alpha: float
+        self,
+        roi_set: RoiSet,
+        *,
+        crop_size: int,
+        skip_ks: tuple[int, ...],
+        patch_radius: float,
+        neutral_alpha: float,
+        pooling: str = "mean",
+        rigid_model: str = "similarity",
+        eye_openness: bool = True,
     ) -> None:
+        if pooling not in ("mean", "robust"):
+            raise ValueError(f"pooling={pooling!r}: choose 'mean' or 'robust'")
+        if rigid_model not in RIGID_MODELS:
+            raise ValueError(f"rigid_model={rigid_model!r}: choose one of {sorted(RIGID_MODELS)}")
         self.roi_set = roi_set
         self.unit = 128.0 / crop_size  # crop px -> 128-px-crop px
         self.size = crop_size
-        self.k = skip_k
+        self.ks = tuple(skip_ks)
         self.radius = max(1, round(patch_radius / self.unit))
         self.alpha = neutral_alpha
+        self.pooling = pooling
+        self.rigid_model = rigid_model
+        self.eye_openness = eye_openness
         # One flat landmark list with a segment per ROI, so patch means are one vectorised gather.
         idx, seg = [], []
         for r, lms in enumerate(roi_set.regions.values()):
@@ -133,53 +281,94 @@ class RegionFeaturizer:
         count = np.bincount(self._seg)
         # (R, N) averaging matrix: ROI means of per-landmark values in one product
         self._avg = (np.arange(len(count))[:, None] == self._seg[None, :]) / count[:, None]
+        # robust pooling: each ROI's landmarks (rows of the flat list) and the patch offsets
+        self._rows = [np.flatnonzero(self._seg == r) for r in range(len(count))]
+        dy, dx = np.mgrid[-self.radius : self.radius + 1, -self.radius : self.radius + 1]
+        self._offsets = (dy.ravel(), dx.ravel())
+        # eye openness: (E, 3) upper / lower lid landmarks, (E, 2) corners
+        self._lid_up = np.array([[a for a, _ in e.pairs] for e in EYES.values()])
+        self._lid_lo = np.array([[b for _, b in e.pairs] for e in EYES.values()])
+        self._corners = np.array([e.corners for e in EYES.values()])
         ys, xs = np.mgrid[0:crop_size, 0:crop_size].astype(np.float32)
         self._grid = np.dstack([xs, ys])  # (S, S, 2) pixel coordinates (x, y)
-        self._history: deque[AlignedFace] = deque(maxlen=skip_k)
+        self._history: deque[AlignedFace] = deque(maxlen=self.ks[-1])
         self._neutral: np.ndarray | None = None
+
+    @classmethod
+    def from_config(cls, config: FeatureConfig) -> RegionFeaturizer:
+        """The featurizer a feature configuration describes."""
+        return cls(
+            ROI_SETS.build(config.roi_set),
+            crop_size=config.crop_size,
+            skip_ks=config.flow_ks,
+            patch_radius=config.patch_radius,
+            neutral_alpha=1.0 / (config.neutral_tau_s * config.fps),
+            pooling=config.pooling,
+            rigid_model=config.rigid_model,
+            eye_openness=config.eye_openness,
+        )
 
     def reset(self) -> None:
         """Forget history and the neutral face (face lost, time gap, new person)."""
         self._history.clear()
         self._neutral = None
 
-    def push(self, index: int, face: AlignedFace, flow: np.ndarray | None) -> FrameFeatures:
-        """Features of frame `index` from its aligned face and flow(crop[t-k] -> crop[t])."""
-        prev = self._history[0] if len(self._history) == self.k else None
-        self._history.append(face)
+    def push(self, index: int, face: AlignedFace, flows: list[np.ndarray | None]) -> FrameFeatures:
+        """Features of frame `index` from its aligned face and, per scale k, flow(crop[t-k] -> crop[t])."""
+        if len(flows) != len(self.ks):
+            raise ValueError(f"{len(flows)} flow fields given for {len(self.ks)} scales")
+        hist = self._history
+        ready = len(hist) >= self.ks[-1] and all(f is not None for f in flows)
+        prevs = [hist[len(hist) - k] for k in self.ks] if ready else []
+        # eye openness reference: the running neutral's lids, before this frame updates it
+        open_ref = self._openness(self._neutral if self._neutral is not None else face.landmarks)
         geometry_pos = self._geometry(face)
-        if flow is None or prev is None:
+        hist.append(face)
+        if not ready:
             return FrameFeatures(index, None, None)
-        # motion: flow minus the rigid motion fitted at the reference landmarks of frame t-k
+        # motion per scale: flow minus the rigid motion fitted at the reference landmarks of frame t-k
+        motion = [self._motion(flow, prev) for flow, prev in zip(flows, prevs, strict=True)]
+        # appearance: mean absolute intensity change over the shortest scale
+        short = prevs[0]
+        diff = cv2.absdiff(face.crop, short.crop).astype(np.float32) / 255.0
+        texture = self._pool_field(diff[..., None], face.landmarks[self._idx])
+        geometry = np.concatenate([geometry_pos, texture], axis=1).reshape(-1)  # (3R,)
+        if self.eye_openness:
+            now, before = self._openness(face.landmarks), self._openness(short.landmarks)
+            eyes = np.stack([now / open_ref - 1.0, (now - before) / open_ref], axis=1)  # (E, 2)
+            geometry = np.concatenate([geometry, eyes.reshape(-1)])
+        return FrameFeatures(
+            index,
+            np.concatenate([m.reshape(-1) for m in motion]).astype(np.float32),
+            geometry.astype(np.float32),
+        )
+
+    def _motion(self, flow: np.ndarray, prev: AlignedFace) -> np.ndarray:
+        """(R, 3) pooled residual u, v, |f| of one flow field (128-px-crop pixels)."""
         ref_pts = prev.landmarks[self._ref].astype(np.float64)
         ref_flow = self._patch_means(_integral(flow), ref_pts)  # (Nref, 2)
-        rigid = robust_similarity_fit(ref_pts, ref_pts + ref_flow)
+        rigid = fit_rigid(self.rigid_model, ref_pts, ref_pts + ref_flow)
         resid = cv2.subtract(flow, self._rigid_field(rigid))  # (S, S, 2)
         u, v = cv2.split(resid)
         motion_ch = cv2.merge([u, v, cv2.magnitude(u, v)])  # (S, S, 3)
-        motion = self._roi_means(_integral(motion_ch), prev.landmarks[self._idx]) * self.unit
-        # appearance: mean absolute intensity change over the same k frames
-        diff = cv2.absdiff(face.crop, prev.crop).astype(np.float32) / 255.0
-        texture = self._roi_means(_integral(diff[..., None]), face.landmarks[self._idx])  # (R, 1)
-        geometry = np.concatenate([geometry_pos, texture], axis=1)  # (R, 3)
-        return FrameFeatures(
-            index, motion.reshape(-1).astype(np.float32), geometry.reshape(-1).astype(np.float32)
-        )
+        return self._pool_field(motion_ch, prev.landmarks[self._idx]) * self.unit
 
     def _geometry(self, face: AlignedFace) -> np.ndarray:
         """(R, 2) ROI landmark displacement from the running neutral; updates the neutral."""
         lm = face.landmarks.astype(np.float64)
         if self._neutral is None:
             self._neutral = lm.copy()
-        rigid = robust_similarity_fit(self._neutral[self._ref], lm[self._ref])
-        d = lm - (self._neutral @ rigid[:, :2].T + rigid[:, 2])  # non-rigid part only
+        rigid = fit_rigid(self.rigid_model, self._neutral[self._ref], lm[self._ref])
+        d = lm - _apply(rigid, self._neutral)  # non-rigid part only
         out = self._avg @ d[self._idx]
         self._neutral += self.alpha * (lm - self._neutral)  # causal: updated after use
         return out * self.unit
 
     def _rigid_field(self, m: np.ndarray) -> np.ndarray:
-        """(S, S, 2) float32 displacement x -> M x - x of a similarity over the crop grid."""
-        return cv2.transform(self._grid, m - np.hstack([np.eye(2), np.zeros((2, 1))]))
+        """(S, S, 2) float32 displacement x -> M x - x of the rigid transform over the crop grid."""
+        if m[2, 0] == 0 and m[2, 1] == 0:
+            return cv2.transform(self._grid, (m[:2] - np.hstack([np.eye(2), np.zeros((2, 1))])))
+        return cv2.perspectiveTransform(self._grid, m) - self._grid
 
     def _patch_means(self, integral: np.ndarray, points: np.ndarray) -> np.ndarray:
         """(N, C) mean of each channel over the square patch around each point."""
@@ -192,9 +381,25 @@ class RegionFeaturizer:
         area = ((x1 - x0) * (y1 - y0)).astype(np.float64)
         return total / area[:, None]
 
-    def _roi_means(self, integral: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """(R, C) mean over each ROI's landmark patches."""
-        return self._avg @ self._patch_means(integral, points)
+    def _openness(self, landmarks: np.ndarray) -> np.ndarray:
+        """(E,) mean upper-to-lower lid distance over the eye's width, per eye."""
+        lm = np.asarray(landmarks, np.float64)
+        gap = np.linalg.norm(lm[self._lid_up] - lm[self._lid_lo], axis=-1).mean(1)
+        width = np.linalg.norm(lm[self._corners[:, 0]] - lm[self._corners[:, 1]], axis=-1)
+        return gap / np.maximum(width, 1e-6)
+
+    def _pool_field(self, img: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """(S, S, C) field -> (R, C) per ROI over its landmark patches at `points` (N, 2): the mean
+        of the patch means, or ("robust") the per-channel median over the union of the patch pixels."""
+        if self.pooling == "mean":
+            return self._avg @ self._patch_means(_integral(img), points)
+        s = self.size
+        x = np.clip(np.rint(points[:, 0]).astype(int), 0, s - 1)
+        y = np.clip(np.rint(points[:, 1]).astype(int), 0, s - 1)
+        dy, dx = self._offsets
+        lin = np.clip(y[:, None] + dy, 0, s - 1) * s + np.clip(x[:, None] + dx, 0, s - 1)  # (N, P)
+        flat = img.reshape(s * s, -1)
+        return np.stack([np.median(flat[np.unique(lin[rows])], axis=0) for rows in self._rows])
 
 
 def _integral(img: np.ndarray) -> np.ndarray:

@@ -12,7 +12,9 @@ answer saves work and keeps consecutive fields consistent.
 
 SkipKFlow turns per-pair estimators into the stream stage: for each new crop it computes the flow
 from the crop k frames back, because micro-expression motion between consecutive frames at 30 fps
-is sub-pixel and drowns in noise.
+is sub-pixel and drowns in noise. MultiScaleFlow does it for several k at once (one crop history,
+one warm start per scale): a short scale sees the fast onset of a micro-expression, a longer one
+accumulates a slow or very small movement above the estimator's noise.
 """
 
 from __future__ import annotations
@@ -126,6 +128,10 @@ def _check_pair(prev: np.ndarray, nxt: np.ndarray) -> None:
         raise ValueError(f"flow needs two grey images of one size, got {prev.shape} and {nxt.shape}")
 
 
+# 1 s at 200 fps (SAMM-LV's rate), the longest flow scale a configuration may ask for
+MAX_SKIP_K = 200
+
+
 class SkipKFlow:
     """Incremental skip-k flow over a stream of aligned crops.
 
@@ -139,8 +145,8 @@ class SkipKFlow:
     """
 
     def __init__(self, estimator: FlowEstimator, k: int = 3, *, warm_start: bool = True) -> None:
-        if not 1 <= k <= 30:
-            raise ConfigError(f"skip k={k}: must lie in [1, 30] frames")
+        if not 1 <= k <= MAX_SKIP_K:
+            raise ConfigError(f"skip k={k}: must lie in [1, {MAX_SKIP_K}] frames")
         self.estimator = estimator
         self.k = k
         self.warm_start = warm_start
@@ -160,3 +166,45 @@ class SkipKFlow:
             self._last = flow
         self._crops.append(crop)
         return flow
+
+
+class MultiScaleFlow:
+    """Incremental skip-k flow at several k over one stream of aligned crops.
+
+    Each new crop yields, per k (shortest first), flow(crop[t-k] -> crop[t]), each warm-started from
+    the previous field of its own scale (the same as one SkipKFlow per k, sharing the crop history).
+
+    Args:
+        estimator: a FlowEstimator (called once per scale per frame).
+        ks: frames back per scale, strictly increasing.
+        warm_start: use each scale's previous field as its initial flow.
+    """
+
+    def __init__(self, estimator: FlowEstimator, ks: tuple[int, ...], *, warm_start: bool = True) -> None:
+        ks = tuple(ks)
+        if not ks or any(not 1 <= k <= MAX_SKIP_K for k in ks) or list(ks) != sorted(set(ks)):
+            raise ConfigError(f"flow scales k={list(ks)}: need increasing frame counts in [1, {MAX_SKIP_K}]")
+        self.estimator = estimator
+        self.ks = ks
+        self.warm_start = warm_start
+        self._crops: deque[np.ndarray] = deque(maxlen=ks[-1])
+        self._last: list[np.ndarray | None] = [None] * len(ks)
+
+    def reset(self) -> None:
+        self._crops.clear()
+        self._last = [None] * len(self.ks)
+
+    def push(self, crop: np.ndarray) -> list[np.ndarray | None]:
+        """Add crop[t]; returns per scale flow(crop[t-k] -> crop[t]), None until k earlier crops are known."""
+        out: list[np.ndarray | None] = []
+        n = len(self._crops)
+        for i, k in enumerate(self.ks):
+            if n < k:
+                out.append(None)
+                continue
+            init = self._last[i] if self.warm_start else None
+            flow = self.estimator(self._crops[n - k], crop, init)
+            self._last[i] = flow
+            out.append(flow)
+        self._crops.append(crop)
+        return out

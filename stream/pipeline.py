@@ -21,7 +21,7 @@ from stream.align import AlignedFace, Aligner
 from stream.config import FeatureConfig
 from stream.face import FaceTracker
 from stream.features import ROI_SETS, FrameFeatures, RegionFeaturizer, feature_names
-from stream.flow import FLOWS, SkipKFlow
+from stream.flow import FLOWS, MultiScaleFlow
 from stream.frame import Frame, SourceEvent
 from stream.resample import Resampler, TimeGap
 from stream.ring import Snippet, SnippetAssembler, SnippetRing
@@ -111,18 +111,15 @@ class Pipeline:
         self.resampler = Resampler(config.fps, max_hold_s=config.max_hold_s)
         self.tracker = FaceTracker()
         self.aligner = Aligner(config.crop_size, deadband_px=config.align_deadband_px)
-        self.flow = SkipKFlow(FLOWS.build(config.flow, **flow_options), config.skip_k)
-        roi = ROI_SETS.build(config.roi_set)
-        self.motion_names, self.geometry_names = feature_names(roi)
-        self.featurizer = RegionFeaturizer(
-            roi,
-            crop_size=config.crop_size,
-            skip_k=config.skip_k,
-            patch_radius=config.patch_radius,
-            neutral_alpha=1.0 / (config.neutral_tau_s * config.fps),
-        )
+        self.flow = MultiScaleFlow(FLOWS.build(config.flow, **flow_options), config.flow_ks)
+        self.motion_names, self.geometry_names = feature_names(ROI_SETS.build(config.roi_set), config)
+        self.featurizer = RegionFeaturizer.from_config(config)
         self.assembler = SnippetAssembler(
-            config.snippet_frames, config.fps, len(self.motion_names), len(self.geometry_names)
+            config.hop_frames,
+            config.window_frames,
+            config.fps,
+            len(self.motion_names),
+            len(self.geometry_names),
         )
         self.recent = SnippetRing(ring_snippets, 3 * len(self.motion_names), 3 * len(self.geometry_names))
         self.times = StageTimes()
@@ -259,9 +256,9 @@ class Pipeline:
             t1 = t0
             feats = FrameFeatures(frame.index, None, None)
         else:
-            flow = self.flow.push(aligned.crop)
+            flows = self.flow.push(aligned.crop)
             t1 = time.monotonic_ns()
-            feats = self.featurizer.push(frame.index, aligned, flow)
+            feats = self.featurizer.push(frame.index, aligned, flows)
         for snippet in self.assembler.push(feats, frame.capture_ns):
             self.recent.append(snippet)
             out.append(snippet)
@@ -334,7 +331,7 @@ class Extraction:
         for o in outputs:
             (snippets if isinstance(o, Snippet) else events).append(o)
         roi = ROI_SETS.build(config.roi_set)
-        dm, dg = (3 * len(n) for n in feature_names(roi))
+        dm, dg = (3 * len(n) for n in feature_names(roi, config))
         return cls(
             motion=np.stack([s.motion for s in snippets]) if snippets else np.zeros((0, dm), np.float32),
             geometry=np.stack([s.geometry for s in snippets]) if snippets else np.zeros((0, dg), np.float32),

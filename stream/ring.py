@@ -58,17 +58,17 @@ class Ring:
 
 @dataclass(frozen=True, slots=True)
 class Snippet:
-    """g consecutive canonical frames summarised as one feature vector per modality.
+    """One cell of the snippet grid, with the features of the frames that end with it.
 
     Attributes:
-        index: snippet number (snippet j covers canonical frames [j*g, (j+1)*g)).
-        start_s: media time of the snippet's first frame.
-        end_s: media time just after its last frame (start_s + g / fps).
-        motion: (3 * Dm,) float32: mean, max and min over the g frames of each motion feature;
-            zeros when the snippet is not valid.
+        index: snippet number: the grid cell of canonical frames [j * hop, (j + 1) * hop).
+        start_s: media time of the cell's first frame.
+        end_s: media time just after the cell's last frame (start_s + hop / fps).
+        motion: (3 * Dm,) float32: mean, max and min of each motion feature over the snippet's
+            window (the `frames` frames ending with the cell's last); zeros when not valid.
         geometry: (3 * Dg,) float32: likewise for geometry / appearance.
-        frames: g.
-        valid_frames: frames of the snippet that had features (face present, flow warmed up).
+        frames: frames in the window (window >= hop; equal for back-to-back snippets).
+        valid_frames: frames of the window that had features (face present, flow warmed up).
         capture_ns: capture time of the newest frame seen for the snippet (latency reference).
     """
 
@@ -91,7 +91,7 @@ class SnippetRing:
     """The most recent snippets as fixed-size rings: the window a causal scorer reads.
 
     Args:
-        capacity: snippets kept (256 at 8 frames / 30 fps is about 68 s).
+        capacity: snippets kept (256 at a 4-frame hop and 30 fps is about 34 s).
         motion_dim: snippet motion dimension (3 * Dm).
         geometry_dim: snippet geometry dimension (3 * Dg).
     """
@@ -139,62 +139,77 @@ def summarise(block: np.ndarray) -> np.ndarray:
 
 
 class SnippetAssembler:
-    """Groups per-frame features into snippets of g frames on the canonical clock.
+    """Groups per-frame features into snippets on a hop grid of the canonical clock.
 
-    Frames arrive in increasing index order, possibly with holes (time gaps); every snippet
-    index is emitted exactly once, in order, so the snippet axis stays continuous in time.
+    Snippet j is closed when frame (j + 1) * hop - 1 arrives (or a later one, after a hole) and
+    summarises the `window` frames ending there, so it depends on no frame after its cell. Frames
+    arrive in increasing index order, possibly with holes (time gaps); every snippet index is
+    emitted exactly once, in order, so the snippet axis stays continuous in time. A snippet is
+    valid only when every frame of its window had features; windows reaching before frame 0 or
+    into a hole are not.
 
     Args:
-        frames: g, frames per snippet.
+        hop: frames per grid cell.
+        window: frames each snippet summarises (>= hop).
         fps: canonical rate.
         motion_dim: per-frame motion dimension Dm.
         geometry_dim: per-frame geometry dimension Dg.
     """
 
-    def __init__(self, frames: int, fps: float, motion_dim: int, geometry_dim: int) -> None:
-        self.g = frames
+    def __init__(self, hop: int, window: int, fps: float, motion_dim: int, geometry_dim: int) -> None:
+        if not 1 <= hop <= window:
+            raise ConfigError(f"snippet assembler: need 1 <= hop ({hop}) <= window ({window}) frames")
+        self.hop = hop
+        self.window = window
         self.fps = fps
-        self._motion = np.zeros((frames, motion_dim), np.float32)
-        self._geometry = np.zeros((frames, geometry_dim), np.float32)
-        self._have = np.zeros(frames, bool)
-        self._current = 0  # snippet being filled
+        # frame f lives in slot f % window; `_frame` says which frame a slot holds (-1: none)
+        self._motion = np.zeros((window, motion_dim), np.float32)
+        self._geometry = np.zeros((window, geometry_dim), np.float32)
+        self._frame = np.full(window, -1, np.int64)
+        self._have = np.zeros(window, bool)
+        self._current = 0  # next snippet to close
         self._capture_ns = 0
 
     def push(self, feats: FrameFeatures, capture_ns: int) -> list[Snippet]:
         """Add frame features; returns the snippets this frame completed (possibly several)."""
         out: list[Snippet] = []
-        j, slot = divmod(feats.index, self.g)
+        j = feats.index // self.hop
         if j < self._current:
             raise ValueError(f"frame {feats.index} arrived after snippet {self._current} began")
         while j > self._current:  # a hole: close the snippet being filled and any skipped ones
             out.append(self._close())
+        slot = feats.index % self.window
+        self._frame[slot] = feats.index
+        self._have[slot] = feats.valid
         if feats.valid:
             self._motion[slot] = feats.motion
             self._geometry[slot] = feats.geometry
-            self._have[slot] = True
         self._capture_ns = capture_ns
-        if slot == self.g - 1:
+        if (feats.index + 1) % self.hop == 0:
             out.append(self._close())
         return out
 
     def _close(self) -> Snippet:
         j = self._current
-        n = int(self._have.sum())
-        if n == self.g:
-            motion, geometry = summarise(self._motion), summarise(self._geometry)
+        end = (j + 1) * self.hop  # one past the window's last frame
+        frames = np.arange(end - self.window, end)  # (window,) oldest first
+        slots = frames % self.window
+        present = (frames >= 0) & (self._frame[slots] == frames) & self._have[slots]
+        n = int(present.sum())
+        if n == self.window:
+            motion, geometry = summarise(self._motion[slots]), summarise(self._geometry[slots])
         else:
             motion = np.zeros(3 * self._motion.shape[1], np.float32)
             geometry = np.zeros(3 * self._geometry.shape[1], np.float32)
         snippet = Snippet(
             j,
-            j * self.g / self.fps,
-            (j + 1) * self.g / self.fps,
+            j * self.hop / self.fps,
+            end / self.fps,
             motion,
             geometry,
-            self.g,
+            self.window,
             n,
             self._capture_ns,
         )
-        self._have[:] = False
         self._current += 1
         return snippet

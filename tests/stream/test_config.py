@@ -9,22 +9,27 @@ from stream.errors import ConfigError
 
 
 def test_round_trip_and_stable_digest() -> None:
-    cfg = FeatureConfig(flow="farneback", skip_k=2)
+    cfg = FeatureConfig(flow="farneback", flow_scales_s=(2 / 30, 0.2))
     again = FeatureConfig.from_dict(cfg.to_dict())
     assert again == cfg and again.digest() == cfg.digest()
     assert FeatureConfig().digest() != cfg.digest()
-    assert FeatureConfig().snippet_seconds == pytest.approx(8 / 30)
+    assert FeatureConfig().snippet_seconds == pytest.approx(4 / 30)
+    assert (FeatureConfig().hop_frames, FeatureConfig().window_frames) == (4, 8)
 
 
 @pytest.mark.parametrize(
     "kwargs,match",
     [
         ({"fps": 0}, "fps=0"),
-        ({"skip_k": 0}, "skip_k=0"),
+        ({"flow_scales_s": (0,)}, "flow_scales_s=0"),
         ({"crop_size": 100.5}, "crop_size"),
         ({"flow": "lk"}, "flow='lk'"),
         ({"roi_set": "nope"}, "roi_set='nope'"),
-        ({"snippet_frames": True}, "snippet_frames"),
+        ({"hop_s": True}, "hop_s"),
+        ({"hop_s": 0.15}, r"hop_s=0.15 s is 4.500 frames at fps=30"),
+        ({"window_s": 0.01}, "window_s"),
+        ({"hop_s": 8 / 30, "window_s": 4 / 30}, "window_s=.*must be >= hop_s"),
+        ({"fps": 25}, r"hop_s=.* frames at fps=25"),
     ],
 )
 def test_bad_values_name_the_key(kwargs: dict, match: str) -> None:
@@ -37,3 +42,12 @@ def test_unknown_keys_and_foreign_layout_are_refused() -> None:
         FeatureConfig.from_dict({"colour": 1})
     with pytest.raises(ConfigError, match="layout version 99"):
         FeatureConfig.from_dict({"layout_version": 99})
+
+
+def test_grid_in_seconds_serves_every_canonical_rate() -> None:
+    # the same seconds, whole frames at 25, 30 and 200 fps
+    for fps, hop, window in ((25, 4, 8), (30, 4, 8), (200, 32, 64)):
+        cfg = FeatureConfig(fps=fps, hop_s=hop / fps, window_s=window / fps, flow_scales_s=(0.2, 0.4))
+        assert (cfg.hop_frames, cfg.window_frames) == (hop, window)
+    # a value typed to four digits is the same configuration as the exact fraction
+    assert FeatureConfig(hop_s=0.1333).digest() == FeatureConfig().digest()

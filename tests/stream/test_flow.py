@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from stream.errors import ConfigError
-from stream.flow import FLOWS, SkipKFlow
+from stream.flow import FLOWS, MultiScaleFlow, SkipKFlow
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +71,48 @@ def test_skip_k_pairs_and_reset(crops: list[np.ndarray]) -> None:
     assert skip.push(crops[6]) is None
     with pytest.raises(ConfigError, match="skip k"):
         SkipKFlow(Recorder(), k=0)
+
+
+def test_multi_scale_pairs_warm_starts_and_reset(crops: list[np.ndarray]) -> None:
+    """Per frame one field per scale, from the crop k back, each warm-started from its own scale."""
+    calls: list[tuple[int, int, int | None]] = []
+    ids = {id(c): i for i, c in enumerate(crops)}
+    fields: dict[int, tuple[int, int]] = {}
+
+    class Recorder:
+        def __call__(self, prev, nxt, init=None):
+            calls.append((ids[id(prev)], ids[id(nxt)], None if init is None else fields[id(init)]))
+            out = np.zeros((*prev.shape, 2), np.float32)
+            fields[id(out)] = (ids[id(prev)], ids[id(nxt)])
+            return out
+
+    multi = MultiScaleFlow(Recorder(), (2, 4))
+    outs = [multi.push(c) for c in crops[:6]]
+    assert [[o is not None for o in per] for per in outs] == [
+        [False, False],
+        [False, False],
+        [True, False],
+        [True, False],
+        [True, True],
+        [True, True],
+    ]
+    assert calls == [
+        (0, 2, None),
+        (1, 3, (0, 2)),
+        (2, 4, (1, 3)),
+        (0, 4, None),
+        (3, 5, (2, 4)),
+        (1, 5, (0, 4)),
+    ]
+    multi.reset()
+    assert multi.push(crops[6]) == [None, None]
+    # the same fields as one SkipKFlow per scale
+    dis = FLOWS.build("dis")
+    multi, singles = MultiScaleFlow(dis, (1, 3)), [SkipKFlow(dis, 1), SkipKFlow(dis, 3)]
+    for c in crops[:8]:
+        got, want = multi.push(c), [s.push(c) for s in singles]
+        for g, w in zip(got, want, strict=True):
+            assert (g is None and w is None) or np.array_equal(g, w)
+    for bad in [(), (3, 2), (0, 2), (2, 2)]:
+        with pytest.raises(ConfigError, match="flow scales"):
+            MultiScaleFlow(Recorder(), bad)

@@ -47,10 +47,14 @@ def test_the_snippet_ring_holds_the_newest_window(videos: Path) -> None:
 
 
 def test_face_present_throughout(videos: Path) -> None:
-    result = extract(videos / "single_face.mp4")
-    assert result.motion.shape == (9, 153) and result.geometry.shape == (9, 153)
-    # 72 frames = 9 snippets; the first lacks flow history (k = 3), all others are valid
-    assert result.valid.tolist() == [False] + [True] * 8
+    config = FeatureConfig()
+    result = extract(videos / "single_face.mp4", config)
+    n = 72 // config.hop_frames  # 72 frames, one snippet per hop
+    assert result.motion.shape[0] == n and result.geometry.shape[0] == n
+    # a snippet is valid once its whole window has flow at every scale (the first max(k) frames have none)
+    hop, window = config.hop_frames, config.window_frames
+    warm = next(j for j in range(n) if (j + 1) * hop - window >= max(config.flow_ks))
+    assert result.valid.tolist() == [False] * warm + [True] * (n - warm)
     assert np.isfinite(result.motion).all() and np.isfinite(result.geometry).all()
     assert [e.kind for e in result.events if e.kind != StatusKind.SOURCE] == [StatusKind.FACE_FOUND]
 
@@ -64,16 +68,19 @@ def test_face_lost_mid_stream_is_a_reported_gap(videos: Path) -> None:
     after = result.start_s >= lost_s
     assert after.any() and not result.valid[after].any()  # no features without a face
     assert not result.motion[after].any() and not result.geometry[after].any()
-    assert result.valid[result.start_s + 8 / 30 < lost_s][1:].all()
-    # resampled to 30 fps: ~6.4 s of media -> 24 snippets of 8 frames
-    assert len(result.valid) == pytest.approx(6.4 * 30 / 8, abs=1)
+    config = result.config
+    # snippets before a full window
+    warm = -(-(config.window_frames + max(config.flow_ks)) // config.hop_frames)
+    assert result.valid[result.start_s + config.snippet_seconds < lost_s][warm:].all()
+    # resampled to 30 fps: ~6.4 s of media -> one snippet per hop
+    assert len(result.valid) == pytest.approx(6.4 / config.snippet_seconds, abs=1)
 
 
 def test_face_found_mid_stream(videos: Path) -> None:
     result = extract(videos / "noface_face.mov")
     found = [e for e in result.events if e.kind == StatusKind.FACE_FOUND]
     assert len(found) == 1 and found[0].media_time_s > 3.0
-    before = result.start_s + 8 / 30 <= found[0].media_time_s
+    before = result.start_s + result.config.snippet_seconds <= found[0].media_time_s
     assert before.any() and not result.valid[before].any()
     assert result.valid[result.start_s > found[0].media_time_s + 0.5].sum() >= 3
 

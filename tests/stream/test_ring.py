@@ -28,7 +28,7 @@ def ff(i: int, value: float | None) -> FrameFeatures:
 
 
 def test_snippets_summarise_mean_max_min() -> None:
-    asm = SnippetAssembler(4, 30.0, 2, 3)
+    asm = SnippetAssembler(4, 4, 30.0, 2, 3)
     out = []
     for i in range(8):
         out += asm.push(ff(i, float(i)), capture_ns=i)
@@ -41,7 +41,7 @@ def test_snippets_summarise_mean_max_min() -> None:
 
 
 def test_a_frame_without_features_invalidates_its_snippet() -> None:
-    asm = SnippetAssembler(4, 30.0, 2, 3)
+    asm = SnippetAssembler(4, 4, 30.0, 2, 3)
     out = []
     for i in range(8):
         out += asm.push(ff(i, None if i == 5 else 1.0), capture_ns=i)
@@ -51,7 +51,7 @@ def test_a_frame_without_features_invalidates_its_snippet() -> None:
 
 
 def test_holes_emit_every_snippet_once_in_order() -> None:
-    asm = SnippetAssembler(4, 30.0, 2, 3)
+    asm = SnippetAssembler(4, 4, 30.0, 2, 3)
     out = []
     for i in [0, 1, 2, 3, 4, 17, 18, 19]:
         out += asm.push(ff(i, 1.0), capture_ns=i)
@@ -64,10 +64,45 @@ def test_holes_emit_every_snippet_once_in_order() -> None:
 def test_snippet_ring_refuses_a_hole() -> None:
     from stream.ring import SnippetRing
 
-    asm = SnippetAssembler(4, 30.0, 2, 3)
+    asm = SnippetAssembler(4, 4, 30.0, 2, 3)
     ring = SnippetRing(8, 6, 9)
     snippets = [s for i in range(12) for s in asm.push(ff(i, 1.0), i)]
     for s in snippets[:2]:
         ring.append(s)
     with pytest.raises(ValueError, match="contiguous"):
         ring.append(snippets[0])
+
+
+def test_overlapping_windows_end_with_their_cell_and_never_look_ahead() -> None:
+    # hop 4, window 8: snippet j summarises frames [4j - 4, 4j + 4) and closes on frame 4j + 3
+    asm = SnippetAssembler(4, 8, 30.0, 2, 3)
+    out: list = []
+    closed_on: dict[int, int] = {}
+    for i in range(16):
+        for s in asm.push(ff(i, float(i)), capture_ns=i):
+            closed_on[s.index] = i
+            out.append(s)
+    assert [s.index for s in out] == [0, 1, 2, 3]
+    assert closed_on == {0: 3, 1: 7, 2: 11, 3: 15}  # the cell's last frame, no later
+    assert not out[0].valid and out[0].valid_frames == 4  # its window reaches before frame 0
+    s2 = out[2]  # frames 4..11
+    assert s2.valid and s2.frames == 8
+    np.testing.assert_allclose(s2.motion, [7.5, 7.5, 11, 11, 4, 4])
+    assert s2.start_s == pytest.approx(8 / 30) and s2.end_s == pytest.approx(12 / 30)
+
+
+def test_overlapping_windows_across_a_hole_are_invalid_until_refilled() -> None:
+    asm = SnippetAssembler(2, 6, 30.0, 2, 3)
+    frames = [*range(10), *range(14, 30)]  # frames 10-13 missing
+    out = [s for i in frames for s in asm.push(ff(i, 1.0), i)]
+    assert [s.index for s in out] == list(range(15))
+    # snippet j covers the window [2j - 4, 2j + 2): valid from j = 2 until the hole, then again
+    # once six frames after it are in (j with 2j - 4 >= 14)
+    assert [j for j, s in enumerate(out) if s.valid] == [2, 3, 4, 9, 10, 11, 12, 13, 14]
+
+
+def test_assembler_refuses_a_window_shorter_than_its_hop() -> None:
+    from stream.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="hop"):
+        SnippetAssembler(8, 4, 30.0, 2, 3)
