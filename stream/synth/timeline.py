@@ -8,6 +8,9 @@ A timeline is a list of events in frames (0-based, inclusive, like the spotting 
 - **distractors**: blinks (0.1-0.4 s, as short as MEs), head moves (quick shifts, excursions that
   come back, slow posture changes: translation, in-plane rotation, scale), lighting changes (steps
   and flickers of the gain and of a gradient across the frame);
+- **SynthSpot-v2's distractors** (off unless configured): out-of-plane head turns (yaw / pitch up
+  to about 8 degrees, rendered as a perspective warp of the head) and bursts of speech-like mouth
+  movement (jaw and lips at 3-6 syllables per second, 1-4 s, not an expression);
 - **continuous nuisances**: slow head drift plus a faint tremor, slow lighting drift, sensor
   noise, and a JPEG quality loss on some videos (the video codec adds its own on top).
 
@@ -146,6 +149,50 @@ class Blink:
     closure: float
 
 
+@dataclass(frozen=True, slots=True)
+class HeadTurn:
+    """An out-of-plane head rotation that goes, holds and comes back: `delta` = (yaw, pitch) in
+    degrees (yaw > 0 turns the nose towards +x of the face, pitch > 0 tips it down); the renderer
+    approximates it by a perspective warp of the head about its centre (SynthSpot-v2)."""
+
+    envelope: Envelope
+    delta: tuple[float, float]
+
+    persistent: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
+class Speech:
+    """A burst of speech-like mouth movement (not an expression): the jaw and lips open and close
+    once per syllable. `syllables` holds (onset frame, length in frames, strength in [0, 1]); a
+    syllable's opening is a raised-cosine bump, scaled by `amplitude` (px@100IOD of the jaw)."""
+
+    envelope: Envelope
+    amplitude: float
+    hz: float
+    syllables: tuple[tuple[int, int, float], ...]
+
+    persistent: ClassVar[bool] = False
+
+    def value(self, n: int) -> float:
+        """Mouth opening in [0, 1] at frame n."""
+        if n <= self.envelope.onset or n >= self.envelope.offset:
+            return 0.0
+        out = 0.0
+        for on, length, strength in self.syllables:
+            if on < n < on + length - 1:
+                out = max(out, strength * (0.5 - 0.5 * math.cos(2 * math.pi * (n - on) / (length - 1))))
+        return out
+
+    def shifted(self, frames: int) -> Speech:
+        return Speech(
+            self.envelope.shifted(frames),
+            self.amplitude,
+            self.hz,
+            tuple((on + frames, length, st) for on, length, st in self.syllables),
+        )
+
+
 # pose / lighting vectors: (tx, ty) px@100IOD, roll in degrees, log-scale
 POSE_NAMES = ("tx", "ty", "roll_deg", "log_scale")
 LIGHT_NAMES = ("log_gain", "gradient")
@@ -220,6 +267,22 @@ class TimelineConfig:
         jpeg_quality: its quality range.
         distractors: False gives a quiet timeline (expressions only: no blink, head motion,
             lighting change, drift, noise or JPEG), for tests and demonstrations.
+        me_median_s: median ME length; 0 draws lengths uniformly over `me_duration`, otherwise
+            skewed towards its long end with this median (CAS(ME)^2: about 0.45 s).
+        me_apex_frac: where an ME's apex lies, as a fraction of its span (uniform in the range).
+        quiet_share: probability that a segment holds a long expression-free stretch (SAMM-LV
+            has many); no expression is placed inside it.
+        quiet_s: that stretch's length range.
+        turn_rate: per-video out-of-plane head turns (yaw / pitch) per minute (range; (0, 0): none).
+        turn_deg: a turn's angle range (yaw and pitch together), degrees.
+        turn_duration: a turn's length (it goes, holds and comes back).
+        speech_rate: per-video bursts of speech-like mouth movement per minute ((0, 0): none).
+        speech_burst_s: a burst's length range.
+        speech_hz: syllable rate range.
+        speech_amplitude: jaw opening of a full syllable, px@100IOD (range).
+
+    The fields from `me_median_s` on are SynthSpot-v2's; at their defaults nothing is drawn for
+    them, so timelines drawn without them (SynthSpot-v1) stay exactly as they were.
     """
 
     fps: float = 30.0
@@ -246,7 +309,31 @@ class TimelineConfig:
     jpeg_share: float = 0.5
     jpeg_quality: tuple[int, int] = (70, 95)
     distractors: bool = True
+    me_median_s: float = 0.0
+    me_apex_frac: tuple[float, float] = (0.35, 0.6)
+    quiet_share: float = 0.0
+    quiet_s: tuple[float, float] = (20.0, 40.0)
+    turn_rate: tuple[float, float] = (0.0, 0.0)
+    turn_deg: tuple[float, float] = (2.0, 8.0)
+    turn_duration: tuple[float, float] = (0.8, 3.0)
+    speech_rate: tuple[float, float] = (0.0, 0.0)
+    speech_burst_s: tuple[float, float] = (1.0, 4.0)
+    speech_hz: tuple[float, float] = (3.0, 6.0)
+    speech_amplitude: tuple[float, float] = (1.5, 4.0)
 
+    _V2_FIELDS: ClassVar[tuple[str, ...]] = (
+        "me_median_s",
+        "me_apex_frac",
+        "quiet_share",
+        "quiet_s",
+        "turn_rate",
+        "turn_deg",
+        "turn_duration",
+        "speech_rate",
+        "speech_burst_s",
+        "speech_hz",
+        "speech_amplitude",
+    )
     _SCALARS: ClassVar[dict[str, tuple[float, float]]] = {
         "fps": (5.0, 1000.0),
         "segment_s": (5.0, 3600.0),
@@ -259,6 +346,8 @@ class TimelineConfig:
         "lead_s": (0.0, 60.0),
         "min_gap_s": (0.0, 30.0),
         "jpeg_share": (0.0, 1.0),
+        "me_median_s": (0.0, 0.5),
+        "quiet_share": (0.0, 1.0),
     }
     _RANGES: ClassVar[dict[str, tuple[float, float]]] = {
         "me_duration": (0.05, 0.5),
@@ -273,6 +362,15 @@ class TimelineConfig:
         "tremor": (0.0, 5.0),
         "noise_sigma": (0.0, 20.0),
         "jpeg_quality": (5, 100),
+        "me_apex_frac": (0.05, 0.95),
+        "quiet_s": (0.0, 3600.0),
+        "turn_rate": (0.0, 30.0),
+        "turn_deg": (0.0, 15.0),
+        "turn_duration": (0.2, 10.0),
+        "speech_rate": (0.0, 30.0),
+        "speech_burst_s": (0.2, 30.0),
+        "speech_hz": (0.5, 15.0),
+        "speech_amplitude": (0.0, 20.0),
     }
 
     def __post_init__(self) -> None:
@@ -292,6 +390,11 @@ class TimelineConfig:
                 f"timeline config segment_s={self.segment_s}: must leave room for lead_s and two of the "
                 f"longest MaE ({self.lead_s + 2 * self.mae_duration[1]:g} s)"
             )
+        if self.me_median_s and not self.me_duration[0] < self.me_median_s < self.me_duration[1]:
+            raise ConfigError(
+                f"timeline config me_median_s={self.me_median_s}: must be 0 (uniform) or lie strictly "
+                f"inside me_duration={self.me_duration}"
+            )
         if self.me_frames[0] > self.me_frames[1]:
             raise ConfigError(
                 f"timeline config me_duration={self.me_duration}: no whole frame count fits at {self.fps} fps"
@@ -303,7 +406,15 @@ class TimelineConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """All fields; SynthSpot-v2's only where they differ from their defaults (so a v1
+        configuration reads as it always did)."""
+        d = asdict(self)
+        defaults = TimelineConfig.__dataclass_fields__
+        for name in self._V2_FIELDS:
+            default = defaults[name].default
+            if d[name] == default or (isinstance(default, tuple) and tuple(d[name]) == default):
+                del d[name]
+        return d
 
     # frame counts that satisfy the duration ranges exactly (length / fps inside the range)
     @property
@@ -386,6 +497,8 @@ class FrameState:
         log_gain: global lighting gain (log).
         gradient: relative strength of the lighting gradient across the frame.
         gradient_angle: its direction (radians, image coordinates).
+        turn: out-of-plane head rotation (yaw, pitch) in degrees.
+        speech: jaw opening of speech-like mouth movement, px@100IOD (not an expression).
     """
 
     index: int
@@ -395,6 +508,8 @@ class FrameState:
     log_gain: float
     gradient: float
     gradient_angle: float
+    turn: tuple[float, float] = (0.0, 0.0)
+    speech: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -420,6 +535,8 @@ class VideoParams:
     light_rate: float
     head_drift: tuple = field(repr=False)
     light_drift: tuple = field(repr=False)
+    turn_rate: float = 0.0
+    speech_rate: float = 0.0
 
     @classmethod
     def quiet(cls) -> VideoParams:
@@ -443,6 +560,8 @@ class Segment:
     light_changes: tuple[LightChange, ...]
     head_rest: tuple[float, float, float, float]
     light_rest: tuple[float, float]
+    head_turns: tuple[HeadTurn, ...] = ()
+    speech: tuple[Speech, ...] = ()
 
     @property
     def end(self) -> int:
@@ -521,6 +640,8 @@ class Timeline:
         head_moves: tuple[HeadMove, ...] | list[HeadMove] = (),
         light_changes: tuple[LightChange, ...] | list[LightChange] = (),
         noise_sigma: float = 0.0,
+        head_turns: tuple[HeadTurn, ...] | list[HeadTurn] = (),
+        speech: tuple[Speech, ...] | list[Speech] = (),
     ) -> Timeline:
         """A hand-written timeline (no random events, no drift): for tests and demonstrations."""
         config = TimelineConfig(fps=fps, distractors=False, segment_s=max(60.0, n_frames / fps + 1))
@@ -538,6 +659,8 @@ class Timeline:
                 tuple(sorted(light_changes, key=by_onset)),
                 (0.0, 0.0, 0.0, 0.0),
                 (0.0, 0.0),
+                tuple(sorted(head_turns, key=by_onset)),
+                tuple(sorted(speech, key=by_onset)),
             )
         )
         return timeline
@@ -588,6 +711,14 @@ class Timeline:
     def light_changes(self) -> list[LightChange]:
         return [c for s in self.segments for c in s.light_changes]
 
+    @property
+    def head_turns(self) -> list[HeadTurn]:
+        return [m for s in self.segments for m in s.head_turns]
+
+    @property
+    def speech(self) -> list[Speech]:
+        return [b for s in self.segments for b in s.speech]
+
     def intervals(self) -> list[Interval]:
         """Ground truth: the expressions as intervals, in onset order."""
         return sorted((e.interval() for e in self.expressions), key=lambda i: (i.onset, i.offset))
@@ -617,6 +748,12 @@ class Timeline:
         for c in seg.light_changes:
             if n > c.envelope.onset:
                 light += np.array(c.delta) * (c.envelope.progress(n) if c.persistent else c.envelope.value(n))
+        turn = [0.0, 0.0]
+        for m in seg.head_turns:
+            v = m.envelope.value(n)
+            turn[0] += m.delta[0] * v
+            turn[1] += m.delta[1] * v
+        speech = max((b.amplitude * b.value(n) for b in seg.speech), default=0.0)
         p = self.params
         if p.head_drift:
             pose += _sines(np.asarray(p.head_drift), t)
@@ -630,6 +767,8 @@ class Timeline:
             float(light[0]),
             float(light[1]),
             p.gradient_angle,
+            (turn[0], turn[1]),
+            float(speech),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -645,6 +784,15 @@ class Timeline:
             return d
 
         p = self.params
+        c = self.config
+        extra: dict[str, Any] = {}
+        extra_params: dict[str, Any] = {}
+        if c.turn_rate[1] > 0 or self.head_turns:
+            extra["head_turns"] = [event(m) for m in self.head_turns]
+            extra_params["turn_rate_per_min"] = p.turn_rate
+        if c.speech_rate[1] > 0 or self.speech:
+            extra["speech"] = [event(b) for b in self.speech]
+            extra_params["speech_rate_per_min"] = p.speech_rate
         return {
             "seed": self.seed,
             "fps": self.fps,
@@ -657,12 +805,13 @@ class Timeline:
                 "blink_rate_per_min": p.blink_rate,
                 "head_rate_per_min": p.head_rate,
                 "light_rate_per_min": p.light_rate,
-            },
+            }
+            | extra_params,
             "expressions": [event(e) for e in self.expressions],
             "blinks": [event(b) for b in self.blinks],
             "head_moves": [event(m) for m in self.head_moves],
-            "light_changes": [event(c) for c in self.light_changes],
-        }
+            "light_changes": [event(x) for x in self.light_changes],
+        } | extra
 
 
 # ---------------------------------------------------------------------------------------------
@@ -707,7 +856,7 @@ def _draw_params(rng: np.random.Generator, c: TimelineConfig) -> VideoParams:
         sines(_uniform(rng, (0.02, 0.05)), (0.01, 0.08), 2),  # gradient
     ]
     jpeg = int(rng.integers(c.jpeg_quality[0], c.jpeg_quality[1] + 1)) if rng.random() < c.jpeg_share else 0
-    return VideoParams(
+    params = VideoParams(
         noise_sigma=_uniform(rng, c.noise_sigma),
         jpeg_quality=jpeg,
         gradient_angle=float(rng.uniform(0, 2 * np.pi)),
@@ -717,6 +866,12 @@ def _draw_params(rng: np.random.Generator, c: TimelineConfig) -> VideoParams:
         head_drift=tuple(tuple(s) for s in head),
         light_drift=tuple(tuple(s) for s in light),
     )
+    # SynthSpot-v2's distractors draw after everything else (timelines without them are unchanged)
+    if c.turn_rate[1] > 0:
+        params = replace(params, turn_rate=_uniform(rng, c.turn_rate))
+    if c.speech_rate[1] > 0:
+        params = replace(params, speech_rate=_uniform(rng, c.speech_rate))
+    return params
 
 
 def _envelope(start: int, length: int, apex_frac: float, hold_frac: float) -> Envelope:
@@ -738,7 +893,15 @@ def _aus(
 
 def _me_frames(rng: np.random.Generator, c: TimelineConfig) -> int:
     lo, hi = c.me_frames
-    return int(np.clip(round(_uniform(rng, c.me_duration) * c.fps), lo, hi))
+    if c.me_median_s:
+        # hi - (hi - lo) u^b puts the uniform median 0.5 on the wanted median; with the median near
+        # the long end most MEs are long, and the short ones keep a flat tail down to `lo`
+        d_lo, d_hi = c.me_duration
+        b = math.log((d_hi - c.me_median_s) / (d_hi - d_lo)) / math.log(0.5)
+        seconds = d_hi - (d_hi - d_lo) * float(rng.uniform()) ** b
+    else:
+        seconds = _uniform(rng, c.me_duration)
+    return int(np.clip(round(seconds * c.fps), lo, hi))
 
 
 def _mae_frames(rng: np.random.Generator, c: TimelineConfig) -> int:
@@ -772,6 +935,14 @@ def _draw_segment(
     hi = frames - round(0.3 * fps)  # events end before this (segment-relative)
     gap = round(c.min_gap_s * fps)
 
+    # -- a long expression-free stretch (SynthSpot-v2) -----------------------------------------
+    blocked: list[Envelope] = []
+    if c.quiet_share > 0 and rng.random() < c.quiet_share:
+        q_len = min(round(_uniform(rng, c.quiet_s) * fps), max(0, hi - lo - 1))
+        if q_len > 0:
+            q_on = int(rng.integers(lo, hi - q_len + 1))
+            blocked.append(Envelope(q_on, q_on, q_on, q_on + q_len - 1))
+
     # -- expressions: MaE first, then MEs (some of them by a MaE) ----------------------------
     n_expr = int(rng.poisson(c.density * seconds / 100.0))
     n_me = int(rng.binomial(n_expr, c.me_share))
@@ -785,14 +956,14 @@ def _draw_segment(
             if hi - length <= lo:
                 break
             env = _envelope(int(rng.integers(lo, hi - length)), length, apex_frac, hold_frac)
-            if not _overlaps(env, [m.envelope for m in maes], gap):
+            if not _overlaps(env, [m.envelope for m in maes], gap) and not _overlaps(env, blocked, 0):
                 maes.append(Expression(ExpressionType.MAE, env, aus, amp))
                 break
     mes: list[Expression] = []
     for _ in range(n_me):
         length = _me_frames(rng, c)
         amp = _uniform(rng, c.me_amplitude)
-        apex_frac, hold_frac = _uniform(rng, (0.35, 0.6)), _uniform(rng, (0.0, 0.1))
+        apex_frac, hold_frac = _uniform(rng, c.me_apex_frac), _uniform(rng, (0.0, 0.1))
         aus = _aus(rng, ME_COMBOS, c.unilateral_me)
         taken = [e.envelope for e in maes + mes]
         placed = None
@@ -814,14 +985,15 @@ def _draw_segment(
                 on = h.onset - pause - length if context == "before" else h.offset + pause
                 if lo <= on and on + length <= hi:
                     env = _envelope(on, length, apex_frac, hold_frac)
-                    if not _overlaps(env, [e for e in taken if e != h], gap):
+                    clear = not _overlaps(env, [e for e in taken if e != h], gap)
+                    if clear and not _overlaps(env, blocked, 0):
                         placed = (env, context)
         if placed is None:
             for _try in range(50):
                 if hi - length <= lo:
                     break
                 env = _envelope(int(rng.integers(lo, hi - length)), length, apex_frac, hold_frac)
-                if not _overlaps(env, taken, gap):
+                if not _overlaps(env, taken, gap) and not _overlaps(env, blocked, 0):
                     placed = (env, "")
                     break
         if placed is not None:
@@ -908,6 +1080,11 @@ def _draw_segment(
                 light = light + delta
             light_changes.append(LightChange(env, kind, (float(delta[0]), float(delta[1]))))
 
+        head_turns = _draw_turns(rng, c, p, frames, me_envs) if p.turn_rate > 0 else []
+        speech = _draw_speech(rng, c, p, frames, me_envs) if p.speech_rate > 0 else []
+    else:
+        head_turns, speech = [], []
+
     by_onset = lambda e: e.envelope.onset  # noqa: E731
     return Segment(
         start,
@@ -918,4 +1095,60 @@ def _draw_segment(
         tuple(replace(x, envelope=x.envelope.shifted(start)) for x in sorted(light_changes, key=by_onset)),
         head_rest,
         light_rest,
+        tuple(replace(m, envelope=m.envelope.shifted(start)) for m in sorted(head_turns, key=by_onset)),
+        tuple(b.shifted(start) for b in sorted(speech, key=by_onset)),
     )
+
+
+def _draw_turns(
+    rng: np.random.Generator, c: TimelineConfig, p: VideoParams, frames: int, me_envs: list[Envelope]
+) -> list[HeadTurn]:
+    """Out-of-plane head turns: look aside (yaw), up or down (pitch), hold, come back."""
+    quiet_me = round(0.2 * c.fps)
+    turns: list[HeadTurn] = []
+    for _ in range(int(rng.poisson(p.turn_rate * frames / c.fps / 60.0))):
+        length = max(5, round(_uniform(rng, c.turn_duration) * c.fps))
+        apex_frac, hold_frac = _uniform(rng, (0.2, 0.4)), _uniform(rng, (0.1, 0.4))
+        angle, r = float(rng.uniform(0, 2 * np.pi)), _uniform(rng, c.turn_deg)
+        if frames - length - 1 <= 0:
+            continue
+        env = _envelope(int(rng.integers(0, frames - length - 1)), length, apex_frac, hold_frac)
+        if not _overlaps(env, me_envs, quiet_me) and not _overlaps(env, [t.envelope for t in turns], 0):
+            turns.append(HeadTurn(env, (r * math.cos(angle), r * math.sin(angle))))
+    return turns
+
+
+def _draw_speech(
+    rng: np.random.Generator, c: TimelineConfig, p: VideoParams, frames: int, me_envs: list[Envelope]
+) -> list[Speech]:
+    """Bursts of speech-like mouth movement: syllables at 3-6 Hz with jittered lengths and
+    strengths, a few silent beats; never near an ME."""
+    fps = c.fps
+    quiet_me = round(0.2 * fps)
+    bursts: list[Speech] = []
+    for _ in range(int(rng.poisson(p.speech_rate * frames / fps / 60.0))):
+        length = max(6, round(_uniform(rng, c.speech_burst_s) * fps))
+        hz, amp = _uniform(rng, c.speech_hz), _uniform(rng, c.speech_amplitude)
+        if frames - length - 1 <= 0:
+            continue
+        on = int(rng.integers(0, frames - length - 1))
+        off = on + length - 1
+        syllables: list[tuple[int, int, float]] = []
+        t = float(on)
+        while True:
+            n = max(3, round(fps / hz * _uniform(rng, (0.7, 1.3))))
+            if round(t) + n - 1 > off:
+                break
+            strength = 0.0 if rng.random() < 0.12 else _uniform(rng, (0.35, 1.0))
+            if strength > 0:
+                syllables.append((round(t), n, strength))
+            t += n
+        if not syllables:
+            continue
+        first, last = syllables[0], syllables[-1]
+        peak = max(syllables, key=lambda s: s[2])
+        apex = peak[0] + (peak[1] - 1) // 2
+        env = Envelope(first[0], apex, apex, last[0] + last[1] - 1)
+        if not _overlaps(env, me_envs, quiet_me) and not _overlaps(env, [b.envelope for b in bursts], 0):
+            bursts.append(Speech(env, amp, hz, tuple(syllables)))
+    return bursts
