@@ -6,8 +6,9 @@ positive when its IoU (frames counted inclusively) with a not yet matched ground
 same type* is >= the threshold (0.5), and it takes the unmatched same-type truth of highest IoU.
 A prediction of the wrong type is a false positive and does not consume the truth.
 
-Counts are pooled (summed) over all videos, and over all folds for LOSO, and precision, recall
-and F1 are computed once from the pooled counts (the MEGC convention), never averaged.
+Counts are pooled (summed) over all videos, and over all folds for leave-one-identity-out (or
+leave-one-subject-out), and precision, recall and F1 are computed once from the pooled counts
+(the MEGC convention), never averaged.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from stream.errors import MespotError
 from stream.intervals import ME_MAX_SECONDS, ExpressionType, Interval
@@ -427,10 +430,10 @@ def evaluate(
 
 
 def evaluate_folds(fold_reports: Mapping[str, Report] | Sequence[Report]) -> Report:
-    """Pool LOSO fold reports into one report: counts summed over folds (not F1 averaged).
+    """Pool leave-one-out fold reports into one report: counts summed over folds (not F1 averaged).
 
     Args:
-        fold_reports: fold name (e.g. the held-out subject) -> report, or a sequence of reports
+        fold_reports: fold name (the held-out identity, or subject) -> report, or a sequence of reports
             (named "0", "1", ...). Video names must be unique across folds.
 
     Returns:
@@ -548,3 +551,43 @@ def read_megc_csv(path: str | Path) -> dict[str, list[Interval]]:
                 raise SubmissionFileError(p, f"line {line}: {exc}") from None
             out.setdefault(vid, []).append(iv)
     return out
+
+
+def grid_ceiling(
+    videos: Iterable[Any],
+    snippet_s: float,
+    config: Any,
+    n_snippets: Mapping[str, int],
+) -> Report:
+    """What a snippet grid allows at best: perfect scores spotted through the one proposal path.
+
+    Each video's scores are its exact per-snippet labels (`engine.data.labels.full_labels`, the
+    targets of full supervision: ME and MaE columns), which `engine.proposals.propose` turns into
+    intervals with ``config`` as any model's scores would be. Whatever this misses no network on
+    the same grid, proposals and type rule can find: a grid too coarse for short expressions, or a
+    type rule the grid cannot satisfy.
+
+    Args:
+        videos: the annotated videos (`VideoRecord`).
+        snippet_s: the grid step in seconds.
+        config: the proposal configuration (`ProposalConfig`).
+        n_snippets: video -> its number of snippets.
+
+    Returns:
+        The report against the videos' own expressions.
+    """
+    from engine.data.labels import full_labels
+    from engine.proposals import propose
+
+    predictions: dict[str, list[Interval]] = {}
+    truths: dict[str, list[Interval]] = {}
+    fps: dict[str, float] = {}
+    for v in videos:
+        t = n_snippets[v.video]
+        perfect = full_labels(v, t, snippet_s)[:, 1:].astype(np.float64)  # (T, 2): ME, MaE
+        predictions[v.video] = propose(
+            perfect, config, snippet_s=snippet_s, fps=v.fps, frame_offset=v.first_frame
+        )
+        truths[v.video] = list(v.expressions)
+        fps[v.video] = v.fps
+    return evaluate(predictions, truths, fps)

@@ -43,7 +43,8 @@ snippet                    fps     Lmax  bmax  worst-case latency
 =========================  ======  ====  ====  ==========================
 
 A smaller ``max_duration_s`` shortens it proportionally: 0.5 s (MEs only) at 8 frames / 30 fps
-gives Lmax 3, bmax 1, 4 snippets = 1.07 s. The same table is in docs/events.md.
+gives Lmax 3, bmax 1, 4 snippets = 1.07 s; on the default 4-frame grid, Lmax 5, bmax 2,
+7 snippets = 0.93 s. The same table is in docs/events.md.
 
 Multi-top mode (MC-WES): approximate
 ------------------------------------
@@ -54,7 +55,7 @@ intervals whose run ends exactly ``bmax`` snippets ago (their right band is then
 window) are candidates; each is published unless it overlaps an already published interval with
 IoU above ``nms_iou`` (class-wise or joint, as the config says). Every span end is judged once,
 so nothing is published twice, and the latency is exactly ``bmax`` snippets (4 snippets =
-1.07 s at 8 frames / 30 fps). Before the window has filled, T is the number of snippets seen.
+1.07 s on the default 4-frame grid at 30 fps). Before the window has filled, T is the number of snippets seen.
 Results differ from offline multi-top on the whole video (a window's top-k is local, which
 suits a live stream whose length is unknown).
 

@@ -306,3 +306,42 @@ def test_config_validation_and_round_trip() -> None:
     assert ProposalConfig.from_dict(cfg.to_dict()) == cfg
     assert PRESETS["mc-wes-casme2"].top_divisors == tuple(range(8, 23))
     assert len(PRESETS["mc-wes-samm"].top_divisors) == 15
+
+
+@pytest.mark.parametrize("type_rule", ["class", "apex"])
+def test_perfect_scores_recover_every_synthspot_v2_expression_on_the_default_grid(
+    tmp_path, type_rule: str
+) -> None:
+    """No grid caps a type: the exact labels of every ME and MaE of SynthSpot-v2 (its
+    annotations follow from the recipe alone), spotted on the default snippet grid through the
+    one proposal path, match each expression at IoU >= 0.5 with the right type."""
+    import math
+
+    from engine.data import load_dataset
+    from engine.evaluate import grid_ceiling
+    from stream.config import FeatureConfig
+    from stream.synth.dataset import RECIPES, annotation_rows, plan_videos, write_csv
+
+    recipe = RECIPES["synthspot-v2"]
+    plans = plan_videos(recipe)
+    write_csv(
+        tmp_path / "a.csv",
+        [r for p in plans for r in annotation_rows(p.name, f"s{p.subject + 1:02d}", p.timeline)],
+    )
+    dataset = load_dataset("csv", tmp_path / "a.csv")
+    snippet_s = FeatureConfig().snippet_seconds
+    n = {v.video: math.ceil(recipe.seconds / snippet_s) for v in dataset.videos}
+    report = grid_ceiling(dataset.videos, snippet_s, ProposalConfig(type_rule=type_rule), n)
+    assert dataset.counts()["me"] >= 150 and dataset.counts()["mae"] >= 300
+    assert report.me.recall == 1.0 and report.mae.recall == 1.0
+    assert report.overall.precision == 1.0
+
+
+def test_the_duration_rule_with_one_hop_of_tolerance_types_every_short_span_me() -> None:
+    # 4-frame grid at 30 fps: a 15-frame ME's tightest span can be 16 frames (4 snippets)
+    s = np.zeros((12, 2))
+    s[3:7, 0] = 1.0  # ME column, frames 12..27
+    strict = ProposalConfig(thresholds=(0.5,), duration_tolerance_hops=0)
+    assert [iv.type for iv in propose(s, strict, snippet_s=4 / 30, fps=30)] == [MAE]
+    tolerant = ProposalConfig(thresholds=(0.5,))
+    assert [iv.type for iv in propose(s, tolerant, snippet_s=4 / 30, fps=30)] == [ME]
