@@ -7,7 +7,8 @@ Layout under the output folder:
     OUT/<config digest>/<key>.json         source path, size, mtime, snippet count, events
 
 A file is reused when its source's size and modification time still match; anything else
-(a changed source, a different configuration) is extracted again.
+(a changed source, a different configuration) is extracted again, unless a richer configuration's
+current file holds it (`FeatureCache.lookup_view`, `stream.feature_view`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from stream.config import FeatureConfig
+from stream.errors import ConfigError
+from stream.feature_view import FeatureView, try_feature_view
 from stream.pipeline import Extraction, StatusEvent
 
 
@@ -63,6 +66,21 @@ class FeatureCache:
         except json.JSONDecodeError:
             return None
         return npz if info.get("stamp") == _stamp(source) else None
+
+    def lookup_view(self, source: Path) -> tuple[Path, FeatureView] | None:
+        """A current .npz of another configuration under the same root that this one's features
+        can be read out of, with the view that reads them; None if there is none."""
+        for cfg_file in sorted(self.root.glob("*/config.json")):
+            if cfg_file.parent == self.folder:
+                continue
+            try:
+                other = FeatureConfig.from_dict(json.loads(cfg_file.read_text()))
+            except (ConfigError, json.JSONDecodeError, TypeError):
+                continue  # another mespot's layout, or a damaged file: not a source
+            view = try_feature_view(other, self.config)
+            if view is not None and (npz := FeatureCache(self.root, other).lookup(source)) is not None:
+                return npz, view
+        return None
 
     def store(self, source: Path, result: Extraction) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ class VideoFeatures:
         snippet_s: seconds per snippet.
         fps: the video's own frame rate (its annotation frame numbers).
         first_frame: the number of the video's first frame in its annotations.
+        config: the feature configuration they were extracted with (names their columns).
     """
 
     video: str
@@ -41,6 +42,7 @@ class VideoFeatures:
     snippet_s: float
     fps: float
     first_frame: int = 0
+    config: FeatureConfig = field(default_factory=FeatureConfig, repr=False)
 
     @property
     def snippet_frames(self) -> float:
@@ -72,6 +74,10 @@ def dataset_features(
 ) -> dict[str, VideoFeatures]:
     """Features of every video of a dataset, extracting the ones not yet in the cache.
 
+    A video not cached for `config` but cached for a richer configuration whose features hold
+    these (more flow scales, eye openness, a finer grid; `stream.feature_view`) is read out of
+    those instead of extracted again (not when a custom `extract` is given).
+
     Args:
         dataset: the annotated dataset.
         media_dir: folder of the videos (files or frame folders named by video id), for records
@@ -88,11 +94,16 @@ def dataset_features(
     for i, record in enumerate(dataset.videos, 1):
         path = media_path(record, media_dir)
         npz = cache.lookup(path)
-        if npz is None:
-            print(f"[{i}/{len(dataset.videos)}] extracting {path}", file=sys.stderr)
-            # frame folders carry no timestamps: their rate is the dataset's (200 for SAMM-LV)
-            npz = (extract or _extract)(path, config, cache, record.fps if path.is_dir() else None)
-        arrays = load_features(npz)
+        if npz is None and extract is None and (found := cache.lookup_view(path)) is not None:
+            source_npz, view = found
+            log.info("%s: features read out of %s (%s)", record.video, source_npz.parent.name, path)
+            arrays = view.apply(load_features(source_npz))
+        else:
+            if npz is None:
+                print(f"[{i}/{len(dataset.videos)}] extracting {path}", file=sys.stderr)
+                # frame folders carry no timestamps: their rate is the dataset's (200 for SAMM-LV)
+                npz = (extract or _extract)(path, config, cache, record.fps if path.is_dir() else None)
+            arrays = load_features(npz)
         out[record.video] = VideoFeatures(
             video=record.video,
             motion=arrays["motion"],
@@ -101,6 +112,7 @@ def dataset_features(
             snippet_s=config.snippet_seconds,
             fps=record.fps,
             first_frame=record.first_frame,
+            config=config,
         )
     return out
 
