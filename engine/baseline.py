@@ -9,12 +9,15 @@ directional motion of facial regions, with a threshold set relative to each vide
    over the previous `median_window_s` (slow drifts and a subject's resting level).
 2. The snippet score is the mean of the `top_rois` strongest ROIs.
 3. Per video, snippets above mean + p * (max - mean) of that video's scores are spotted
-   (MEGC 2020's relative threshold), runs closer than `merge_gap` snippets are merged (skip-k
-   flow shows a macro-expression's onset and offset as two bursts around a still apex), a run of
-   at most `me_max_snippets` snippets is a micro-expression, a longer one up to 4 s a
-   macro-expression. A run's score is its peak.
+   (MEGC 2020's relative threshold), runs closer than `merge_gap_s` are merged (skip-k flow
+   shows a macro-expression's onset and offset as two bursts around a still apex), a run of at
+   most `me_max_s` is a micro-expression, a longer one up to 4 s a macro-expression. A run's
+   score is its peak.
 
-p, merge_gap, me_max_snippets and top_rois are chosen on the training subjects of each fold
+Durations are in seconds, so the parameters mean the same on any snippet grid. With several flow
+scales, a ROI's coherent motion is its strongest over the scales.
+
+p, merge_gap_s, me_max_s and top_rois are chosen on the training subjects of each fold
 (best pooled overall F1), never on the held-out identity (the folds of `Dataset.folds`: by
 default every subject of one real person is held out together). Step 3's threshold uses the whole
 video's range, so this baseline is offline, like the one it imitates.
@@ -33,6 +36,7 @@ from engine.data.features import VideoFeatures
 from engine.data.records import Fold
 from engine.evaluate import Report, evaluate, evaluate_folds
 from engine.proposals import span_to_interval
+from stream.config import FeatureConfig
 from stream.errors import ConfigError
 from stream.features import ROI_SETS, feature_names
 from stream.intervals import MAE_MAX_SECONDS, ExpressionType, Interval
@@ -44,15 +48,15 @@ class BaselineParams:
 
     p: float = 0.3
     top_rois: int = 3
-    merge_gap: int = 1
-    me_max_snippets: int = 1
+    merge_gap_s: float = 0.27
+    me_max_s: float = 0.54
     median_window_s: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p < 1.0:
             raise ConfigError(f"baseline p={self.p}: must lie in [0, 1)")
-        if self.top_rois < 1 or self.merge_gap < 0 or self.me_max_snippets < 1:
-            raise ConfigError(f"baseline {self}: top_rois >= 1, merge_gap >= 0, me_max_snippets >= 1")
+        if self.top_rois < 1 or self.merge_gap_s < 0 or self.me_max_s <= 0:
+            raise ConfigError(f"baseline {self}: top_rois >= 1, merge_gap_s >= 0, me_max_s > 0")
         if self.median_window_s <= 0:
             raise ConfigError(f"baseline median_window_s={self.median_window_s}: must be > 0")
 
@@ -62,18 +66,25 @@ class BaselineParams:
 EXCLUDED_ROI_PREFIXES = ("eye_",)
 
 
-def coherent_motion(motion: np.ndarray, roi_set: str = "mesh17") -> np.ndarray:
-    """(T, R') |mean flow vector| per ROI (eyes excluded) from the mean-over-frames block."""
-    names, _ = feature_names(ROI_SETS.build(roi_set))
-    kept = [n[: -len(".u")] for n in names if n.endswith(".u") and not n.startswith(EXCLUDED_ROI_PREFIXES)]
-    u = np.array([names.index(f"{r}.u") for r in kept])
-    v = np.array([names.index(f"{r}.v") for r in kept])
-    return np.hypot(motion[:, u], motion[:, v])
+def coherent_motion(
+    motion: np.ndarray, roi_set: str = "mesh17", config: FeatureConfig | None = None
+) -> np.ndarray:
+    """(T, R') |mean flow vector| per ROI (eyes excluded) from the mean-over-frames block; the
+    strongest over the flow scales when there are several."""
+    names, _ = feature_names(ROI_SETS.build(roi_set), config)
+    per_roi: dict[str, list[np.ndarray]] = {}
+    for i, n in enumerate(names):
+        if n.endswith(".u") and not n.startswith(EXCLUDED_ROI_PREFIXES):
+            stem = n[: -len(".u")]
+            roi = stem.split("@", 1)[0]
+            v = names.index(f"{stem}.v")
+            per_roi.setdefault(roi, []).append(np.hypot(motion[:, i], motion[:, v]))
+    return np.stack([np.max(np.stack(cols), axis=0) for cols in per_roi.values()], axis=1)
 
 
 def snippet_scores(feats: VideoFeatures, params: BaselineParams, roi_set: str = "mesh17") -> np.ndarray:
     """(T,) baseline score per snippet; NaN where the snippet is invalid."""
-    m = np.where(feats.valid[:, None], coherent_motion(feats.motion, roi_set), np.nan)  # (T, R)
+    m = np.where(feats.valid[:, None], coherent_motion(feats.motion, roi_set, feats.config), np.nan)  # (T, R)
     w = max(1, round(params.median_window_s / feats.snippet_s))
     padded = np.vstack([np.full((w, m.shape[1]), np.nan), m])
     past = np.lib.stride_tricks.sliding_window_view(padded, w, axis=0)[:-1]  # (T, R, w): snippets j-w..j-1
@@ -99,16 +110,17 @@ def spot(feats: VideoFeatures, params: BaselineParams, scores: np.ndarray | None
         above = np.flatnonzero(s > threshold)
     if above.size == 0:
         return []
+    merge_gap = round(params.merge_gap_s / feats.snippet_s + 1e-9)  # snippets
     runs: list[list[int]] = [[int(above[0]), int(above[0]) + 1]]
     for j in above[1:]:
-        if j - runs[-1][1] <= params.merge_gap:
+        if j - runs[-1][1] <= merge_gap:
             runs[-1][1] = int(j) + 1
         else:
             runs.append([int(j), int(j) + 1])
     out = []
     for start, end in runs:
         n = end - start
-        if n <= params.me_max_snippets:
+        if n * feats.snippet_s <= params.me_max_s + 1e-9:
             kind = ExpressionType.ME
         elif n * feats.snippet_s <= MAE_MAX_SECONDS:
             kind = ExpressionType.MAE
@@ -130,8 +142,8 @@ def spot(feats: VideoFeatures, params: BaselineParams, scores: np.ndarray | None
 GRID = {
     "p": (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7),
     "top_rois": (1, 3),
-    "merge_gap": (0, 1, 2, 3),
-    "me_max_snippets": (1, 2),
+    "merge_gap_s": (0.0, 0.14, 0.27, 0.4),
+    "me_max_s": (0.27, 0.4, 0.54, 0.67),
 }
 
 
@@ -142,9 +154,9 @@ def fit(
     best: tuple[tuple[float, float], BaselineParams, Report] | None = None
     cache: dict[int, list[np.ndarray]] = {}
     for p, top, gap, me_max in itertools.product(
-        grid["p"], grid["top_rois"], grid["merge_gap"], grid["me_max_snippets"]
+        grid["p"], grid["top_rois"], grid["merge_gap_s"], grid["me_max_s"]
     ):
-        params = BaselineParams(p=p, top_rois=top, merge_gap=gap, me_max_snippets=me_max)
+        params = BaselineParams(p=p, top_rois=top, merge_gap_s=gap, me_max_s=me_max)
         if top not in cache:  # the scores depend only on top_rois
             cache[top] = [snippet_scores(v, params) for v in videos]
         preds = {v.video: spot(v, params, s) for v, s in zip(videos, cache[top], strict=True)}

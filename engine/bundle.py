@@ -165,7 +165,7 @@ def feature_dims(config: FeatureConfig) -> tuple[int, int]:
     """(motion, geometry) snippet feature widths (3 * Dm, 3 * Dg) the feature configuration makes."""
     from stream.features import ROI_SETS, feature_names
 
-    dm, dg = (3 * len(names) for names in feature_names(ROI_SETS.build(config.roi_set)))
+    dm, dg = (3 * len(names) for names in feature_names(ROI_SETS.build(config.roi_set), config))
     return dm, dg
 
 

@@ -47,15 +47,18 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 
 def feature_config(args: argparse.Namespace):
+    """The FeatureConfig that the feature options (`add_feature_options`) ask for; unset ones keep
+    their default."""
+    from dataclasses import fields
+
     from stream.config import FeatureConfig
 
-    return FeatureConfig(
-        fps=args.fps,
-        flow=args.flow,
-        crop_size=args.crop_size,
-        skip_k=args.skip_k,
-        snippet_frames=args.snippet_frames,
-    )
+    given = {}
+    for f in fields(FeatureConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            given[f.name] = tuple(value) if isinstance(value, list) else value
+    return FeatureConfig(**given)
 
 
 def extract_cached(
@@ -119,6 +122,36 @@ def load_annotations(args: argparse.Namespace):
     return dataset, media
 
 
+def protocol_header(dataset, group: str, n_folds: int) -> str:
+    """'leave-one-identity-out over N identities' (or subjects), as the run reports print it."""
+    if group == "identity":
+        text = f"leave-one-identity-out over {n_folds} identities"
+        if not dataset.has_identities():
+            text += " (each subject its own identity)"
+        return text
+    text = f"leave-one-subject-out over {n_folds} subjects"
+    if dataset.has_identities():
+        text += f" (of {len(dataset.identities())} identities: the test faces are also in training)"
+    return text
+
+
+def protocol_record(group: str, folds) -> dict:
+    """What a report records about its folds: the group and each fold's held-out subjects."""
+    return {
+        "protocol": f"leave-one-{group}-out",
+        "group": group,
+        "fold_subjects": {f.name: list(f.test_subjects) for f in folds},
+    }
+
+
+def fold_file_name(name: str) -> str:
+    """A fold's name as a file name (identities are photo names: keep them to safe characters)."""
+    import re
+
+    safe = re.sub(r"[^\w.+-]", "_", name)
+    return "_" + safe if safe.startswith(".") else safe
+
+
 def cmd_baseline(args: argparse.Namespace) -> int:
     import json
 
@@ -128,12 +161,13 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
     dataset, media = load_annotations(args)
     print(dataset.summary(), file=sys.stderr)
+    plan = dataset.folds(args.group)  # before extracting: fewer than two groups fails here
     features = dataset_features(dataset, media, Path(args.features), feature_config(args))
     subject_of = {v.video: v.subject for v in dataset.videos}
     truths = {v.video: list(v.expressions) for v in dataset.videos}
-    result = loso(dataset.loso_folds(), features, subject_of, truths)
+    result = loso(plan, features, subject_of, truths)
     print(
-        f"training-free baseline, leave-one-subject-out over {len(dataset.subjects())} subjects "
+        f"training-free baseline, {protocol_header(dataset, args.group, len(plan))} "
         f"({dataset.name}, {len(dataset.videos)} videos)"
     )
     print(result.report.table())
@@ -146,6 +180,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
                     "dataset": dataset.name,
                     "annotations": str(Path(args.annotations).resolve()),
                     "feature_config": feature_config(args).to_dict(),
+                    **protocol_record(result.group, result.plan.values()),
                     "pooled": result.report.pooled.to_dict(),
                     "folds": {s: r.pooled.to_dict() for s, r in result.folds.items()},
                     "params_per_fold": result.params_table(),
@@ -202,6 +237,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         geometry=arrays["geometry"],
         valid=arrays["valid"].astype(bool),
         roi_set=config.roi_set,
+        config=config,
         fps=fps,
         truths=truths,
         title=source.name,
@@ -238,6 +274,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     dataset, media = load_annotations(args)
     print(dataset.summary(), file=sys.stderr)
+    if args.loso:
+        dataset.folds(args.group)  # before extracting: fewer than two groups fails here
     fconfig = feature_config(args)
     features = dataset_features(dataset, media, Path(args.features), fconfig)
     network_name = args.network or METHOD_NETWORKS.get(args.method, "mcwes")
@@ -265,19 +303,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     label = f"{args.method} ({network_name}, {'non-causal' if args.non_causal else 'causal'})"
     if args.loso:
-        result = loso(dataset, features, config, folds=args.folds, progress=not args.quiet)
+        result = loso(dataset, features, config, group=args.group, folds=args.folds, progress=not args.quiet)
         print(
-            f"{label}, leave-one-subject-out over {len(result.folds)} subjects ({dataset.name}), "
+            f"{label}, {protocol_header(dataset, args.group, len(result.folds))} ({dataset.name}), "
             f"{result.wall_s:.0f} s"
         )
         print(result.report.table())
         out.mkdir(parents=True, exist_ok=True)
-        subjects = sorted({v.subject for v in dataset.videos})
         for held_out, network in result.networks.items():
             if not config.network.causal:
                 continue  # a non-causal network cannot be windowed; its scores are in the report
+            fold = result.plan[held_out]
+            # One held-out subject is recorded as before (calibration reads held_out_subject).
+            single = {"held_out_subject": fold.test_subjects[0]} if len(fold.test_subjects) == 1 else {}
             save_bundle(
-                out / "folds" / f"{held_out}.mespot",
+                out / "folds" / f"{fold_file_name(held_out)}.mespot",
                 network,
                 config,
                 fconfig,
@@ -285,8 +325,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                 metadata=_run_metadata(
                     args,
                     dataset,
-                    held_out_subject=held_out,
-                    train_subjects=[s for s in subjects if s != held_out],
+                    group=result.group,
+                    held_out=held_out,
+                    **single,
+                    held_out_subjects=list(fold.test_subjects),
+                    train_subjects=list(fold.train_subjects),
+                    train_groups=list(fold.train_groups),
                     train_report=result.train_reports[held_out].to_dict(),
                     held_out_report=result.folds[held_out].to_dict(),
                 ),
@@ -299,6 +343,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     "label": label,
                     "dataset": dataset.name,
                     "annotations": str(Path(args.annotations).resolve()),
+                    **protocol_record(result.group, result.plan.values()),
                     "feature_config": fconfig.to_dict(),
                     "train_config": config.to_dict(),
                     "report": result.report.to_dict(),
@@ -359,17 +404,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not paths:
             raise ConfigError(f"{run}: a LOSO run without per-fold bundles in {folds_dir}")
         plan = [(load_bundle(p), None) for p in paths]
+        # runs from before leave-one-identity-out held out single subjects
+        group = json.loads((run / "loso_report.json").read_text()).get("group", "subject")
     elif (run / "bundle.json").is_file():
         plan = [(load_bundle(run), args.subjects)]
+        group = None
     else:
         raise ConfigError(f"{run}: neither a bundle (bundle.json) nor a LOSO run (loso_report.json)")
-    reports, predictions, per_fold = {}, {}, {}
+    identity_of = {v.subject: v.identity for v in dataset.videos}
+    reports, predictions, per_fold, shared_identities = {}, {}, {}, {}
     for bundle, subjects in plan:
-        held_out = bundle.metadata.get("held_out_subject")
-        wanted = {held_out} if held_out is not None else set(subjects or [v.subject for v in dataset.videos])
-        trained_on = set(bundle.metadata.get("train_subjects") or [])
-        if held_out is None and wanted & trained_on:
+        meta = bundle.metadata
+        # a fold's bundle: its held-out subjects (every subject of the held-out identity)
+        held_out_subjects = meta.get("held_out_subjects") or (
+            [meta["held_out_subject"]] if meta.get("held_out_subject") is not None else None
+        )
+        held_out = meta.get("held_out", meta.get("held_out_subject"))
+        wanted = set(held_out_subjects or subjects or [v.subject for v in dataset.videos])
+        trained_on = set(meta.get("train_subjects") or [])
+        if not held_out_subjects and wanted & trained_on:
             log.warning("evaluating on subjects the bundle was trained on: %s", sorted(wanted & trained_on))
+        shared = sorted(
+            {identity_of[s] for s in wanted - trained_on if s in identity_of}
+            & {identity_of[s] for s in trained_on if s in identity_of}
+        )
+        if shared:
+            log.warning(
+                "%s: identities %s are both evaluated and in its training subjects (other variants of "
+                "the same people): this is not a leave-one-identity-out evaluation",
+                bundle.path,
+                shared,
+            )
         features = dataset_features(dataset, media, Path(args.features), bundle.feature_config)
         videos = [
             (v, features[v.video]) for v in dataset.videos if v.subject in wanted and v.video in features
@@ -384,8 +449,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         reports[key] = report
         predictions.update(preds)
         per_fold[key] = {"bundle": str(bundle.path), **report.pooled.to_dict()}
+        if shared:
+            shared_identities[key] = shared
     pooled = evaluate_folds(reports) if len(reports) > 1 else next(iter(reports.values()))
-    print(f"{run}: {len(reports)} model(s) on {len(predictions)} videos ({dataset.name})")
+    held = f", {protocol_header(dataset, group, len(reports))}" if group is not None else ""
+    print(f"{run}: {len(reports)} model(s) on {len(predictions)} videos ({dataset.name}{held})")
     print(pooled.table())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -394,8 +462,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
             {
                 "run": str(run.resolve()),
                 "dataset": dataset.name,
+                "group": group,
                 "report": pooled.to_dict(),
                 "folds": per_fold,
+                # identities evaluated although other variants of them were trained on
+                "shared_identities": shared_identities,
             },
             indent=2,
         )
@@ -431,6 +502,17 @@ def parse_options(pairs: list[str] | None, flag: str) -> dict[str, object]:
     return out
 
 
+def add_group_option(p: argparse.ArgumentParser) -> None:
+    """--group: what each leave-one-out fold holds out."""
+    p.add_argument(
+        "--group",
+        choices=("identity", "subject"),
+        default="identity",
+        help="fold grouping: identity (default, the main protocol: every subject of one real person "
+        "held out together; the same as subject where each subject is its own person) or subject",
+    )
+
+
 def add_dataset_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("annotations", help="annotation file (workbook or generic CSV)")
     p.add_argument("--dataset", default="csv", help="casme2, samm-lv, casme3 or csv (default)")
@@ -442,12 +524,31 @@ def add_dataset_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_feature_options(p: argparse.ArgumentParser) -> None:
-    """Options that set the feature configuration (shared by every command that extracts)."""
-    p.add_argument("--flow", default="dis", help="optical flow: dis (default), farneback, tvl1")
-    p.add_argument("--fps", type=float, default=30.0, help="canonical frame rate (default 30)")
-    p.add_argument("--crop-size", type=int, default=128, help="aligned face crop side in px (default 128)")
-    p.add_argument("--skip-k", type=int, default=3, help="flow from k frames back (default 3)")
-    p.add_argument("--snippet-frames", type=int, default=8, help="frames per snippet (default 8)")
+    """Options that set the feature configuration (shared by every command that extracts).
+
+    One option per `FeatureConfig` field (``--hop-s`` for ``hop_s``), its default and type read
+    from the dataclass, so a new field needs no new option here.
+    """
+    from dataclasses import fields
+
+    from stream.config import FeatureConfig
+    from stream.flow import FLOWS
+
+    defaults = FeatureConfig()
+    for f in fields(FeatureConfig):
+        value = getattr(defaults, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        shown = f"{value:.6g}" if isinstance(value, float) else value
+        kwargs: dict = {"default": None, "help": f"feature configuration {f.name} (default {shown})"}
+        if isinstance(value, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(value, tuple):
+            kwargs.update(type=type(value[0]) if value else float, nargs="+", metavar=f.name.upper())
+        else:
+            kwargs["type"] = type(value)
+        if f.name == "flow":  # the config refuses an unknown name with the same list
+            kwargs["help"] += f"; one of {', '.join(FLOWS.names())}"
+        p.add_argument(flag, **kwargs)
     p.add_argument(
         "--source-fps",
         type=float,
@@ -485,21 +586,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     bl = sub.add_parser(
         "baseline",
-        help="training-free region-motion spotting, leave-one-subject-out",
+        help="training-free region-motion spotting, leave-one-identity-out",
         description="The training-free baseline (engine/baseline.py): its parameters are "
-        "chosen on each fold's training subjects, then the held-out subject is spotted.",
+        "chosen on each fold's training identities, then the held-out identity (every subject of "
+        "that person) is spotted.",
     )
     add_dataset_options(bl)
+    add_group_option(bl)
     bl.add_argument("--report", help="folder for the JSON report and the MEGC predictions CSV")
     add_feature_options(bl)
     bl.set_defaults(func=cmd_baseline)
 
     tr = sub.add_parser(
         "train",
-        help="train a spotting network (leave-one-subject-out with --loso)",
+        help="train a spotting network (leave-one-identity-out with --loso)",
         description="Train a spotting network with a supervision method; with --loso, train one model "
-        "per held-out subject, choose its operating point on the training subjects, and report the "
-        "pooled metrics.",
+        "per held-out identity (every subject of one person; --group subject: one subject), choose "
+        "its operating point on the training identities, and report the pooled metrics.",
     )
     add_dataset_options(tr)
     tr.add_argument(
@@ -532,7 +635,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("top", "threshold"),
         help="multi-top (MC-WES) or multi-threshold (GIM) proposals (default: the method's)",
     )
-    tr.add_argument("--loso", action="store_true", help="leave-one-subject-out evaluation")
+    tr.add_argument(
+        "--loso", action="store_true", help="leave-one-out evaluation (leave-one-identity-out; see --group)"
+    )
+    add_group_option(tr)
     tr.add_argument("--folds", type=int, help="only the first N folds (quick runs)")
     tr.add_argument("--epochs", type=int, help="passes over the training data (default: the method's)")
     tr.add_argument("--batch-size", type=int, help="windows or whole videos per step (default: the method's)")
@@ -551,8 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="evaluate a model bundle, or re-evaluate a LOSO run from its per-fold bundles",
         description="Score a dataset with a bundle at its stored operating point (or, for a LOSO "
-        "run folder, each fold's bundle on its held-out subject), and write the per-fold and pooled "
-        "metrics and the MEGC predictions. Features are extracted with the bundle's own feature "
+        "run folder, each fold's bundle on its held-out identity or subject), and write the per-fold "
+        "and pooled metrics and the MEGC predictions. Features are extracted with the bundle's own feature "
         "configuration.",
     )
     ev.add_argument("run", help="a bundle folder (bundle.json) or a `mespot train --loso` output folder")

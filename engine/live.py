@@ -646,7 +646,7 @@ class LiveRunner:
                     (j + 1) * self.snippet_s,
                     np.zeros(self.backend.motion_dim, np.float32),
                     np.zeros(self.backend.geometry_dim, np.float32),
-                    self.feature_config.snippet_frames,
+                    self.feature_config.window_frames,
                     0,
                     snippet.capture_ns,
                 )

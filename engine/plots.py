@@ -20,15 +20,16 @@ FACE_PARTS: dict[str, tuple[str, ...]] = {
 TYPE_COLOURS = {ExpressionType.ME: "tab:red", ExpressionType.MAE: "tab:blue"}
 
 
-def part_channels(roi_set: str, channel: str, block: int = 0) -> dict[str, np.ndarray]:
+def part_channels(roi_set: str, channel: str, block: int = 0, config=None) -> dict[str, np.ndarray]:
     """Column indices of one channel (e.g. 'mag') per face part, in a snippet feature block.
 
     Args:
         roi_set: ROI set name.
         channel: per-ROI channel name ('u', 'v', 'mag' for motion; 'dx', 'dy', 'texture' for geometry).
         block: 0 = mean over the snippet's frames, 1 = max, 2 = min.
+        config: the FeatureConfig the features were made with (default: the default one).
     """
-    motion, geometry = feature_names(ROI_SETS.build(roi_set))
+    motion, geometry = feature_names(ROI_SETS.build(roi_set), config)
     names = motion if channel in ("u", "v", "mag") else geometry
     out = {}
     for part, prefixes in FACE_PARTS.items():
@@ -50,6 +51,7 @@ def plot_timeline(
     truths: Sequence[Interval] = (),
     predictions: Sequence[Interval] = (),
     title: str = "",
+    config=None,
 ) -> Path:
     """Write a PNG: per face part, the strongest ROI's motion and texture change per snippet.
 
@@ -65,6 +67,7 @@ def plot_timeline(
         truths: ground-truth intervals (shaded, ME red, MaE blue).
         predictions: spotted intervals (bars under the plot).
         title: figure title.
+        config: the FeatureConfig the features were made with (default: the default one).
     """
     import matplotlib
 
@@ -78,7 +81,7 @@ def plot_timeline(
         (("mag", motion, "motion |flow| (px, 128 px crop)"), ("texture", geometry, "texture change")),
         strict=True,
     ):
-        for part, cols in part_channels(roi_set, channel).items():
+        for part, cols in part_channels(roi_set, channel, config=config).items():
             series = np.where(valid, feats[:, cols].max(axis=1), np.nan)
             ax.plot(t, series, lw=1.0, label=part)
         for iv in truths:

@@ -21,9 +21,10 @@ def video(name: str, bursts: list[tuple[int, int, str, float]], t: int = 150, se
     """Snippet features with noise and bursts of coherent motion (start, end, roi, px)."""
     rng = np.random.default_rng(seed)
     motion = np.zeros((t, 3 * len(MOTION_NAMES)), np.float32)
-    motion[:, : len(MOTION_NAMES)] = rng.normal(0, 0.02, (t, len(MOTION_NAMES)))
+    motion[:, : len(MOTION_NAMES)] = rng.normal(0, 0.01, (t, len(MOTION_NAMES)))
     for start, end, roi, px in bursts:
-        motion[start:end, MOTION_NAMES.index(f"{roi}.u")] += px
+        for scale in ("100ms", "200ms"):  # a burst shows at every flow scale
+            motion[start:end, MOTION_NAMES.index(f"{roi}@{scale}.u")] += px
     return VideoFeatures(name, motion, np.zeros((t, 10), np.float32), np.ones(t, bool), SNIPPET_S, 30.0)
 
 
@@ -33,7 +34,7 @@ def frames(start: int, end: int, kind: ExpressionType) -> Interval:
 
 def test_spots_bursts_and_ignores_blinks() -> None:
     v = video("v", [(30, 31, "mouth_corner_r", 0.4), (80, 83, "brow_inner_l", 0.5), (120, 121, "eye_r", 2.0)])
-    preds = spot(v, BaselineParams(p=0.3, merge_gap=0, me_max_snippets=1))
+    preds = spot(v, BaselineParams(p=0.3, merge_gap_s=0, me_max_s=0.27))
     assert [(p.onset, p.offset, p.type) for p in sorted(preds, key=lambda p: p.onset)] == [
         (240, 247, ExpressionType.ME),
         (640, 663, ExpressionType.MAE),
@@ -54,7 +55,7 @@ def test_invalid_snippets_score_nan_and_are_never_spotted() -> None:
 def test_frames_follow_the_video_rate_and_first_frame() -> None:
     v = video("v", [(30, 31, "chin", 0.5)])
     v200 = VideoFeatures("v", v.motion, v.geometry, v.valid, SNIPPET_S, 200.0, first_frame=1)
-    (p,) = spot(v200, BaselineParams(p=0.3, merge_gap=0))
+    (p,) = spot(v200, BaselineParams(p=0.3, merge_gap_s=0))
     assert (p.onset, p.offset) == (1 + 1600, 1 + 1653)  # 8/30 s at 200 fps = 53.33 frames
 
 
@@ -71,7 +72,7 @@ def test_fit_chooses_on_the_given_videos_and_loso_never_sees_the_held_out_subjec
     }
     params, report = fit([feats["a1"], feats["b1"]], truths)
     assert report.overall.f1 == pytest.approx(1.0)
-    assert params.me_max_snippets == 1
+    assert params.me_max_s < 2 * SNIPPET_S  # one-snippet runs are MEs, the 4-6 snippet ones not
     subjects = {"a1": "A", "b1": "B", "c1": "C"}
     result = loso([(("B", "C"), "A"), (("A", "C"), "B"), (("A", "B"), "C")], feats, subjects, truths)
     assert set(result.params) == {"A", "B", "C"}

@@ -452,8 +452,8 @@ def test_bad_input_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_a_pipeline_the_bundle_was_not_trained_on_is_refused(recording: Recording) -> None:
-    with pytest.raises(FeatureMismatchError, match="snippet_frames: bundle 8 != pipeline 4"):
-        LiveRunner(recording.video, feature_config=FeatureConfig(snippet_frames=4))
+    with pytest.raises(FeatureMismatchError, match=r"hop_s: bundle 0\.1333+ != pipeline 0\.2666+"):
+        LiveRunner(recording.video, feature_config=FeatureConfig(hop_s=8 / 30))
 
 
 def test_preview_renders_headless_and_is_a_no_op_without_display(monkeypatch, caplog) -> None:
