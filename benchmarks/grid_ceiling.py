@@ -57,7 +57,15 @@ def main() -> None:
         seconds = args.seconds
     print(f"# grid_ceiling {date.today()}: {args.recipe or args.annotations}")
     counts = dataset.counts()
-    print(f"{counts['videos']} videos, {counts['me']} ME, {counts['mae']} MaE")
+    nested = sum(
+        any(a is not b and a.onset <= b.offset + 1 and b.onset <= a.offset + 1 for b in v.expressions)
+        for v in dataset.videos
+        for a in v.expressions
+    )
+    print(
+        f"{counts['videos']} videos, {counts['me']} ME, {counts['mae']} MaE; "
+        f"{nested} expressions touch or overlap another"
+    )
     print("| grid | type rule | ME recall | MaE recall | overall recall | overall precision |")
     print("|---|---|---|---|---|---|")
     for g in args.grids:
@@ -70,6 +78,7 @@ def main() -> None:
             "duration": ProposalConfig(type_rule="duration"),
             "duration, one hop of tolerance": ProposalConfig(type_rule="duration", me_max_s=0.5 + snippet_s),
             "class": ProposalConfig(type_rule="class"),
+            "class, spans from each class too": ProposalConfig(type_rule="class", class_spans=True),
         }
         for rule, config in rules.items():
             report = grid_ceiling(dataset.videos, snippet_s, config, n)

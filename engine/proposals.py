@@ -431,16 +431,22 @@ class ProposalConfig:
             GIM sec. 3.6.3 types a proposal by its pseudo-apex).
         me_max_s: longest ME in seconds for the duration rule and the class-agnostic default.
         duration_tolerance_hops: the duration rule types a span ME up to ``me_max_s`` plus this
-            many grid steps: a span is whole snippets, so the tightest span around a 0.5 s ME can
-            be up to one step longer (`benchmarks/grid_ceiling.py`: on SynthSpot-v1's labels and
-            a 4-frame grid, 0 recovers 81 % of the MEs, 1 recovers all of them and 97.5 % of the
-            MaEs; docs/evaluation.md).
+            many grid steps (a span is whole snippets, so the tightest span around a 0.5 s ME can
+            be one step longer). 0 by default: on SynthSpot-v2's labels and a 4-frame grid one step
+            gains 0.6 % of the MEs and loses 10 % of the MaEs (`benchmarks/grid_ceiling.py`,
+            docs/evaluation.md).
         min_duration_s: proposals shorter than this are dropped.
         max_duration_s: proposals longer than this are dropped (Ekman's 4 s).
         nms: "class" (class-wise, GIM) or "joint" (MC-WES).
         nms_iou: NMS suppresses overlaps strictly above this IoU.
         min_score: proposals scoring below this are dropped before NMS (MC-WES's truncation
             threshold 0.1); None keeps all.
+        class_spans: in threshold mode, also cut spans from each class's own scores where the
+            class-agnostic score is their maximum (the default actionness). Expressions of both
+            types touch or nest (an ME inside or right after a MaE): the maximum merges them into
+            one run, each class's scores keep them apart. Off by default: the online spotter's
+            exactness is proven for spans of the class-agnostic score only
+            (`benchmarks/grid_ceiling.py` measures what it recovers offline).
     """
 
     mode: str = "threshold"
@@ -451,12 +457,13 @@ class ProposalConfig:
     video_score_weight: float = 0.0
     type_rule: str = "duration"
     me_max_s: float = ME_MAX_SECONDS
-    duration_tolerance_hops: float = 1.0
+    duration_tolerance_hops: float = 0.0
     min_duration_s: float = 0.0
     max_duration_s: float = MAE_MAX_SECONDS
     nms: str = "class"
     nms_iou: float = 0.5
     min_score: float | None = None
+    class_spans: bool = False
 
     _RANGES: ClassVar[dict[str, tuple[float, float]]] = {
         "outer_ratio": (1e-3, 4.0),
@@ -665,10 +672,21 @@ def propose(
                 raise ValueError(f"video_scores must have {len(classes)} values, got {bias.shape[0]}")
         bias = config.video_score_weight * bias
 
-    if config.mode == "threshold":
-        spans = multi_threshold_proposals(act, config.thresholds)
-    else:
-        spans = multi_top_proposals(act, config.top_divisors)
+    columns = [act]
+    if (
+        config.class_spans
+        and config.mode == "threshold"
+        and classes
+        and (actionness is None or np.array_equal(act, _default_actionness(cls), equal_nan=True))
+    ):
+        columns += [cls[:, j] for j in range(len(classes))]
+    found: set[Span] = set()
+    for column in columns:
+        if config.mode == "threshold":
+            found.update(multi_threshold_proposals(column, config.thresholds))
+        else:
+            found.update(multi_top_proposals(column, config.top_divisors))
+    spans = sorted(found)
 
     candidates: list[Interval] = []
     for start, end in spans:
