@@ -265,7 +265,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from engine.bundle import save_bundle
+    from engine.bundle import feature_dims, save_bundle
     from engine.data.features import dataset_features
     from engine.evaluate import write_megc_csv
     from engine.methods import METHODS, build_method
@@ -295,6 +295,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         method_options=parse_options(args.option, "--option"),
         network=NetworkConfig(
             network=network_name,
+            # the inputs are what the feature configuration makes
+            motion_dim=feature_dims(fconfig)[0],
+            geometry_dim=feature_dims(fconfig)[1],
             causal=not args.non_causal,
             input_norm=not args.no_input_norm,
             neutral_s=args.neutral_s,

@@ -198,7 +198,10 @@ class FeatureConfig:
         return self.hop_frames / self.fps
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"layout_version": FEATURE_LAYOUT_VERSION}
+        """JSON-ready: lists for the tuples, so a dict read back from a file compares equal."""
+        d = asdict(self) | {"layout_version": FEATURE_LAYOUT_VERSION}
+        d["flow_scales_s"] = list(self.flow_scales_s)
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:

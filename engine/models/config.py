@@ -21,7 +21,8 @@ class NetworkConfig:
 
     Attributes:
         network: registry name of the architecture ("mcwes": CSCM two-stream; "gim": concatenation).
-        motion_dim: motion features per snippet Dm (stream.features: 3 * 51 = 153).
+        motion_dim: motion features per snippet Dm (engine.bundle.feature_dims of the feature
+            configuration; 153 for one flow scale).
         geometry_dim: geometry/appearance features per snippet Dg (153).
         embed_dim: width E of the hidden features.
         window: causal window W in snippets for CSCM's running mean and self-attention

@@ -77,7 +77,10 @@ def test_offline_equals_live_with_a_neutral_baseline(tmp_path: Path, backend_nam
     torch.manual_seed(0)
     network = build_network(NetworkConfig(network="gim", embed_dim=16, neutral_s=1.0)).eval()
     folder = save_bundle(
-        tmp_path / "n.mespot", network, TrainConfig(network=network.config, method="full"), FeatureConfig()
+        tmp_path / "n.mespot",
+        network,
+        TrainConfig(network=network.config, method="full"),
+        FeatureConfig(flow_scales_s=(0.1,), eye_openness=False),  # 153 + 153 inputs
     )
     export(folder, "onnx")
     bundle = load_bundle(folder)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import logging
 from pathlib import Path
@@ -29,7 +31,8 @@ from engine.train import TrainConfig
 from stream.config import FeatureConfig
 from stream.errors import ConfigError, MespotError
 
-FEATURES = FeatureConfig()
+# single-scale flow without eye openness: 153 motion + 153 geometry inputs, a small network
+FEATURES = FeatureConfig(flow_scales_s=(0.1,), eye_openness=False)
 
 
 def small_network(name: str = "mcwes", causal: bool = True, seed: int = 0) -> SpottingNetwork:
@@ -188,7 +191,7 @@ def test_manifest_cannot_point_outside_the_bundle(tmp_path: Path) -> None:
 def test_edited_feature_config_is_caught_by_its_digest(tmp_path: Path) -> None:
     folder = make_bundle(tmp_path / "m.mespot")
     manifest = json.loads((folder / MANIFEST).read_text())
-    manifest["features"]["config"]["fps"] = 25.0
+    manifest["features"]["config"]["patch_radius"] = 6.0
     (folder / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="feature digest"):
         load_bundle(folder)
@@ -196,14 +199,14 @@ def test_edited_feature_config_is_caught_by_its_digest(tmp_path: Path) -> None:
 
 def test_feature_mismatch_names_the_fields(tmp_path: Path) -> None:
     bundle = load_bundle(make_bundle(tmp_path / "m.mespot"))
-    bundle.check_features(FeatureConfig())  # the same configuration passes
+    bundle.check_features(FEATURES)  # the same configuration passes
     with pytest.raises(FeatureMismatchError) as info:
-        bundle.check_features(FeatureConfig(fps=25.0, flow="farneback"))
-    assert set(info.value.fields) == {"fps", "flow"}
-    assert info.value.fields["fps"] == (30.0, 25.0)
+        bundle.check_features(dataclasses.replace(FEATURES, patch_radius=6.0, flow="farneback"))
+    assert set(info.value.fields) == {"patch_radius", "flow"}
+    assert info.value.fields["patch_radius"] == (5.0, 6.0)
     message = str(info.value)
-    assert "fps" in message and "flow" in message and "farneback" in message
-    assert "snippet_frames" not in message
+    assert "patch_radius" in message and "flow" in message and "farneback" in message
+    assert "hop_s" not in message
     assert isinstance(info.value, BundleError) and isinstance(info.value, MespotError)
 
 

@@ -33,7 +33,8 @@ from engine.train import TrainConfig
 from stream.config import FeatureConfig
 from stream.errors import ConfigError
 
-FEATURES = FeatureConfig()
+# single-scale flow without eye openness: 153 motion + 153 geometry inputs, a small network
+FEATURES = FeatureConfig(flow_scales_s=(0.1,), eye_openness=False)
 
 
 def make_bundle(folder: Path, name: str = "mcwes", causal: bool = True, seed: int = 0) -> Path:

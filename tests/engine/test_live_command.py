@@ -35,7 +35,7 @@ def neutral_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         tmp_path_factory.mktemp("bundle") / "n.mespot",
         network,
         TrainConfig(network=network.config, method="full"),
-        FeatureConfig(),
+        FeatureConfig(flow_scales_s=(0.1,), eye_openness=False),  # 153 + 153 inputs
     )
     export(folder, "onnx")
     return folder

@@ -347,9 +347,9 @@ def test_perfect_scores_recover_every_synthspot_v2_expression_on_the_default_gri
     tmp_path, type_rule: str
 ) -> None:
     """No grid caps a type: perfect scores (the exact per-snippet labels) of every ME and MaE of
-    SynthSpot-v2 that stands alone (more than a grid step from any other), spotted on the default grid through the one proposal path,
-    match each at IoU >= 0.5 with the right type; with spans from each class's scores too, so do
-    the MEs that touch or sit inside a MaE."""
+    SynthSpot-v2 that stands alone (more than a grid step from any other), spotted on the default
+    grid through the one proposal path, match each at IoU >= 0.5 with the right type; with spans
+    from each class's scores too, so do the MEs that touch or sit inside a MaE."""
     from engine.evaluate import grid_ceiling
 
     dataset, snippet_s, n = _synthspot_v2(tmp_path)

@@ -30,7 +30,8 @@ from stream.errors import ConfigError
 from stream.pipeline import extract
 from stream.ring import SnippetRing
 
-FEATURES = FeatureConfig()
+# single-scale flow without eye openness: 153 motion + 153 geometry inputs, a small network
+FEATURES = FeatureConfig(flow_scales_s=(0.1,), eye_openness=False)
 SNIPPET_S = FEATURES.snippet_seconds
 ATOL = 1e-5  # float32 rounding of the same arithmetic; the tolerance of record is 1e-4
 
