@@ -175,12 +175,14 @@ def test_a_graph_written_outside_the_bundle_is_not_listed(synth, quantized: Path
 
 
 def test_feature_windows_are_real_seeded_and_valid(synth) -> None:
-    videos = videos_of(synth, load_bundle(synth.bundle))
+    bundle = load_bundle(synth.bundle)
+    videos = videos_of(synth, bundle)
     a = feature_windows(videos, 16, 10, seed=1)
     b = feature_windows(videos, 16, 10, seed=1)
     assert len(a) == 10
     for x, y in zip(a, b, strict=True):
-        assert x["motion"].shape == (1, 16, 153) and x["geometry"].shape == (1, 16, 153)
+        assert x["motion"].shape == (1, 16, bundle.network_config.motion_dim)
+        assert x["geometry"].shape == (1, 16, bundle.network_config.geometry_dim)
         assert x["valid"].dtype == bool and x["valid"].any()
         np.testing.assert_array_equal(x["motion"], y["motion"])
     whole = feature_windows(videos, 1000, 2)  # longer than every video: whole videos
