@@ -15,9 +15,10 @@ directional motion of facial regions, with a threshold set relative to each vide
    score is its peak.
 
 Durations are in seconds, so the parameters mean the same on any snippet grid. With several flow
-scales, a ROI's coherent motion is its strongest over the scales.
+scales, the scale whose motion is scored (`flow_scale`: one of them, or "max", a ROI's strongest
+over the scales) is chosen with the other parameters.
 
-p, merge_gap_s, me_max_s and top_rois are chosen on the training subjects of each fold
+p, merge_gap_s, me_max_s, top_rois and flow_scale are chosen on the training subjects of each fold
 (best pooled overall F1), never on the held-out identity (the folds of `Dataset.folds`: by
 default every subject of one real person is held out together). Step 3's threshold uses the whole
 video's range, so this baseline is offline, like the one it imitates.
@@ -51,6 +52,7 @@ class BaselineParams:
     merge_gap_s: float = 0.27
     me_max_s: float = 0.54
     median_window_s: float = 2.0
+    flow_scale: str = "max"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p < 1.0:
@@ -67,24 +69,38 @@ EXCLUDED_ROI_PREFIXES = ("eye_",)
 
 
 def coherent_motion(
-    motion: np.ndarray, roi_set: str = "mesh17", config: FeatureConfig | None = None
+    motion: np.ndarray, roi_set: str = "mesh17", config: FeatureConfig | None = None, flow_scale: str = "max"
 ) -> np.ndarray:
-    """(T, R') |mean flow vector| per ROI (eyes excluded) from the mean-over-frames block; the
-    strongest over the flow scales when there are several."""
+    """(T, R') |mean flow vector| per ROI (eyes excluded) from the mean-over-frames block, at one
+    flow scale ("100ms") or the strongest over the scales ("max")."""
     names, _ = feature_names(ROI_SETS.build(roi_set), config)
     per_roi: dict[str, list[np.ndarray]] = {}
     for i, n in enumerate(names):
         if n.endswith(".u") and not n.startswith(EXCLUDED_ROI_PREFIXES):
             stem = n[: -len(".u")]
-            roi = stem.split("@", 1)[0]
+            roi, _, scale = stem.partition("@")
+            if flow_scale not in ("max", scale):
+                continue
             v = names.index(f"{stem}.v")
             per_roi.setdefault(roi, []).append(np.hypot(motion[:, i], motion[:, v]))
+    if not per_roi:
+        raise ConfigError(f"baseline flow_scale={flow_scale!r}: the features have no such flow scale")
     return np.stack([np.max(np.stack(cols), axis=0) for cols in per_roi.values()], axis=1)
+
+
+def flow_scales(config: FeatureConfig) -> tuple[str, ...]:
+    """The baseline's flow_scale choices for features of `config`: each scale, and "max"."""
+    from stream.features import scale_label
+
+    labels = tuple(scale_label(s) for s in config.flow_scales_s)
+    return (*labels, "max") if len(labels) > 1 else labels
 
 
 def snippet_scores(feats: VideoFeatures, params: BaselineParams, roi_set: str = "mesh17") -> np.ndarray:
     """(T,) baseline score per snippet; NaN where the snippet is invalid."""
-    m = np.where(feats.valid[:, None], coherent_motion(feats.motion, roi_set, feats.config), np.nan)  # (T, R)
+    m = np.where(
+        feats.valid[:, None], coherent_motion(feats.motion, roi_set, feats.config, params.flow_scale), np.nan
+    )  # (T, R)
     w = max(1, round(params.median_window_s / feats.snippet_s))
     padded = np.vstack([np.full((w, m.shape[1]), np.nan), m])
     past = np.lib.stride_tricks.sliding_window_view(padded, w, axis=0)[:-1]  # (T, R, w): snippets j-w..j-1
@@ -150,16 +166,21 @@ GRID = {
 def fit(
     videos: Sequence[VideoFeatures], truths: Mapping[str, Sequence[Interval]], grid: Mapping = GRID
 ) -> tuple[BaselineParams, Report]:
-    """The grid point with the best pooled overall F1 on these (training) videos."""
+    """The grid point with the best pooled overall F1 on these (training) videos.
+
+    The flow scales searched are the grid's ``flow_scale`` entry, else every scale of the
+    features' configuration and "max" (`flow_scales`).
+    """
     best: tuple[tuple[float, float], BaselineParams, Report] | None = None
-    cache: dict[int, list[np.ndarray]] = {}
-    for p, top, gap, me_max in itertools.product(
-        grid["p"], grid["top_rois"], grid["merge_gap_s"], grid["me_max_s"]
+    cache: dict[tuple[int, str], list[np.ndarray]] = {}
+    scales = grid.get("flow_scale") or (flow_scales(videos[0].config) if videos else ("max",))
+    for scale, p, top, gap, me_max in itertools.product(
+        scales, grid["p"], grid["top_rois"], grid["merge_gap_s"], grid["me_max_s"]
     ):
-        params = BaselineParams(p=p, top_rois=top, merge_gap_s=gap, me_max_s=me_max)
-        if top not in cache:  # the scores depend only on top_rois
-            cache[top] = [snippet_scores(v, params) for v in videos]
-        preds = {v.video: spot(v, params, s) for v, s in zip(videos, cache[top], strict=True)}
+        params = BaselineParams(p=p, top_rois=top, merge_gap_s=gap, me_max_s=me_max, flow_scale=scale)
+        if (top, scale) not in cache:  # the scores depend only on top_rois and the flow scale
+            cache[top, scale] = [snippet_scores(v, params) for v in videos]
+        preds = {v.video: spot(v, params, s) for v, s in zip(videos, cache[top, scale], strict=True)}
         report = evaluate(
             preds, {v.video: truths.get(v.video, ()) for v in videos}, {v.video: v.fps for v in videos}
         )

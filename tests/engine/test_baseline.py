@@ -117,3 +117,24 @@ def test_identity_folds_keep_every_variant_of_the_held_out_person_out_of_the_fit
 def test_bad_parameters_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"p=1\.5"):
         BaselineParams(p=1.5)
+
+
+def test_the_flow_scale_is_chosen_on_the_training_videos() -> None:
+    # the bursts show at the 0.2 s scale only, and the 0.1 s scale carries loud noise of its own
+    rng = np.random.default_rng(5)
+    feats, truths = [], {}
+    for i in range(2):
+        v = video(f"v{i}", [], seed=i)
+        for start, roi in ((30 + 10 * i, "chin"), (90, "cheek_l")):
+            v.motion[start : start + 2, MOTION_NAMES.index(f"{roi}@200ms.u")] += 0.5
+        loud = [j for j, n in enumerate(MOTION_NAMES) if "@100ms" in n]
+        v.motion[:, loud] += rng.normal(0, 0.3, (len(v.valid), len(loud))).astype(np.float32)
+        feats.append(v)
+        truths[v.video] = [
+            frames(30 + 10 * i, 32 + 10 * i, ExpressionType.ME),
+            frames(90, 92, ExpressionType.ME),
+        ]
+    params, report = fit(feats, truths)
+    assert params.flow_scale == "200ms" and report.overall.f1 == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="flow_scale='50ms'"):
+        snippet_scores(feats[0], BaselineParams(flow_scale="50ms"))
