@@ -55,7 +55,10 @@ Video = tuple[VideoRecord, VideoFeatures]
 OPERATING_GRID: Mapping[str, tuple[Any, ...]] = MappingProxyType(
     {
         "thresholds": ((0.5,), (0.3, 0.5, 0.7), (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)),
-        "min_score": (None, 0.1, 0.2, 0.3, 0.4),
+        "min_score": (None, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+        # On the 4-frame grid a score run breaks into pieces that overlap a whole expression by
+        # less than IoU 0.5; a lower NMS overlap lets the best piece suppress the rest.
+        "nms_iou": (0.5, 0.1),
     }
 )
 
