@@ -24,14 +24,12 @@ from engine.proposals import ProposalConfig
 
 def recipe_annotations(name: str, folder: Path) -> Path:
     """annotations.csv of a fixed synthetic recipe, from its timelines alone."""
-    from stream.synth.dataset import RECIPES, annotation_rows, plan_videos, write_csv
+    from stream.synth.dataset import CSV_COLUMNS, IDENTITY_COLUMNS, RECIPES, recipe_rows, write_csv
 
     recipe = RECIPES[name]
-    rows = [
-        r for p in plan_videos(recipe) for r in annotation_rows(p.name, f"s{p.subject + 1:02d}", p.timeline)
-    ]
+    rows, _ = recipe_rows(recipe)
     path = folder / "annotations.csv"
-    write_csv(path, rows)
+    write_csv(path, rows, IDENTITY_COLUMNS if recipe.persons else CSV_COLUMNS)
     return path
 
 
@@ -75,8 +73,8 @@ def main() -> None:
             last = max((iv.offset for iv in v.expressions), default=0) / v.fps
             n[v.video] = math.ceil((seconds or last + 4.0) / snippet_s)
         rules = {
-            "duration": ProposalConfig(type_rule="duration"),
-            "duration, one hop of tolerance": ProposalConfig(type_rule="duration", me_max_s=0.5 + snippet_s),
+            "duration": ProposalConfig(type_rule="duration", duration_tolerance_hops=0),
+            "duration, one hop of tolerance": ProposalConfig(type_rule="duration", duration_tolerance_hops=1),
             "class": ProposalConfig(type_rule="class"),
             "class, spans from each class too": ProposalConfig(type_rule="class", class_spans=True),
         }

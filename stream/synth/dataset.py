@@ -525,6 +525,25 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)  # one process per core already
 
 
+def recipe_rows(
+    recipe: DatasetRecipe, plans: list[VideoPlan] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """annotations.csv and distractors.csv rows of a recipe as `write_dataset` writes them, from
+    its timelines alone (no rendering, no face): subject j is ``s{j+1:02d}`` of base photo j mod B.
+
+    Write them with `write_csv` and ``IDENTITY_COLUMNS if recipe.persons else CSV_COLUMNS``.
+    """
+    bases = [n for n, _ in recipe.faces_sha256]
+    ann: list[dict[str, Any]] = []
+    dis: list[dict[str, Any]] = []
+    for p in plan_videos(recipe) if plans is None else plans:
+        subject = f"s{p.subject + 1:02d}"
+        person = recipe.person_of(bases[p.subject % len(bases)]) if recipe.persons else None
+        ann += annotation_rows(p.name, subject, p.timeline, person)
+        dis += distractor_rows(p.name, subject, p.timeline, person)
+    return ann, dis
+
+
 def write_dataset(
     recipe: DatasetRecipe,
     faces: list[BaseFace],

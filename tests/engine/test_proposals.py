@@ -315,13 +315,10 @@ def _synthspot_v2(tmp_path):
 
     from engine.data import load_dataset
     from stream.config import FeatureConfig
-    from stream.synth.dataset import RECIPES, annotation_rows, plan_videos, write_csv
+    from stream.synth.dataset import IDENTITY_COLUMNS, RECIPES, recipe_rows, write_csv
 
     recipe = RECIPES["synthspot-v2"]
-    rows = [
-        r for p in plan_videos(recipe) for r in annotation_rows(p.name, f"s{p.subject + 1:02d}", p.timeline)
-    ]
-    write_csv(tmp_path / "a.csv", rows)
+    write_csv(tmp_path / "a.csv", recipe_rows(recipe)[0], IDENTITY_COLUMNS)
     dataset = load_dataset("csv", tmp_path / "a.csv")
     snippet_s = FeatureConfig().snippet_seconds
     return dataset, snippet_s, {v.video: math.ceil(recipe.seconds / snippet_s) for v in dataset.videos}
@@ -367,7 +364,7 @@ def test_the_duration_rule_with_one_hop_of_tolerance_types_a_16_frame_span_me() 
     # 4-frame grid at 30 fps: a 15-frame ME's tightest span can be 16 frames (4 snippets)
     s = np.zeros((12, 2))
     s[3:7, 0] = 1.0  # ME column, frames 12..27
-    strict = ProposalConfig(thresholds=(0.5,))
+    strict = ProposalConfig(thresholds=(0.5,), duration_tolerance_hops=0)
     assert [iv.type for iv in propose(s, strict, snippet_s=4 / 30, fps=30)] == [MAE]
-    tolerant = ProposalConfig(thresholds=(0.5,), duration_tolerance_hops=1)
+    tolerant = ProposalConfig(thresholds=(0.5,))
     assert [iv.type for iv in propose(s, tolerant, snippet_s=4 / 30, fps=30)] == [ME]

@@ -28,10 +28,9 @@ from stream.synth.dataset import (
     SYNTHSPOT_V2,
     DatasetRecipe,
     VideoPlan,
-    annotation_rows,
     check_recipe_faces,
-    distractor_rows,
     plan_videos,
+    recipe_rows,
     write_dataset,
 )
 from stream.synth.identity import Identity, LandmarkDetector, load_faces
@@ -59,17 +58,6 @@ def csv_md5(rows: list[dict], columns: tuple[str, ...]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return hashlib.md5(f.getvalue().encode()).hexdigest()
-
-
-def recipe_rows(recipe: DatasetRecipe, plans: list[VideoPlan]) -> tuple[list[dict], list[dict]]:
-    """annotations.csv and distractors.csv rows as write_dataset makes them (subject j = base j mod B)."""
-    bases = [n for n, _ in recipe.faces_sha256]
-    ann, dis = [], []
-    for p in plans:
-        person = recipe.person_of(bases[p.subject % len(bases)]) if recipe.persons else None
-        ann += annotation_rows(p.name, f"s{p.subject + 1:02d}", p.timeline, person)
-        dis += distractor_rows(p.name, f"s{p.subject + 1:02d}", p.timeline, person)
-    return ann, dis
 
 
 @pytest.fixture(scope="module")
