@@ -447,6 +447,10 @@ class ProposalConfig:
             one run, each class's scores keep them apart. Off by default: the online spotter's
             exactness is proven for spans of the class-agnostic score only
             (`benchmarks/grid_ceiling.py` measures what it recovers offline).
+        duration_check: with type_rule "class" or "apex", a span typed ME that lasts longer than
+            an ME can (``me_max_s`` plus ``duration_tolerance_hops`` grid steps) is a MaE: class
+            scores alone type long, low-intensity expressions ME (GIM's apex typing has no
+            duration check).
     """
 
     mode: str = "threshold"
@@ -464,6 +468,7 @@ class ProposalConfig:
     nms_iou: float = 0.5
     min_score: float | None = None
     class_spans: bool = False
+    duration_check: bool = False
 
     _RANGES: ClassVar[dict[str, tuple[float, float]]] = {
         "outer_ratio": (1e-3, 4.0),
@@ -558,7 +563,9 @@ PRESETS: dict[str, ProposalConfig] = {
         min_score=0.1,
     ),
     # GIM sec. 3.6.3: multi-threshold on the intensity, OIC on the intensity, class-wise NMS.
-    "gim": ProposalConfig(mode="threshold", oic_source="actionness", type_rule="apex", nms="class"),
+    "gim": ProposalConfig(
+        mode="threshold", oic_source="actionness", type_rule="apex", nms="class", duration_check=True
+    ),
 }
 
 
@@ -719,6 +726,14 @@ def propose(
             score = per_class[classes.index(etype)]
         elif config.type_rule == "apex":
             etype = type_by_class(cls, apex_at, apex_at + 1)
+            score = per_class[classes.index(etype)]
+        if (
+            config.duration_check
+            and config.type_rule != "duration"
+            and etype == ExpressionType.ME
+            and length > (config.me_max_s + config.duration_tolerance_hops * snippet_s) * fps + _EPS
+        ):
+            etype = ExpressionType.MAE
             score = per_class[classes.index(etype)]
         if config.min_score is not None and score < config.min_score:
             continue

@@ -54,7 +54,13 @@ Video = tuple[VideoRecord, VideoFeatures]
 # Operating-point grid searched on the training videos (small: it runs once per fold).
 OPERATING_GRID: Mapping[str, tuple[Any, ...]] = MappingProxyType(
     {
-        "thresholds": ((0.5,), (0.3, 0.5, 0.7), (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)),
+        "thresholds": (
+            (0.5,),
+            (0.3, 0.5, 0.7),
+            (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+            # Sparse actionness (attention under a sparsity loss) rarely passes 0.1.
+            (0.03, 0.05, 0.1, 0.15, 0.2),
+        ),
         "min_score": (None, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
         # On the 4-frame grid a score run breaks into pieces that overlap a whole expression by
         # less than IoU 0.5; a lower NMS overlap lets the best piece suppress the rest.
@@ -478,7 +484,7 @@ def loso(
     *,
     group: str = "identity",
     folds: int | None = None,
-    grid: Mapping[str, Sequence[Any]] = OPERATING_GRID,
+    grid: Mapping[str, Sequence[Any]] | None = None,
     progress: bool = True,
 ) -> LosoResult:
     """Leave-one-identity-out (default) or leave-one-subject-out training and evaluation.
@@ -490,7 +496,8 @@ def loso(
         group: ``"identity"``: each fold holds out every subject of one real person (equal to
             ``"subject"`` where each subject is its own person); ``"subject"``: one subject.
         folds: run only the first this many folds (quick runs); None: all.
-        grid: the operating-point grid (``choose_operating_point``).
+        grid: the operating-point grid (``choose_operating_point``); None: the method's own
+            (`Method.operating_grid`).
         progress: tqdm bars.
 
     Returns:
@@ -500,6 +507,8 @@ def loso(
         ConfigError: an unknown group, fewer than two groups, or a bad `folds`.
     """
     start = time.monotonic()
+    if grid is None:
+        grid = METHODS.get(config.method).operating_grid()  # type: ignore[attr-defined]
     missing = [v.video for v in dataset.videos if v.video not in features]
     if missing:
         log.warning("%d video(s) have no features and are left out: %s", len(missing), missing[:5])

@@ -218,3 +218,39 @@ def full_labels(video: VideoRecord, n_snippets: int, snippet_s: float | Fraction
     cls[marked[ME]] = ME  # ME wins: it is the rarer, shorter class that a MaE would swallow
     labels[np.arange(n_snippets), cls] = 1.0
     return labels
+
+
+def point_free_background(
+    points: np.ndarray, valid: np.ndarray, snippet_s: float, gap_s: float
+) -> np.ndarray:
+    """Snippets that point labels prove to be background: at least `gap_s` from every point.
+
+    Every expression of a point-labelled video carries a point, so a snippet farther from every
+    point than the longest expression can last lies in no expression; a video without points
+    is background throughout. Distances run between snippet cells: snippet i is background when
+    ``(|i - p| - 1) * snippet_s >= gap_s`` for every point snippet p (the cells' nearest edges are
+    at least `gap_s` apart), so with `gap_s` at least the longest expression no background cell
+    touches an expression.
+
+    Args:
+        points: (T,) or (T, C) point indicators (non-zero at labelled snippets).
+        valid: (T,) bool snippet validity; invalid snippets are never background.
+        snippet_s: the grid step in seconds.
+        gap_s: the least distance in seconds (>= 0).
+
+    Returns:
+        (T,) bool.
+    """
+    marks = np.asarray(points)
+    if marks.ndim == 2:
+        marks = marks.any(axis=1)
+    marks = marks.astype(bool)
+    n = len(marks)
+    ok = np.asarray(valid, dtype=bool)
+    if not marks.any():
+        return ok.copy()
+    reach = math.ceil(gap_s / snippet_s - 1e-9) + 1  # snippets within this of a point are unsure
+    near = np.zeros(n, dtype=bool)
+    for p in np.flatnonzero(marks):
+        near[max(0, p - reach + 1) : min(n, p + reach)] = True
+    return ok & ~near

@@ -142,6 +142,14 @@ class Method(ABC):
         """
         return ProposalConfig(mode="threshold", oic_source="actionness", type_rule="class", nms="class")
 
+    @classmethod
+    def operating_grid(cls) -> Mapping[str, Sequence[Any]]:
+        """The `ProposalConfig` fields and values the trainer searches on the training videos
+        (``engine.train.choose_operating_point``); default ``engine.train.OPERATING_GRID``."""
+        from engine.train import OPERATING_GRID  # the trainer owns the shared grid
+
+        return OPERATING_GRID
+
     @abstractmethod
     def score_tensors(self, outputs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Proposal scores from network outputs, in torch ops only (exported into the ONNX scorer).

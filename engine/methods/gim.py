@@ -97,7 +97,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.data.features import VideoFeatures
-from engine.data.labels import PointFrame, point_frames, snippet_of_frame
+from engine.data.labels import PointFrame, point_frames, point_free_background, snippet_of_frame
 from engine.data.records import VideoRecord
 from engine.methods.base import Method, MethodConfig
 from engine.proposals import PRESETS, ProposalConfig
@@ -112,6 +112,7 @@ COLUMN = {kind: i for i, kind in enumerate(CLASSES)}
 PAPER_FPS = 30  # the paper's frame counts are at 30 fps (both datasets aligned to it, sec. 4.1)
 RELIABLE = 0.5  # pseudo-expression snippets with a label above this are "reliable" (sec. 3.5)
 POINT_MODES = ("gaussian_apex", "apex", "random")
+IAC_SOURCES = ("embedding", "intensity")
 _MAX_DRAWS = 100
 _TOL = 1e-9
 
@@ -159,6 +160,18 @@ class GimConfig(MethodConfig):
         lambda_smooth: lambda_1, weight of L_smooth, in [0, 1000] (0.1).
         lambda_norm: lambda_2, weight of L_norm, in [0, 1000] (2.5).
         lambda_iac: lambda_3, weight of L_IAC, in [0, 1000] (1.4e-4).
+        background_gap_s: hard negatives. Snippets at least this many seconds from every point
+            of their video (all of a video without points: `point_free_background`) lie in no
+            expression; the ``N_exp`` of them with the highest intensity join eq. 6's
+            pseudo-neutral set, which otherwise holds only the easiest snippets (4.0 s, the
+            longest a macro-expression lasts); None: eq. 6 alone, in (0, 60].
+        iac_source: the features L_IAC contrasts: "embedding" (the shared snippet feature F,
+            as the paper names it) or "intensity" (the intensity branch's hidden features).
+        half_min_s, half_max_s: stage-3 soft-label half-range ``delta L / 2`` is clamped into
+            [half_min_s, half_max_s] seconds per class (ME, MaE): a duration prior that keeps one
+            bad intensity estimate from labelling a whole stretch or a single snippet (the
+            authors' code clamps to ME 4-8 and MaE 8-18 frames; the defaults). (0, 10) and
+            (10, 10) turn the clamp off.
     """
 
     kc_s: tuple[float, float] = (_frames(16), _frames(32))
@@ -177,6 +190,10 @@ class GimConfig(MethodConfig):
     lambda_smooth: float = 0.1
     lambda_norm: float = 2.5
     lambda_iac: float = 1.4e-4
+    background_gap_s: float | None = 4.0
+    iac_source: str = "embedding"
+    half_min_s: tuple[float, float] = (_frames(4), _frames(8))
+    half_max_s: tuple[float, float] = (_frames(8), _frames(18))
 
     # name -> (check, the range as the message writes it)
     _NUMBERS: ClassVar[dict[str, tuple[Any, str]]] = {
@@ -190,7 +207,14 @@ class GimConfig(MethodConfig):
     }
 
     def __post_init__(self) -> None:
-        for name, lo, exclusive in (("kc_s", 0.0, True), ("ks1_s", 0.0, False), ("ks2_s", 0.0, False)):
+        pairs = (
+            ("kc_s", 0.0, True),
+            ("ks1_s", 0.0, False),
+            ("ks2_s", 0.0, False),
+            ("half_min_s", 0.0, False),
+            ("half_max_s", 0.0, False),
+        )
+        for name, lo, exclusive in pairs:
             raw = getattr(self, name)
             if isinstance(raw, np.ndarray):
                 raw = raw.tolist()
@@ -220,11 +244,24 @@ class GimConfig(MethodConfig):
             raise ConfigError(f"gim config soft_labels={self.soft_labels!r}: must be true or false")
         if self.point_mode not in POINT_MODES:
             raise ConfigError(f"gim config point_mode={self.point_mode!r}: choose one of {POINT_MODES}")
+        for c in range(2):
+            if self.half_min_s[c] > self.half_max_s[c]:
+                raise ConfigError(
+                    f"gim config half_min_s={list(self.half_min_s)!r}: each must be at most half_max_s="
+                    f"{list(self.half_max_s)!r}"
+                )
+        gap = self.background_gap_s
+        if gap is not None and (
+            isinstance(gap, bool) or not isinstance(gap, int | float) or not 0 < gap <= 60
+        ):
+            raise ConfigError(f"gim config background_gap_s={gap!r}: must be null or a number in (0, 60]")
+        if self.iac_source not in IAC_SOURCES:
+            raise ConfigError(f"gim config iac_source={self.iac_source!r}: choose one of {IAC_SOURCES}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (pairs as lists)."""
         d = super().to_dict()
-        for name in ("kc_s", "ks1_s", "ks2_s"):
+        for name in ("kc_s", "ks1_s", "ks2_s", "half_min_s", "half_max_s"):
             d[name] = list(d[name])
         return d
 
@@ -370,6 +407,24 @@ def pseudo_neutral(a: Tensor, ok: Tensor, expression: Tensor) -> Tensor:
     return candidate & (rank < k.unsqueeze(1))
 
 
+def hard_negatives(a: Tensor, known: Tensor, count: Tensor) -> Tensor:
+    """Per video the `count` known-background snippets of highest intensity (hard negatives).
+
+    Args:
+        a: (B, T) detached intensity.
+        known: (B, T) bool snippets proven background (`point_free_background`), valid ones.
+        count: (B,) how many to take (fewer when fewer are known).
+
+    Returns:
+        (B, T) bool.
+    """
+    key = torch.where(known, a, torch.full_like(a, -math.inf))  # (B, T)
+    order = torch.argsort(key, dim=1, descending=True, stable=True)  # (B, T)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(a.shape[1], device=a.device).expand_as(order))
+    return known & (rank < count.unsqueeze(1))
+
+
 # --------------------------------------------------------------------------------------------
 # The method
 # --------------------------------------------------------------------------------------------
@@ -380,7 +435,7 @@ class GimMethod(Method):
 
     name = "gim"
     config_type = GimConfig
-    snippet_targets = ("points", "labels")
+    snippet_targets = ("points", "labels", "background")
     whole_videos = True
     # Paper: 100 epochs (stages 1 + 4 + 95). Its lr 2e-5 / weight decay 0.1 suit its large
     # pre-extracted features; our small network learns nothing in 300 steps at that rate.
@@ -438,7 +493,16 @@ class GimMethod(Method):
                 )
                 continue
             points[j, COLUMN[kind]] = 1.0
-        return {"points": points, "labels": self.hard_labels(points, feats, self.config.ks1_s)}
+        background = np.zeros(n, dtype=np.float32)  # (T,)
+        if self.config.background_gap_s is not None:
+            valid = np.asarray(feats.valid, dtype=bool)
+            gap = self.config.background_gap_s
+            background = point_free_background(points, valid, feats.snippet_s, gap).astype(np.float32)
+        return {
+            "points": points,
+            "labels": self.hard_labels(points, feats, self.config.ks1_s),
+            "background": background,
+        }
 
     def hard_labels(
         self, points: np.ndarray, feats: VideoFeatures, half_s: tuple[float, float]
@@ -504,6 +568,11 @@ class GimMethod(Method):
                     duration = rough_duration(intensity, valid, centre, window, theta)  # eq. 3
                     denominator = c_.delta * duration
                     half = math.floor(denominator / 2 + _TOL)  # K of eq. 4
+                    lo = half_width(c_.half_min_s[c], feats.snippet_s)
+                    hi = half_width(c_.half_max_s[c], feats.snippet_s)
+                    if not lo <= half <= hi:  # the duration prior; K's own length normalises
+                        half = min(max(half, lo), hi)
+                        denominator = float(2 * half + 1)
                 if not valid[centre]:
                     continue
                 if c_.soft_labels:
@@ -548,7 +617,7 @@ class GimMethod(Method):
                     intensity = out["intensity"][0].double().cpu().numpy()  # (T,)
                     features = out["intensity_embedding"][0].double().cpu().numpy()  # (T, E)
                     labels = self.soft_targets(epoch, tgt["points"], feats, intensity, features, rng)
-                    fresh.append({"points": tgt["points"], "labels": labels})
+                    fresh.append({**tgt, "labels": labels})
         finally:
             network.train(was_training)
         return fresh
@@ -562,12 +631,16 @@ class GimMethod(Method):
         c_ = self.config
         a = outputs["intensity"]  # (B, T)
         probs = torch.softmax(outputs["action"], dim=-1)  # (B, T, 2)
-        emb = F.normalize(outputs["intensity_embedding"], dim=-1)  # (B, T, E)
+        source = "embedding" if c_.iac_source == "embedding" else "intensity_embedding"
+        emb = F.normalize(outputs[source], dim=-1)  # (B, T, E)
         ok = valid.bool()  # (B, T)
         labels = targets["labels"].to(a.dtype) * ok.unsqueeze(-1).to(a.dtype)  # (B, T, 2)
         labelled = labels > 0  # (B, T, 2)
         expression = labelled.any(dim=-1)  # (B, T)
         neutral = pseudo_neutral(a.detach(), ok, expression)  # (B, T) eq. 6
+        if c_.background_gap_s is not None and "background" in targets:
+            known = (targets["background"] > 0) & ok & ~expression  # (B, T)
+            neutral = neutral | hard_negatives(a.detach(), known, (expression & ok).sum(dim=1))
 
         gim, action, iac = [], [], []
         for b in range(a.shape[0]):

@@ -58,10 +58,10 @@ Where this differs from the paper:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -76,6 +76,10 @@ from engine.proposals import ProposalConfig, top_k_from_divisor
 from stream.errors import ConfigError
 
 _EPS = 1e-8
+SIMILARITIES = ("cosine", "dot")
+# Softmax temperature of eq. 12 over cosine similarities (in [-1, 1], a plain softmax over the k
+# selected snippets would be nearly uniform and its max carry no signal).
+COSINE_TEMPERATURE = 0.1
 
 
 def check_number(
@@ -123,6 +127,13 @@ class McwesConfig(MethodConfig):
         lambda_feature: lambda2, weight of L_fc (0.5), in [0, 100].
         lambda_sparsity: lambda3, weight of L_sl (0.8; SAMM-LV 0.7), in [0, 100].
         lambda_guide: lambda4, weight of L_gl (0.8; SAMM-LV 0.7), in [0, 100].
+        lambda_smooth: weight of a temporal smoothness term on the three attentions, the mean
+            |A_(t+1) - A_t| over consecutive valid snippets (not in the paper; 0.5: an
+            expression is one run of attention, not a burst per snippet; 0 turns it off), in
+            [0, 100].
+        feature_similarity: eq. 11's similarity of fused features: "cosine" (the paper's
+            words, the default) or "dot" (raw dot products of unnormalised features, which
+            saturate eq. 12's softmax so L_fc stops acting).
     """
 
     h_mae: float = 7.0
@@ -139,6 +150,8 @@ class McwesConfig(MethodConfig):
     lambda_feature: float = 0.5
     lambda_sparsity: float = 0.8
     lambda_guide: float = 0.8
+    lambda_smooth: float = 0.5
+    feature_similarity: str = "cosine"
 
     _prefix: ClassVar[str] = "mcwes config"
     _weights: ClassVar[tuple[str, ...]] = (
@@ -149,6 +162,7 @@ class McwesConfig(MethodConfig):
         "lambda_feature",
         "lambda_sparsity",
         "lambda_guide",
+        "lambda_smooth",
     )
 
     def __post_init__(self) -> None:
@@ -167,6 +181,10 @@ class McwesConfig(MethodConfig):
                 f"{p} omega_high={self.omega_high!r}: must be above omega_low={self.omega_low!r}"
             )
         check_number(p, "feature_pairs", self.feature_pairs, 0, 64, integer=True)
+        if self.feature_similarity not in SIMILARITIES:
+            raise ConfigError(
+                f"{p} feature_similarity={self.feature_similarity!r}: choose one of {SIMILARITIES}"
+            )
         for name in self._weights:
             check_number(p, name, getattr(self, name), 0.0, 100.0)
 
@@ -300,6 +318,7 @@ def consistency_score(
     attention_b: Tensor,
     shared: Tensor,
     k: int,
+    similarity: str = "cosine",
 ) -> Tensor:
     """Eq. 11-13: cs of video b guided by the top-k attention snippets of video a.
 
@@ -312,6 +331,9 @@ def consistency_score(
         attention_b: attention of b, zero at its invalid snippets. # (T,)
         shared: y_d = y_a * y_b over (ME, MaE). # (2,)
         k: snippets of a to select (the MaE k of eq. 7).
+        similarity: "cosine": eq. 11 as cosine similarities of the features, each scaled by
+            the selected snippet's class weight, softmax at `COSINE_TEMPERATURE`; "dot": raw
+            dot products of the class-weighted features (the earlier reading).
 
     Returns:
         cs (a scalar tensor).
@@ -321,8 +343,12 @@ def consistency_score(
     ranked = attention_a.detach().masked_fill(~valid_a, float("-inf"))  # (T,)
     idx = torch.sort(ranked, descending=True, stable=True).indices[:k]  # (k,)
     weights = torch.softmax(logits_a[idx][:, [ME, MAE]], dim=-1)  # (k, n), background left out
-    fs = feats_a[idx].unsqueeze(-1) * weights.unsqueeze(1)  # (k, D, n)
-    sim = torch.einsum("td,kdn->ktn", feats_b, fs)  # (k, T, n)
+    if similarity == "cosine":
+        cos = F.normalize(feats_b, dim=-1) @ F.normalize(feats_a[idx], dim=-1).T  # (T, k)
+        sim = cos.T.unsqueeze(-1) * weights.unsqueeze(1) / COSINE_TEMPERATURE  # (k, T, n)
+    else:
+        fs = feats_a[idx].unsqueeze(-1) * weights.unsqueeze(1)  # (k, D, n)
+        sim = torch.einsum("td,kdn->ktn", feats_b, fs)  # (k, T, n)
     ms = torch.softmax(sim, dim=0).amax(dim=0)  # (T, n), eq. 12
     weighted = (attention_b.unsqueeze(-1) * ms * shared.unsqueeze(0)).sum()  # eq. 13 numerator
     return weighted / attention_b.sum().clamp_min(_EPS)
@@ -436,6 +462,12 @@ class McwesMethod(Method):
         p_f = 1.0 - self.background_probability(tcam)  # (B, T)
         gl = (((p_f - att).abs() + (p_f - att_m).abs() + (p_f - att_g).abs()) * v).sum(dim=1)
         terms["gl"] = (c.lambda_guide, _video_mean(gl * per_snippet / 3, has))
+        # Temporal smoothness of the three attentions (mespot's addition).
+        if c.lambda_smooth:
+            pair = (valid[:, 1:] & valid[:, :-1]).to(tcam.dtype)  # (B, T - 1)
+            jumps = sum(((a[:, 1:] - a[:, :-1]).abs() * pair).sum(dim=1) for a in (att, att_m, att_g))
+            sm = jumps / (3 * pair.sum(dim=1).clamp_min(1.0))  # (B,)
+            terms["smooth"] = (c.lambda_smooth, _video_mean(sm, pair.sum(dim=1) > 0))
         return terms
 
     def duration_masks(self, attention: Tensor, valid: Tensor, eta: Tensor) -> Tensor:
@@ -477,8 +509,9 @@ class McwesMethod(Method):
             n_shared += float(shared.sum())
             a = (embedding[i], tcam[i], attention[i], valid[i])
             b = (embedding[j], tcam[j], attention[j], valid[j])
-            cs_j = consistency_score(*a, b[0], b[2], shared, int(k_mae[i]))  # v_j guided by v_i
-            cs_i = consistency_score(*b, a[0], a[2], shared, int(k_mae[j]))  # v_i guided by v_j
+            sim = self.config.feature_similarity
+            cs_j = consistency_score(*a, b[0], b[2], shared, int(k_mae[i]), sim)  # v_j guided by v_i
+            cs_i = consistency_score(*b, a[0], a[2], shared, int(k_mae[j]), sim)  # v_i guided by v_j
             total = total + cs_i + cs_j
         return 1.0 - total / (2.0 * n_shared)
 
@@ -493,10 +526,12 @@ class McwesMethod(Method):
     @classmethod
     def default_proposals(cls) -> ProposalConfig:
         """MC-WES sec. 3.5 / 4.3 on CAS(ME)^2: multi-top with M' = 8..22 on the attention,
-        OIC (psi 0.25) on each class's score, type by duration, joint NMS at 0.01, truncation 0.1.
+        OIC (psi 0.25) on each class's score, joint NMS at 0.01, truncation 0.1; typed by class.
 
-        varsigma (the video-level term of eq. 23) is 0: the streaming scorer has no whole-video
-        class score.
+        The paper types by duration; on the attention's short runs that makes every multi-top
+        span an ME (docs/methods.md), so the type comes from the T-CAM's class share here
+        (``type_rule="duration"`` is the paper's row). varsigma (the video-level term of eq. 23)
+        is 0: the streaming scorer has no whole-video class score.
         """
         return ProposalConfig(
             mode="top",
@@ -504,11 +539,19 @@ class McwesMethod(Method):
             outer_ratio=0.25,
             oic_source="class",
             video_score_weight=0.0,
-            type_rule="duration",
+            type_rule="class",
             nms="joint",
             nms_iou=0.01,
             min_score=0.1,
         )
+
+    @classmethod
+    def operating_grid(cls) -> Mapping[str, Sequence[Any]]:
+        """The shared grid plus the proposal mode: multi-top (the paper's) or multi-threshold on
+        the attention, whichever the training videos prefer."""
+        grid = dict(super().operating_grid())
+        grid["mode"] = ("top", "threshold")
+        return MappingProxyType(grid)
 
 
 def _video_mean(per_video: Tensor, has: Tensor) -> Tensor:

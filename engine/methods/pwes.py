@@ -73,14 +73,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.data.features import VideoFeatures
-from engine.data.labels import BACKGROUND, CLASS_OF, MAE, ME, point_labels
+from engine.data.labels import BACKGROUND, CLASS_OF, MAE, ME, point_free_background, point_labels
 from engine.data.records import VideoRecord
 from engine.methods.base import MethodConfig
 from engine.methods.mcwes import McwesConfig, McwesMethod, check_bool, check_number
+from engine.proposals import MAE_MAX_SECONDS
 from stream.errors import ConfigError
 
 _EPS = 1e-6
 POINT_MODES = ("random", "apex")
+PSEUDO_SOURCES = ("eval", "batch")
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,8 @@ class PwesConfig(McwesConfig):
     The MC-WES fields keep their meaning (`McwesConfig`); PWES changes these defaults:
     lambda_duration = lambda_feature = 0 (the baseline drops L_dc^3 and L_fc), lambda_mil =
     lambda_mil_attention = 1.0 (lambda1, on both halves of L_vcl), lambda_guide = 1.0 (lambda4),
-    lambda_sparsity = 0.8 (lambda5), lambda_saliency = 1.0 (L_aml).
+    lambda_sparsity = 0.8 (lambda5), lambda_saliency = 1.0 (L_aml); mespot's attention
+    smoothness term is off (lambda_smooth = 0: the snippet labels already shape the runs).
 
     Attributes:
         lambda_snippet: lambda2, weight of the focal snippet loss L_scl (1.0), in [0, 100].
@@ -109,12 +112,23 @@ class PwesConfig(McwesConfig):
             in [1, 256].
         regions_me: region-level ME vectors per video (2), in [1, 256].
         regions_mae: region-level MaE vectors per video (3), in [1, 256].
+        background_gap_s: snippets at least this many seconds from every point of their video
+            (every snippet of a video without points) are background labels from the first
+            step, and MPLG picks its foreground among the other snippets only (4.0 s, the
+            longest a macro-expression lasts, so no such snippet lies in an expression:
+            `point_free_background`); None: the paper's
+            background, the 2k lowest-attention snippets of MPLG, in (0, 60].
+        pseudo_source: where MPLG reads the network: "eval" (a forward of every training video
+            in eval mode, no dropout, at the first step of each epoch once pre-training is
+            over, the `Method` contract) or "batch" (the training forward of each batch,
+            dropout on, as the paper's Fig. 2 draws it).
     """
 
     lambda_duration: float = 0.0
     lambda_feature: float = 0.0
     lambda_sparsity: float = 0.8
     lambda_guide: float = 1.0
+    lambda_smooth: float = 0.0
     lambda_snippet: float = 1.0
     lambda_contrast: float = 0.1
     point_mode: str = "random"
@@ -127,6 +141,8 @@ class PwesConfig(McwesConfig):
     regions_background: int = 10
     regions_me: int = 2
     regions_mae: int = 3
+    background_gap_s: float | None = MAE_MAX_SECONDS
+    pseudo_source: str = "eval"
 
     _prefix: ClassVar[str] = "pwes config"
     _weights: ClassVar[tuple[str, ...]] = (*McwesConfig._weights, "lambda_snippet", "lambda_contrast")
@@ -150,6 +166,14 @@ class PwesConfig(McwesConfig):
             raise ConfigError(f"{p} temperature={self.temperature!r}: must be a number in (0, 100]")
         for name in ("regions_background", "regions_me", "regions_mae"):
             check_number(p, name, getattr(self, name), 1, 256, integer=True)
+        if self.background_gap_s is not None:
+            check_number(p, "background_gap_s", self.background_gap_s, 0.0, 60.0)
+            if self.background_gap_s <= 0:
+                raise ConfigError(
+                    f"{p} background_gap_s={self.background_gap_s!r}: must be null or a number in (0, 60]"
+                )
+        if self.pseudo_source not in PSEUDO_SOURCES:
+            raise ConfigError(f"{p} pseudo_source={self.pseudo_source!r}: choose one of {PSEUDO_SOURCES}")
 
     @property
     def regions(self) -> tuple[int, int, int]:
@@ -172,6 +196,7 @@ def mplg(
     valid: Tensor,
     select_ratio: float,
     threshold: float,
+    background: Tensor | None = None,
 ) -> Tensor:
     """Multi-refined pseudo labels of one video (Algorithm 1, steps 1-7; the module docstring).
 
@@ -186,6 +211,9 @@ def mplg(
         valid: snippet validity. # (T,) bool
         select_ratio: k as a fraction of T.
         threshold: theta.
+        background: known background (`point_free_background`), or None. # (T,) bool
+            When given, it replaces step 6's lowest-attention background and no known
+            background snippet can become pseudo foreground.
 
     Returns:
         Labels (background, ME, MaE), float 0/1: the points are foreground of their classes,
@@ -199,6 +227,7 @@ def mplg(
         return out
     x, s, a = embedding[idx], fg_probs[idx], attention[idx]  # (n, E), (n, 2), (n,)
     y = points[idx] > 0  # (n, 2)
+    known_bg = None if background is None else background[idx].bool()  # (n,)
     labelled = y.any(dim=1)  # (n,)
     k = max(1, math.floor(select_ratio * n + _EPS))
 
@@ -216,6 +245,8 @@ def mplg(
     top = torch.sort(refined, descending=True, stable=True).indices[:k]  # (k,)
     coarse = torch.zeros_like(a)
     coarse[top] = 1.0
+    if known_bg is not None:
+        coarse = torch.where(known_bg, torch.zeros_like(coarse), coarse)
     s1 = s * coarse.unsqueeze(1)  # (n, 2) S~'
     # Step 3 (eq. 4-6): class-level similarity to the mean feature of each class's points.
     present = y.any(dim=0)  # (2,)
@@ -233,10 +264,13 @@ def mplg(
     fg = torch.zeros_like(s)  # (n, 2)
     hit = best_val > threshold
     fg[hit, best[hit]] = 1.0
-    # Step 6 (eq. 9): the 2k lowest attention snippets are background.
-    bottom = torch.sort(a, descending=False, stable=True).indices[: min(2 * k, n)]
-    bg = torch.zeros_like(a)
-    bg[bottom] = 1.0
+    # Step 6 (eq. 9): the 2k lowest attention snippets are background (or the known background).
+    if known_bg is None:
+        bottom = torch.sort(a, descending=False, stable=True).indices[: min(2 * k, n)]
+        bg = torch.zeros_like(a)
+        bg[bottom] = 1.0
+    else:
+        bg = known_bg.to(a.dtype)
     # Points win over pseudo labels, foreground over background (see the module docstring).
     fg = torch.where(labelled.unsqueeze(1), y.to(fg.dtype), fg)
     bg = torch.where(fg.any(dim=1), torch.zeros_like(bg), bg)
@@ -359,7 +393,7 @@ class PwesMethod(McwesMethod):
 
     name = "pwes"
     config_type: ClassVar[type[MethodConfig]] = PwesConfig
-    snippet_targets: ClassVar[tuple[str, ...]] = ("points",)
+    snippet_targets: ClassVar[tuple[str, ...]] = ("points", "background", "pseudo")
     whole_videos = True
     # Paper: batch 8, lr 5e-4, 1000 iterations; here 100 epochs (~300 iterations on 22 training
     # videos), enough for its 80 pre-training iterations and 220 with MPLG and DFCL.
@@ -369,6 +403,7 @@ class PwesMethod(McwesMethod):
     def __init__(self, config: PwesConfig | Mapping | None, network: nn.Module) -> None:
         super().__init__(config, network)
         self.step = 0
+        self._pseudo_epoch = -1  # the epoch whose MPLG labels the targets hold
         self.video_ids: dict[str, int] = {}
         self.bank: Tensor | None = None  # (N, R, E)
         self.bank_present: Tensor | None = None  # (N, R)
@@ -379,16 +414,28 @@ class PwesMethod(McwesMethod):
     def targets(
         self, video: VideoRecord, feats: VideoFeatures, rng: np.random.Generator
     ) -> dict[str, np.ndarray]:
-        """``points`` (T, 3) float32 one-hot at the labelled snippets, ``video_labels`` (2,)
-        aggregated from the points (PWES sec. 3.1), ``eta`` () and ``video_index`` () int64 (the
-        video's memory-bank row)."""
+        """``points`` (T, 3) float32 one-hot at the labelled snippets, ``background`` (T,) float32
+        the point-free background (zeros when ``background_gap_s`` is None), ``pseudo`` (T, 3) the
+        labels the snippet loss starts from (points and point-free background; MPLG replaces
+        them), ``video_labels`` (2,) aggregated from the points (PWES sec. 3.1), ``eta`` () and
+        ``video_index`` () int64 (the video's memory-bank row)."""
         t = len(feats.valid)
         points = np.zeros((t, 3), dtype=np.float32)  # (T, 3)
         for p in point_labels(video, feats.snippet_s, rng, self.config.point_mode, n_snippets=t):
             points[p.snippet, CLASS_OF[p.type]] = 1.0
+        gap = self.config.background_gap_s
+        background = np.zeros(t, dtype=np.float32)  # (T,)
+        if gap is not None:
+            valid = np.asarray(feats.valid, dtype=bool)
+            background = point_free_background(points[:, ME : MAE + 1], valid, feats.snippet_s, gap)
+            background = background.astype(np.float32)
+        pseudo = points.copy()  # (T, 3)
+        pseudo[:, BACKGROUND] = background
         index = self.video_ids.setdefault(video.video, len(self.video_ids))
         return {
             "points": points,
+            "background": background,
+            "pseudo": pseudo,
             "video_labels": points[:, [ME, MAE]].max(axis=0, initial=0.0).astype(np.float32),
             "eta": self._eta(feats.snippet_s),
             "video_index": np.asarray(index, dtype=np.int64),
@@ -409,9 +456,57 @@ class PwesMethod(McwesMethod):
         targets: Sequence[Mapping[str, np.ndarray]],
         rng: np.random.Generator,
     ) -> list[dict[str, np.ndarray]] | None:
-        """Count the steps (pseudo labels are made online in `loss`); the targets stay."""
+        """Count the steps; with ``pseudo_source="eval"``, remake the MPLG labels of every
+        training video at the first step of each epoch once pre-training is over."""
         self.step = step
-        return None
+        c = self.config
+        if c.pseudo_source != "eval" or not (c.use_mplg and self.refining) or epoch == self._pseudo_epoch:
+            return None
+        self._pseudo_epoch = epoch
+        return self.refresh_pseudo_labels(network, videos, targets)
+
+    def refresh_pseudo_labels(
+        self,
+        network: nn.Module,
+        videos: Sequence[tuple[VideoRecord, VideoFeatures]],
+        targets: Sequence[Mapping[str, np.ndarray]],
+    ) -> list[dict[str, np.ndarray]]:
+        """MPLG labels of every video from an eval-mode, no-grad forward of `network`.
+
+        The network's mode is restored after, so the labels depend on the weights alone (no
+        dropout draw): the same weights give the same labels.
+
+        Returns:
+            The targets with ``pseudo`` replaced (the other entries shared, not copied).
+        """
+        c = self.config
+        was_training = network.training
+        network.eval()
+        device = next(network.parameters()).device
+        fresh: list[dict[str, np.ndarray]] = []
+        try:
+            with torch.no_grad():
+                for (_, feats), tgt in zip(videos, targets, strict=True):
+                    motion = torch.as_tensor(np.asarray(feats.motion, dtype=np.float32), device=device)
+                    geometry = torch.as_tensor(np.asarray(feats.geometry, dtype=np.float32), device=device)
+                    valid = torch.as_tensor(np.asarray(feats.valid, dtype=bool), device=device)
+                    out = network(motion[None], geometry[None], valid[None])
+                    points = torch.as_tensor(tgt["points"], device=device)[:, ME : MAE + 1]  # (T, 2)
+                    known = torch.as_tensor(tgt["background"], device=device) > 0  # (T,)
+                    labels = mplg(
+                        out["embedding"][0],
+                        torch.sigmoid(out["tcam"][0, :, ME : MAE + 1]),
+                        out["attention"][0],
+                        points * valid.unsqueeze(-1),
+                        valid,
+                        c.select_ratio,
+                        c.fg_threshold,
+                        known if c.background_gap_s is not None else None,
+                    )
+                    fresh.append({**tgt, "pseudo": labels.cpu().numpy().astype(np.float32)})
+        finally:
+            network.train(was_training)
+        return fresh
 
     @property
     def refining(self) -> bool:
@@ -445,20 +540,37 @@ class PwesMethod(McwesMethod):
 
     # -- the loss ------------------------------------------------------------------------
 
-    def pseudo_labels(self, outputs: Mapping[str, Tensor], points: Tensor, valid: Tensor) -> Tensor:
-        """The combined labels Y~ of eq. 15 for a batch: MPLG (with the points) once refining,
-        else the points alone. # (B, T, 3)"""
+    def pseudo_labels(
+        self, outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor], valid: Tensor
+    ) -> Tensor:
+        """The combined labels Y~ of eq. 15 for a batch. # (B, T, 3)
+
+        Before refining, or with MPLG off: the points and the point-free background. Refining
+        with ``pseudo_source="eval"``: the labels `refresh_pseudo_labels` stored in the targets;
+        with ``"batch"``: MPLG on this batch's (detached) training forward.
+        """
         c = self.config
-        points = (points > 0).to(outputs["tcam"].dtype) * valid.unsqueeze(-1)  # (B, T, 3)
-        if not (c.use_mplg and self.refining):
-            return points
+        v = valid.unsqueeze(-1).to(outputs["tcam"].dtype)  # (B, T, 1)
+        if not (c.use_mplg and self.refining) or c.pseudo_source == "eval":
+            return (targets["pseudo"] > 0).to(v.dtype) * v
+        points = (targets["points"] > 0).to(v.dtype) * v  # (B, T, 3)
+        known = targets["background"] > 0  # (B, T)
         with torch.no_grad():
             emb = outputs["embedding"].detach()  # (B, T, E)
             probs = torch.sigmoid(outputs["tcam"].detach()[..., ME : MAE + 1])  # (B, T, 2)
             att = outputs["attention"].detach()  # (B, T)
             pts = points[..., ME : MAE + 1]  # (B, T, 2)
             rows = [
-                mplg(emb[b], probs[b], att[b], pts[b], valid[b], c.select_ratio, c.fg_threshold)
+                mplg(
+                    emb[b],
+                    probs[b],
+                    att[b],
+                    pts[b],
+                    valid[b],
+                    c.select_ratio,
+                    c.fg_threshold,
+                    known[b] if c.background_gap_s is not None else None,
+                )
                 for b in range(emb.shape[0])
             ]
         return torch.stack(rows)
@@ -503,7 +615,7 @@ class PwesMethod(McwesMethod):
         c = self.config
         valid = valid.bool()
         terms = self.loss_terms(outputs, targets, valid)
-        labels = self.pseudo_labels(outputs, targets["points"], valid)  # (B, T, 3)
+        labels = self.pseudo_labels(outputs, targets, valid)  # (B, T, 3)
         terms["scl"] = (
             c.lambda_snippet,
             snippet_focal_loss(self.snippet_probabilities(outputs), labels, valid),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -368,3 +369,22 @@ def test_the_duration_rule_with_one_hop_of_tolerance_types_a_16_frame_span_me() 
     assert [iv.type for iv in propose(s, strict, snippet_s=4 / 30, fps=30)] == [MAE]
     tolerant = ProposalConfig(thresholds=(0.5,))
     assert [iv.type for iv in propose(s, tolerant, snippet_s=4 / 30, fps=30)] == [ME]
+
+
+@pytest.mark.parametrize("type_rule", ["apex", "class"])
+def test_duration_check_makes_a_long_me_typed_span_a_mae(type_rule: str) -> None:
+    # Two spans whose class scores say ME: 2 snippets (16 frames, within one step of 0.5 s) and
+    # 5 snippets (40 frames, 1.33 s: no ME lasts that long).
+    act = np.zeros(20)
+    act[2:4] = 0.9
+    act[8:13] = 0.9
+    cls = np.zeros((20, 2))
+    cls[act > 0] = [0.8, 0.2]
+    base = ProposalConfig(thresholds=(0.5,), oic_source="actionness", type_rule=type_rule)
+    plain = propose(cls, base, snippet_s=SNIPPET_S, fps=30, actionness=act)
+    assert [iv.type for iv in plain] == [ME, ME]
+    checked = propose(
+        cls, dataclasses.replace(base, duration_check=True), snippet_s=SNIPPET_S, fps=30, actionness=act
+    )
+    assert sorted((iv.onset, iv.type) for iv in checked) == [(16, ME), (64, MAE)]
+    assert PRESETS["gim"].duration_check

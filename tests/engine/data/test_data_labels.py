@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -145,3 +146,39 @@ def test_full_labels_background_grid_end_and_200_fps(caplog: pytest.LogCaptureFi
     assert full_labels(samm, 0, SNIPPET).shape == (0, 3)
     with pytest.raises(ConfigError, match="n_snippets"):
         full_labels(samm, -1, SNIPPET)
+
+
+def test_point_free_background_never_lies_within_the_longest_expression_of_a_point(tmp_path) -> None:
+    """On every SynthSpot-v2 video (its annotations, no rendering), with random points and the
+    gap set to the longest expression, no background snippet touches an expression, and each lies
+    at least the gap from every point."""
+    from engine.data import load_dataset
+    from engine.data.labels import point_free_background
+    from stream.synth.dataset import IDENTITY_COLUMNS, RECIPES, recipe_rows, write_csv
+
+    recipe = RECIPES["synthspot-v2"]
+    write_csv(tmp_path / "a.csv", recipe_rows(recipe)[0], IDENTITY_COLUMNS)
+    dataset = load_dataset("csv", tmp_path / "a.csv")
+    snippet_s = 4 / 30
+    longest = max(
+        float(b - a) for v in dataset.videos for e in v.expressions for a, b in [interval_seconds(v, e)]
+    )
+    n = math.ceil(recipe.seconds / snippet_s)
+    seen = 0
+    for seed, video in enumerate(dataset.videos):
+        points = np.zeros(n)
+        for p in point_labels(video, snippet_s, seed, "random", n_snippets=n):
+            points[p.snippet] = 1
+        bg = point_free_background(points, np.ones(n, bool), snippet_s, longest)
+        truth = full_labels(video, n, snippet_s)
+        for e in video.expressions:  # every snippet the expression touches
+            a, b = interval_seconds(video, e)
+            touched = np.arange(math.floor(a / snippet_s), min(n, math.ceil(b / snippet_s)))
+            assert not bg[touched].any(), (video.video, e)
+        assert not (bg & (truth[:, 0] == 0)).any()
+        for i in np.flatnonzero(bg):
+            assert all((abs(i - p) - 1) * snippet_s >= longest - 1e-9 for p in np.flatnonzero(points))
+        seen += int(bg.sum())
+        if not video.expressions:
+            assert bg.all()
+    assert seen > 0.2 * n * len(dataset.videos)  # and it still leaves background to learn from

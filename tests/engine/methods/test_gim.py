@@ -18,6 +18,7 @@ from engine.methods.gim import (
     gaussian_apex_frames,
     gaussian_labels,
     half_width,
+    hard_negatives,
     pseudo_apex,
     pseudo_neutral,
     rough_duration,
@@ -107,7 +108,7 @@ def test_defaults_are_the_papers_cas_me2_settings() -> None:
     assert c.soft_labels and c.point_mode == "gaussian_apex"
     assert "gim" in METHODS
     method = make_method()
-    assert method.whole_videos and set(method.snippet_targets) == {"points", "labels"}
+    assert method.whole_videos and set(method.snippet_targets) == {"points", "labels", "background"}
 
 
 def test_config_from_dict_round_trips_through_json() -> None:
@@ -201,7 +202,7 @@ def test_theta_falls_linearly_then_stays() -> None:
 def test_point_targets_hold_one_snippet_per_expression() -> None:
     record, feats = make_video("v", 1)
     targets = make_method(point_mode="apex").targets(record, feats, np.random.default_rng(0))
-    assert set(targets) == {"points", "labels"}
+    assert set(targets) == {"points", "labels", "background"}
     points = targets["points"]
     assert points.shape == (T, 2) and points.dtype == np.float32
     for iv in record.expressions:
@@ -320,7 +321,7 @@ def test_gaussian_labels_peak_at_the_centre_and_lie_in_0_1() -> None:
 def test_stage3_labels_peak_at_the_pseudo_apex_within_its_estimated_range() -> None:
     record, feats = make_video("v", 4)
     for soft in (True, False):
-        method = make_method(point_mode="apex", soft_labels=soft)
+        method = make_method(point_mode="apex", soft_labels=soft, half_min_s=(0, 0), half_max_s=(10, 10))
         targets = method.targets(record, feats, np.random.default_rng(0))
         epoch = 7
         assert method.stage(epoch) == 3
@@ -461,6 +462,7 @@ def test_loss_on_random_inputs_and_empty_targets() -> None:
         "intensity": torch.rand(3, 20, generator=g, requires_grad=True),
         "action": torch.randn(3, 20, 2, generator=g, requires_grad=True),
         "intensity_embedding": torch.randn(3, 20, 16, generator=g, requires_grad=True),
+        "embedding": torch.randn(3, 20, 16, generator=g, requires_grad=True),
     }
     valid = torch.ones(3, 20, dtype=torch.bool)
     labels = torch.zeros(3, 20, 2)
@@ -469,7 +471,14 @@ def test_loss_on_random_inputs_and_empty_targets() -> None:
     loss, parts = method.loss(outputs, {"labels": labels, "points": torch.zeros(3, 20, 2)}, valid)
     assert torch.isfinite(loss)
     loss.backward()
-    assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in outputs.values())
+    # IAC contrasts the shared feature F ("embedding"); the intensity branch's features are unused.
+    assert outputs["intensity_embedding"].grad is None
+    used = [v for k, v in outputs.items() if k != "intensity_embedding"]
+    assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in used)
+    branch = make_method(iac_source="intensity")
+    b_loss, b_parts = branch.loss(outputs, {"labels": labels, "points": torch.zeros(3, 20, 2)}, valid)
+    b_loss.backward()
+    assert outputs["intensity_embedding"].grad is not None and b_parts["iac"] != parts["iac"]
     # No label at all: only the smooth and norm terms remain, still finite and differentiable.
     empty, parts = method.loss(outputs, {"labels": torch.zeros(3, 20, 2)}, valid)
     assert torch.isfinite(empty) and parts["gim"] == parts["action"] == parts["iac"] == 0.0
@@ -495,6 +504,7 @@ def test_invalid_snippets_do_not_change_the_loss() -> None:
     outputs["intensity"][~valid] = 0.9
     outputs["action"][~valid] = 30.0
     outputs["intensity_embedding"][~valid] = 5.0
+    outputs["embedding"][~valid] = -5.0
     tgt2 = dict(tgt)
     tgt2["labels"] = tgt["labels"].clone()
     tgt2["labels"][~valid] = 1.0
@@ -593,3 +603,61 @@ def test_training_runs_all_stages_reproducibly_and_lowers_the_loss() -> None:
     assert scores[0].shape == (T, 2) and np.all((scores[1] >= 0) & (scores[1] <= 1))
     for iv in spot(scores, (record, feats), cfg.proposals):
         assert iv.type in (ME, MAE) and 1 <= iv.onset <= iv.offset <= T * 8
+
+
+# --------------------------------------------------------------------------------------------
+# mespot's fixes: hard negatives from point-free background, the duration clamp
+# --------------------------------------------------------------------------------------------
+
+
+def test_hard_negatives_are_the_loudest_known_background() -> None:
+    a = torch.tensor([[0.1, 0.9, 0.8, 0.2, 0.95, 0.3], [0.5, 0.4, 0.3, 0.2, 0.1, 0.0]])
+    known = torch.tensor([[True, True, True, True, False, True], [False, False, True, True, True, False]])
+    hard = hard_negatives(a, known, torch.tensor([2, 5]))
+    assert hard[0].nonzero().squeeze(1).tolist() == [1, 2]  # not 4: it is not known background
+    assert hard[1].nonzero().squeeze(1).tolist() == [2, 3, 4]  # fewer known than asked
+
+
+def test_point_free_background_feeds_hard_negatives_into_the_loss() -> None:
+    record, feats = make_video("v", 3)
+    method = make_method(point_mode="apex")
+    tg = method.targets(record, feats, np.random.default_rng(0))
+    bg = tg["background"] > 0
+    assert 0.1 < bg.mean() < 0.9 and not (bg & (tg["points"].sum(1) > 0)).any()
+    t = len(bg)
+    labels = torch.as_tensor(tg["labels"])[None]
+    a = torch.full((1, t), 0.05)
+    loud = int(np.flatnonzero(bg)[len(np.flatnonzero(bg)) // 2])
+    a[0, loud] = 0.99  # a blink-like burst far from every point
+    a.requires_grad_(True)
+    outputs = {
+        "intensity": a,
+        "action": torch.zeros(1, t, 2),
+        "embedding": torch.randn(1, t, 16),
+        "intensity_embedding": torch.randn(1, t, 16),
+    }
+    valid = torch.ones(1, t, dtype=torch.bool)
+    targets = {"labels": labels, "background": torch.as_tensor(tg["background"])[None]}
+    with_hard, _ = method.loss(outputs, targets, valid)
+    (grad,) = torch.autograd.grad(with_hard, a)
+    assert grad[0, loud] > 0  # the burst is pushed down
+    paper = make_method(point_mode="apex", background_gap_s=None)
+    without, _ = paper.loss(outputs, targets, valid)
+    (grad_paper,) = torch.autograd.grad(without, a)
+    # Eq. 6 alone never picks it: only the sparsity and smoothness terms push it down.
+    assert grad[0, loud] > grad_paper[0, loud] + 0.02
+
+
+def test_stage3_half_range_is_clamped_to_the_duration_prior() -> None:
+    record, feats = make_video("v", 4)
+    prior = (2 * SNIPPET_S, 3 * SNIPPET_S)
+    method = make_method(point_mode="apex", half_min_s=prior, half_max_s=prior)
+    targets = method.targets(record, feats, np.random.default_rng(0))
+    fresh = method.on_step(0, 7, method.network, [(record, feats)], [targets], np.random.default_rng(1))
+    assert fresh is not None
+    for c, half in ((0, 2), (1, 3)):
+        runs = np.flatnonzero(np.diff(np.concatenate([[0], fresh[0]["labels"][:, c] > 0, [0]]).astype(int)))
+        lengths = runs[1::2] - runs[::2]
+        assert len(lengths) and (lengths <= 2 * half + 1).all() and (lengths == 2 * half + 1).any(), lengths
+    with pytest.raises(ConfigError, match="half_min_s"):
+        make_method(half_min_s=(0.5, 0.5), half_max_s=(0.2, 0.6))

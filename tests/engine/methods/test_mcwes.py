@@ -11,6 +11,7 @@ import torch
 
 from engine.methods import METHODS, McwesConfig, McwesMethod, build_method
 from engine.methods.mcwes import (
+    consistency_score,
     duration_mask,
     mil_loss,
     pair_videos,
@@ -215,10 +216,10 @@ def test_loss_terms_are_finite_and_gradients_reach_the_network() -> None:
     out = net(motion, geometry, valid)
     loss, parts = method.loss(out, {"video_labels": LABELS, "eta": ETA}, valid)
     assert loss.ndim == 0 and torch.isfinite(loss)
-    assert set(parts) == {"sc", "dc1", "dc2", "dc3", "fc", "sl", "gl"}
+    assert set(parts) == {"sc", "dc1", "dc2", "dc3", "fc", "sl", "gl", "smooth"}
     assert all(math.isfinite(v) for v in parts.values())
     assert 0.0 <= parts["fc"] <= 1.0 and 0.0 <= parts["sl"] <= 1.0
-    weights = {"sc": 1, "dc1": 1, "dc2": 1, "dc3": 0.5, "fc": 0.5, "sl": 0.8, "gl": 0.8}
+    weights = {"sc": 1, "dc1": 1, "dc2": 1, "dc3": 0.5, "fc": 0.5, "sl": 0.8, "gl": 0.8, "smooth": 0.5}
     assert loss.item() == pytest.approx(sum(weights[k] * v for k, v in parts.items()), rel=1e-5)
     loss.backward()
     for name in ("classifier.weight", "attention_motion.proj.weight", "attention_geometry.proj.weight"):
@@ -230,7 +231,7 @@ def test_loss_terms_are_finite_and_gradients_reach_the_network() -> None:
 
 def test_zero_weights_drop_terms() -> None:
     net = network()
-    method = McwesMethod({"lambda_duration": 0.0, "lambda_feature": 0.0}, net)
+    method = McwesMethod({"lambda_duration": 0.0, "lambda_feature": 0.0, "lambda_smooth": 0.0}, net)
     motion, geometry, valid = batch()
     _, parts = method.loss(net(motion, geometry, valid), {"video_labels": LABELS, "eta": ETA}, valid)
     assert set(parts) == {"sc", "dc1", "dc2", "sl", "gl"}
@@ -309,12 +310,12 @@ def test_scores_are_attention_times_class_share() -> None:
     assert cls1.shape == (40, 2) and act1.dtype == np.float64
 
 
-def test_default_proposals_are_the_papers_multi_top() -> None:
+def test_default_proposals_are_the_papers_multi_top_typed_by_class() -> None:
     p = McwesMethod.default_proposals()
     assert p.mode == "top" and p.top_divisors == tuple(float(h) for h in range(8, 23))
     assert (p.oic_source, p.type_rule, p.nms, p.nms_iou, p.min_score) == (
         "class",
-        "duration",
+        "class",
         "joint",
         0.01,
         0.1,
@@ -344,3 +345,61 @@ def test_training_reduces_the_loss_and_is_reproducible(make_video) -> None:
     method = build_method("mcwes", net_a)
     cls, act = predict(net_a, method, videos[0][1])
     assert cls.shape == (96, 2) and np.isfinite(act).all()
+
+
+# --------------------------------------------------------------------------------------------
+# mespot's fixes: cosine L_fc, attention smoothness
+# --------------------------------------------------------------------------------------------
+
+
+def test_cosine_feature_consistency_keeps_acting_at_any_feature_scale() -> None:
+    g = torch.Generator().manual_seed(3)
+    t, d = 40, 16
+    feats_a, feats_b = torch.randn(t, d, generator=g), torch.randn(t, d, generator=g)
+    feats_b[10:15] = feats_a[5:10] + 0.05 * torch.randn(5, d, generator=g)  # b echoes a's expression
+    logits = torch.randn(t, 3, generator=g)
+    att_a = torch.full((t,), 0.05)
+    att_a[5:10] = 0.9
+    valid = torch.ones(t, dtype=torch.bool)
+    shared = torch.tensor([0.0, 1.0])
+    on = torch.full((t,), 0.05)
+    on[10:15] = 0.9  # b's attention where its features echo a's
+    off = torch.full((t,), 0.05)
+    off[25:30] = 0.9  # elsewhere
+    for scale in (1.0, 100.0):
+        fa, fb = feats_a * scale, feats_b * scale
+        good = consistency_score(fa, logits, att_a, valid, fb, on, shared, 5, "cosine")
+        bad = consistency_score(fa, logits, att_a, valid, fb, off, shared, 5, "cosine")
+        assert good > bad + 0.1, (scale, good, bad)  # it rewards attention on similar snippets
+    big_a, big_b = feats_a * 100, feats_b * 100
+    same = consistency_score(feats_a, logits, att_a, valid, feats_b, on, shared, 5, "cosine")
+    torch.testing.assert_close(same, consistency_score(big_a, logits, att_a, valid, big_b, on, shared, 5))
+    # Raw dot products saturate eq. 12's softmax: every snippet's max is ~1, attention is not told apart.
+    dot_on = consistency_score(big_a, logits, att_a, valid, big_b, on, shared, 5, "dot")
+    dot_off = consistency_score(big_a, logits, att_a, valid, big_b, off, shared, 5, "dot")
+    assert abs(float(dot_on - dot_off)) < 0.05
+
+
+def test_smoothness_penalises_bursty_attention() -> None:
+    b, t = 2, 40
+    valid = torch.ones(b, t, dtype=torch.bool)
+    method = McwesMethod({"lambda_feature": 0.0, "lambda_duration": 0.0}, network())
+
+    def outputs(att: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            "tcam": torch.zeros(b, t, 3),
+            "attention": att,
+            "attention_motion": att,
+            "attention_geometry": att,
+            "embedding": torch.zeros(b, t, 4),
+        }
+
+    run = torch.zeros(b, t)
+    run[:, 10:18] = 0.8  # one run
+    burst = torch.zeros(b, t)
+    burst[:, 10:18:2] = 0.8  # the same mass as bursts
+    tg = {"video_labels": LABELS[:b], "eta": ETA[:b]}
+    _, smooth = method.loss(outputs(run), tg, valid)
+    _, bursty = method.loss(outputs(burst), tg, valid)
+    assert bursty["smooth"] > 3 * smooth["smooth"] > 0
+    assert smooth["smooth"] == pytest.approx(2 * 0.8 / 39)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from engine.data.labels import full_labels
 from engine.methods import METHODS, McwesMethod, PwesConfig, PwesMethod, build_method
 from engine.methods.pwes import info_nce, mplg, region_classes, region_vectors, snippet_focal_loss
 from engine.models import NetworkConfig, build_network
@@ -56,7 +58,9 @@ def test_defaults_are_the_papers() -> None:
     assert c.regions == (10, 2, 3) and (c.h_mae, c.h_me, c.h_background) == (7.0, 9.0, 5.0)
     assert c.point_mode == "random" and c.use_mplg and c.use_dfcl
     assert "pwes" in METHODS and issubclass(PwesMethod, McwesMethod) and PwesMethod.whole_videos
-    assert PwesMethod.snippet_targets == ("points",)
+    assert PwesMethod.snippet_targets == ("points", "background", "pseudo")
+    # mespot's fixes (docs/methods.md): point-free background, MPLG from an eval-mode forward.
+    assert c.background_gap_s == 4.0 and c.pseudo_source == "eval"
     method = build_method("pwes", network(), {"point_mode": "apex", "use_dfcl": False})
     assert isinstance(method, PwesMethod) and method.config.point_mode == "apex"
     assert PwesConfig.from_dict(c.to_dict()) == c
@@ -99,7 +103,7 @@ def test_points_fall_inside_their_expressions_and_are_reproducible(make_video) -
     method = PwesMethod(None, network())
     record, feats = make_video("s1_a", 4)
     tg = method.targets(record, feats, np.random.default_rng(7))
-    assert set(tg) == {"points", "video_labels", "eta", "video_index"}
+    assert set(tg) == {"points", "background", "pseudo", "video_labels", "eta", "video_index"}
     points = tg["points"]
     assert points.shape == (96, 3) and points.dtype == np.float32
     assert points[:, 0].sum() == 0 and points.sum() == len(record.expressions)
@@ -266,11 +270,14 @@ def test_memory_bank_sizes_and_updates(make_video) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+PAPER = {"background_gap_s": None, "pseudo_source": "batch"}
+
+
 def test_loss_before_and_after_pretraining(make_video) -> None:
     videos = [
         make_video(f"s{i}_v", 20 + i, kinds=k) for i, k in enumerate([("me", "mae"), ("mae",), ("me",)])
     ]
-    method = PwesMethod(None, network())
+    method = PwesMethod(PAPER, network())
     _, motion, geometry, valid, batch = ready(method, videos)
     out = method.network(motion, geometry, valid)
     loss, parts = method.loss(out, batch, valid)
@@ -278,11 +285,11 @@ def test_loss_before_and_after_pretraining(make_video) -> None:
     assert parts["label_bg"] == 0.0 and 0 < parts["label_fg"] < 0.05  # the points alone
     assert torch.isfinite(loss) and parts["fcl"] == 0.0
     # Before MPLG the snippet loss sees the points only.
-    labels = method.pseudo_labels(out, batch["points"], valid)
+    labels = method.pseudo_labels(out, batch, valid)
     torch.testing.assert_close(labels, batch["points"].float())
     refine(method)
     assert method.refining
-    labels = method.pseudo_labels(out, batch["points"], valid)
+    labels = method.pseudo_labels(out, batch, valid)
     assert labels[..., 0].sum() > 0  # MPLG adds background labels
     assert not ((labels[..., 0] > 0) & (labels[..., 1:].sum(-1) > 0)).any()
     on_point = batch["points"].sum(-1) > 0
@@ -312,14 +319,14 @@ def test_loss_before_and_after_pretraining(make_video) -> None:
 
 def test_switches_turn_mplg_and_dfcl_off(make_video) -> None:
     videos = [make_video(f"s{i}_v", 30 + i) for i in range(2)]
-    method = PwesMethod({"use_mplg": False, "use_dfcl": False}, network())
+    method = PwesMethod({**PAPER, "use_mplg": False, "use_dfcl": False}, network())
     _, motion, geometry, valid, batch = ready(method, videos)
     refine(method)
     out = method.network(motion, geometry, valid)
-    torch.testing.assert_close(method.pseudo_labels(out, batch["points"], valid), batch["points"].float())
+    torch.testing.assert_close(method.pseudo_labels(out, batch, valid), batch["points"].float())
     _, parts = method.loss(out, batch, valid)
     assert parts["fcl"] == 0.0 and method.bank_present is not None and not method.bank_present.any()
-    only_dfcl = PwesMethod({"use_mplg": False}, network())
+    only_dfcl = PwesMethod({**PAPER, "use_mplg": False}, network())
     _, motion, geometry, valid, batch = ready(only_dfcl, videos)
     refine(only_dfcl)
     only_dfcl.loss(only_dfcl.network(motion, geometry, valid), batch, valid)
@@ -390,3 +397,72 @@ def test_training_reduces_the_loss_and_is_reproducible(make_video) -> None:
     assert hist_a[0]["fcl"] == 0.0 and hist_a[-1]["fcl"] > 0.0  # DFCL starts after pre-training
     cls, act = predict(net_a, build_method("pwes", net_a), videos[0][1])
     assert cls.shape == (96, 2) and np.isfinite(act).all()
+
+
+# --------------------------------------------------------------------------------------------
+# mespot's fixes: point-free background, MPLG in eval mode
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mplg_never_makes_known_background_foreground(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    t = 60
+    emb, probs, att = (
+        torch.randn(t, 8, generator=g),
+        torch.rand(t, 2, generator=g) ** 0.2,
+        torch.rand(t, generator=g),
+    )
+    valid = torch.rand(t, generator=g) > 0.1
+    points = torch.zeros(t, 2)
+    points[10, 0] = points[40, 1] = 1.0
+    known = torch.zeros(t, dtype=torch.bool)
+    known[20:32] = True
+    known[55:] = True
+    labels = mplg(emb, probs, att, points, valid, 0.3, 0.1, known)  # a low theta: much foreground
+    assert labels[known, 1:].sum() == 0  # known background never becomes foreground
+    torch.testing.assert_close(labels[:, 0] > 0, known & valid)  # and is exactly the background
+    assert labels[~known & valid, 1:].sum() > 2  # foreground still grows around the points
+
+
+def test_point_free_background_starts_the_snippet_loss(make_video) -> None:
+    record, feats = make_video("s1_a", 4)
+    method = PwesMethod(None, network())
+    tg = method.targets(record, feats, np.random.default_rng(0))
+    bg = tg["background"] > 0
+    assert 0.2 < bg.mean() < 0.9
+    truth = full_labels(record, len(feats.valid), feats.snippet_s)  # (T, 3)
+    assert not (bg & (truth[:, 0] == 0)).any()  # never inside an expression
+    np.testing.assert_array_equal(tg["pseudo"][:, 0], tg["background"])
+    np.testing.assert_array_equal(tg["pseudo"][:, 1:], tg["points"][:, 1:])
+    # A video without expressions is background throughout.
+    empty = dataclasses.replace(record, expressions=())
+    assert method.targets(empty, feats, np.random.default_rng(0))["background"].all()
+
+
+def test_eval_mode_pseudo_labels_are_reproducible_from_the_weights(make_video) -> None:
+    videos = [make_video(f"s{i}_v", 50 + i, kinds=k) for i, k in enumerate([("me", "mae"), ("mae", "me")])]
+    torch.manual_seed(0)
+    net = build_network(dataclasses.replace(NET, dropout=0.5)).train()  # dropout on
+    method = PwesMethod({"fg_threshold": 0.3}, net)
+    rng = np.random.default_rng(0)
+    targets = [method.targets(r, f, rng) for r, f in videos]
+    first = method.refresh_pseudo_labels(net, videos, targets)
+    second = method.refresh_pseudo_labels(net, videos, targets)
+    assert net.training  # the mode is restored
+    twin = build_network(dataclasses.replace(NET, dropout=0.5))
+    twin.load_state_dict(net.state_dict())
+    third = PwesMethod({"fg_threshold": 0.3}, twin).refresh_pseudo_labels(twin.train(), videos, targets)
+    for a, b, c in zip(first, second, third, strict=True):
+        np.testing.assert_array_equal(a["pseudo"], b["pseudo"])
+        np.testing.assert_array_equal(a["pseudo"], c["pseudo"])
+        assert a["pseudo"][:, 1:].sum() >= a["points"][:, 1:].sum()  # at least the points
+    # The trainer gets them at the first step of each epoch once pre-training is over, not before.
+    rng = np.random.default_rng(0)
+    assert method.on_step(0, 0, net, videos, targets, rng) is None
+    fresh = method.on_step(method.config.pretrain_steps, 5, net, videos, targets, rng)
+    assert (
+        fresh is not None
+        and method.on_step(method.config.pretrain_steps + 1, 5, net, videos, fresh, rng) is None
+    )
+    np.testing.assert_array_equal(fresh[0]["pseudo"], first[0]["pseudo"])
