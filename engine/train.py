@@ -95,6 +95,10 @@ class TrainConfig:
         method_options: the method's own configuration fields (validated by the method).
         proposals: the base proposal configuration; `loso` tunes its thresholds / min_score.
             None: the method's own (`Method.default_proposals`).
+        augment: strength of feature-space augmentation for new people, in [0, 1] (0: off):
+            per training sample a motion gain (face size, expression strength), a constant
+            geometry offset (face shape) and per-snippet noise, all in units of each
+            feature's training standard deviation (`augment_batch`).
     """
 
     epochs: int = 30
@@ -109,9 +113,11 @@ class TrainConfig:
     method: str = "full"
     method_options: Mapping[str, Any] = field(default_factory=dict)
     proposals: ProposalConfig | None = None
+    augment: float = 0.0
 
     def __post_init__(self) -> None:
         _check_number("epochs", self.epochs, 1, 10_000, integer=True)
+        _check_number("augment", self.augment, 0.0, 1.0)
         _check_number("batch_size", self.batch_size, 1, 4096, integer=True)
         _check_number("window", self.window, 2, 100_000, integer=True)
         if self.steps_per_epoch is not None:
@@ -260,6 +266,41 @@ def _batch(
     )
 
 
+def augment_batch(
+    motion: torch.Tensor,
+    geometry: torch.Tensor,
+    motion_std: torch.Tensor,
+    geometry_std: torch.Tensor,
+    strength: float,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feature-space augmentation of a training batch, to generalise to people never seen.
+
+    Per sample: the motion features scaled by ``exp(N(0, 0.3 s))`` (a smaller or larger face, a
+    fainter or stronger expression), the geometry features shifted by a constant
+    ``N(0, 0.5 s) * std`` per feature (another face shape) and every feature given
+    ``N(0, 0.1 s) * std`` noise per snippet, with s = `strength`. Padding stays as it is only up to
+    noise; the network zeroes invalid snippets itself.
+
+    Args:
+        motion: (B, T, Dm); geometry: (B, T, Dg).
+        motion_std, geometry_std: (Dm,), (Dg,) per-feature training standard deviations.
+        strength: s in (0, 1].
+        rng: the trainer's generator.
+    """
+    b, t, dm = motion.shape
+    dg = geometry.shape[2]
+
+    def normal(*shape: int, sd: float) -> torch.Tensor:
+        return torch.from_numpy(rng.normal(0.0, sd, shape).astype(np.float32))
+
+    gain = torch.exp(normal(b, 1, 1, sd=0.3 * strength))  # (B, 1, 1)
+    motion = motion * gain + normal(b, t, dm, sd=0.1 * strength) * motion_std
+    shape = normal(b, 1, dg, sd=0.5 * strength) * geometry_std  # (B, 1, Dg)
+    geometry = geometry + shape + normal(b, t, dg, sd=0.1 * strength) * geometry_std
+    return motion, geometry
+
+
 def train(
     videos: Sequence[Video], config: TrainConfig, *, progress: bool = True
 ) -> tuple[SpottingNetwork, list[dict[str, float]]]:
@@ -296,13 +337,15 @@ def train(
     with torch.random.fork_rng(devices=[]), _deterministic():
         torch.manual_seed(config.seed)
         network = build_network(config.network)
+        ok = [(f, np.asarray(f.valid, dtype=bool)) for _, f in videos]
+        all_motion = torch.from_numpy(np.concatenate([f.motion[m] for f, m in ok]))
+        all_geometry = torch.from_numpy(np.concatenate([f.geometry[m] for f, m in ok]))
         if config.network.input_norm:
-            ok = [(f, np.asarray(f.valid, dtype=bool)) for _, f in videos]
-            set_input_statistics(
-                network,
-                torch.from_numpy(np.concatenate([f.motion[m] for f, m in ok])),
-                torch.from_numpy(np.concatenate([f.geometry[m] for f, m in ok])),
-            )
+            set_input_statistics(network, all_motion, all_geometry)
+        if config.augment:
+            motion_std = all_motion.double().std(dim=0).float().nan_to_num(0.0)  # (Dm,)
+            geometry_std = all_geometry.double().std(dim=0).float().nan_to_num(0.0)  # (Dg,)
+        del all_motion, all_geometry
         method = build_method(config.method, network, config.method_options)
         if method.whole_videos:  # an epoch is one shuffled pass over the videos
             steps = config.steps_per_epoch or max(1, math.ceil(len(videos) / config.batch_size))
@@ -337,6 +380,10 @@ def train(
                 else:
                     motion, geometry, valid, tgt = _batch(
                         videos, targets, method, config.window, config.batch_size, rng
+                    )
+                if config.augment:
+                    motion, geometry = augment_batch(
+                        motion, geometry, motion_std, geometry_std, config.augment, rng
                     )
                 step += 1
                 outputs = network(motion, geometry, valid)

@@ -250,3 +250,22 @@ def test_config_round_trip_and_registry() -> None:
         FullMethod(NET, torch.nn.Identity())  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="no training videos"):
         train([], cfg)
+
+
+def test_augmentation_keeps_training_reproducible_and_changes_the_batches() -> None:
+    from engine.train import augment_batch
+
+    rng = np.random.default_rng(0)
+    motion, geometry = torch.ones(3, 10, 4), torch.zeros(3, 10, 5)
+    m_std, g_std = torch.full((4,), 2.0), torch.full((5,), 0.5)
+    m, g = augment_batch(motion, geometry, m_std, g_std, 1.0, rng)
+    assert m.shape == motion.shape and g.shape == geometry.shape
+    # Each sample has its own gain and its own constant face-shape offset.
+    gains = m.mean(dim=(1, 2))
+    assert len(set(gains.round(decimals=3).tolist())) == 3
+    offsets = g.mean(dim=1)  # (3, 5): the per-sample offset dominates the per-snippet noise
+    assert (offsets.std(dim=0) > 0.1).all()
+    m0, g0 = augment_batch(motion, geometry, m_std, g_std, 1e-9, np.random.default_rng(0))
+    torch.testing.assert_close(m0, motion) and torch.testing.assert_close(g0, geometry)
+    with pytest.raises(ConfigError, match="augment"):
+        TrainConfig(augment=2.0)
