@@ -156,9 +156,10 @@ def main() -> None:
         f"python {platform.python_version()}, torch {torch.__version__}, "
         f"onnxruntime {onnxruntime.__version__}"
     )
+    ahead = f", look-ahead {bundle.lookahead_s:.3g} s" if bundle.lookahead else ""
     print(
         f"bundle {bundle.path.name} ({bundle.method_name}, W={bundle.window}, receptive field "
-        f"{bundle.receptive_field}); load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+        f"{bundle.receptive_field}{ahead}); load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
         f"auto backend order {', '.join(AUTO_ORDER)}"
     )
 

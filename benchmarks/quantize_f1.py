@@ -84,9 +84,12 @@ def stream_graph(bundle: Bundle, graph: Path, videos: list[Video]) -> tuple[dict
             snippets = sequence_snippets(feats.motion, feats.geometry, feats.valid, feats.snippet_s)
             for snippet in snippets:
                 start = time.perf_counter()
-                rows.append(scorer.push(snippet))
+                row = scorer.push(snippet)  # None for the first L snippets of a look-ahead network
                 elapsed += time.perf_counter() - start
                 pushes += 1
+                if row is not None:
+                    rows.append(row)
+            rows += scorer.flush()  # the last L scores (none for a strictly causal network)
             cls = np.array([r.class_scores for r in rows], dtype=np.float64).reshape(len(rows), 2)
             act = np.array([r.actionness for r in rows], dtype=np.float64)
             out[rec.video] = (cls, act)

@@ -25,6 +25,9 @@ A bundle is a folder, by convention ``NAME.mespot/`` (DESIGN invariant 4)::
                                                    metrics, ... (whatever the trainer recorded)
       "receptive_field": 42 | null,                snippets of history a score depends on (null:
                                                    non-causal network, which cannot be windowed)
+      "lookahead_s": 0.0,                          the network's look-ahead L in seconds (its
+                                                   network.lookahead snippets x the hop); optional,
+                                                   absent in older bundles (read as 0)
       "window": 64 | null,                         W, snippets the live scorer feeds per call
       "files": {"weights.pt": {"role": "weights", "sha256": "...", "bytes": 12345},
                 "scorer.onnx": {"role": "scorer", "format": "onnx", "precision": "fp32",
@@ -39,7 +42,13 @@ plain tensor state dict loaded with ``weights_only=True`` and everything else is
 The scoring window W defaults to the smallest power of two >= the receptive field
 (`default_window`): any W >= the receptive field gives the whole-sequence forward's scores
 exactly, a power of two keeps the TensorRT profile and batched tensors tidy, and the headroom is at
-most 2x the necessary compute.
+most 2x the necessary compute. With a look-ahead of L snippets the live scorer reads row W - 1 - L
+of each window (the newest snippet whose look-ahead is complete), so W must also be >= L + 1.
+
+Look-ahead. A network may see L snippets past the one it scores (``NetworkConfig.lookahead``; 0:
+strictly causal). It travels with the bundle (``network.lookahead`` in snippets, ``lookahead_s``
+in seconds, `Bundle.lookahead` / `Bundle.lookahead_s`), and every score, hence every event, is
+available L snippets later than with a strictly causal network.
 """
 
 from __future__ import annotations
@@ -120,36 +129,61 @@ class FeatureMismatchError(BundleError):
         )
 
 
-def default_window(receptive_field: int) -> int:
-    """The default scoring window: the smallest power of two >= the receptive field (at least 2).
+def default_window(receptive_field: int, lookahead: int = 0) -> int:
+    """The default scoring window: the smallest power of two >= the receptive field and > the
+    look-ahead (at least 2).
 
     Args:
         receptive_field: snippets of history one score depends on (>= 1).
+        lookahead: L, snippets past the scored one a score depends on (>= 0).
     """
     if isinstance(receptive_field, bool) or not isinstance(receptive_field, int) or receptive_field < 1:
         raise ConfigError(f"receptive_field={receptive_field!r}: must be an integer >= 1")
-    return max(2, 1 << (receptive_field - 1).bit_length())
+    need = min_window(receptive_field, lookahead)
+    return max(2, 1 << (need - 1).bit_length())
 
 
-def check_window(window: object, receptive_field: int | None, what: str = "window") -> int:
-    """Validate a scoring window W against a network's receptive field.
+def min_window(receptive_field: int, lookahead: int = 0) -> int:
+    """The shortest exact scoring window: max(receptive_field, lookahead + 1) snippets.
+
+    The live scorer reads the score of the newest snippet whose look-ahead is complete, row
+    W - 1 - L of a window of W snippets: that row must exist (W >= L + 1), and the network body's
+    output at the newest snippet, which that row holds, sees receptive_field snippets (W >=
+    receptive_field).
+    """
+    if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 0:
+        raise ConfigError(f"lookahead={lookahead!r}: must be an integer >= 0")
+    return max(receptive_field, lookahead + 1)
+
+
+def check_window(
+    window: object, receptive_field: int | None, what: str = "window", lookahead: int = 0
+) -> int:
+    """Validate a scoring window W against a network's receptive field and look-ahead.
 
     Raises:
         ConfigError: the network is non-causal (no finite history), or W is not an integer in
-            [receptive_field, 65536].
+            [max(receptive_field, lookahead + 1), 65536].
     """
     if receptive_field is None:
         raise ConfigError(
             f"{what}: the network is non-causal (it sees the whole sequence), so it cannot score a "
             "sliding window; train and bundle the causal network (NetworkConfig(causal=True))"
         )
-    if isinstance(window, bool) or not isinstance(window, int) or not receptive_field <= window <= 65536:
+    lo = min_window(receptive_field, lookahead)
+    if isinstance(window, bool) or not isinstance(window, int) or not lo <= window <= 65536:
+        ahead = f" and more than its look-ahead of {lookahead} snippets" if lookahead else ""
         raise ConfigError(
-            f"{what}={window!r}: must be an integer in [{receptive_field}, 65536] (at least the "
-            f"network's receptive field of {receptive_field} snippets, or live scores would differ "
-            "from the whole-sequence forward)"
+            f"{what}={window!r}: must be an integer in [{lo}, 65536] (at least the "
+            f"network's receptive field of {receptive_field} snippets{ahead}, or live scores would "
+            "differ from the whole-sequence forward)"
         )
     return window
+
+
+def lookahead_seconds(lookahead: int, feature_config: FeatureConfig) -> float:
+    """A look-ahead of `lookahead` snippets in seconds on the feature configuration's grid."""
+    return lookahead * feature_config.snippet_seconds
 
 
 def sha256_file(path: str | Path) -> str:
@@ -234,6 +268,7 @@ class Bundle:
             bundle has none (`proposal_config` then falls back to the method's default).
         metadata: free-form training metadata (dataset, subjects, command, date, metrics, ...).
         receptive_field: snippets of history one score depends on; None for a non-causal network.
+            A score at s depends on snippets ``s - receptive_field + 1 .. s + lookahead``.
         window: the scoring window W in snippets (None for a non-causal network).
         classes: class-score column order, ("me", "mae").
         files: file name -> its manifest entry (role, sha256, bytes, export details).
@@ -272,6 +307,17 @@ class Bundle:
     def feature_digest(self) -> str:
         """`FeatureConfig.digest` of the bundle's feature configuration."""
         return self.feature_config.digest()
+
+    @property
+    def lookahead(self) -> int:
+        """L, snippets past the scored one each score depends on (0: strictly causal)."""
+        return self.network_config.lookahead
+
+    @property
+    def lookahead_s(self) -> float:
+        """The look-ahead in seconds: how much later than a strictly causal network's each score,
+        hence each event, can be published (L x the feature configuration's hop)."""
+        return lookahead_seconds(self.lookahead, self.feature_config)
 
     @property
     def causal(self) -> bool:
@@ -423,12 +469,12 @@ def save_bundle(
             "save_bundle: operating_point must be a ProposalConfig or None, "
             f"got {type(operating_point).__name__}"
         )
-    rf = network.receptive_field
+    rf, ahead = network.receptive_field, nc.lookahead
     if rf is None:
         if window is not None:
             raise ConfigError(f"save_bundle: window={window!r} given for a non-causal network (it has none)")
     else:
-        window = default_window(rf) if window is None else check_window(window, rf)
+        window = default_window(rf, ahead) if window is None else check_window(window, rf, lookahead=ahead)
     created = datetime.now(UTC).isoformat(timespec="seconds")
     manifest: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
@@ -443,6 +489,7 @@ def save_bundle(
         "operating_point": None if operating_point is None else operating_point.to_dict(),
         "metadata": dict(metadata or {}),
         "receptive_field": rf,
+        "lookahead_s": lookahead_seconds(ahead, feature_config),
         "window": window,
         "files": {},
     }
@@ -581,11 +628,21 @@ def _load(folder: Path, skip: frozenset[str] = frozenset()) -> Bundle:
         if isinstance(rf, bool) or not isinstance(rf, int) or rf < 1:
             raise BundleError(mpath, f"receptive_field={rf!r}: must be an integer >= 1 for a causal network")
         try:
-            check_window(window, rf)
+            check_window(window, rf, lookahead=network_config.lookahead)
         except ConfigError as exc:
             raise BundleError(mpath, str(exc)) from exc
     elif rf is not None or window is not None:
         raise BundleError(mpath, "a non-causal network has no receptive_field or window (must be null)")
+    ahead_s = manifest.get("lookahead_s")  # absent in bundles older than the look-ahead
+    want_s = lookahead_seconds(network_config.lookahead, feature_config)
+    if ahead_s is not None and (
+        isinstance(ahead_s, bool) or not isinstance(ahead_s, int | float) or abs(ahead_s - want_s) > 1e-6
+    ):
+        raise BundleError(
+            mpath,
+            f"lookahead_s={ahead_s!r} disagrees with network.lookahead={network_config.lookahead} snippets "
+            f"of {feature_config.snippet_seconds:.6g} s ({want_s:.6g} s)",
+        )
     metadata = manifest.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise BundleError(mpath, "metadata: must be a JSON object")
@@ -697,6 +754,8 @@ __all__ = [
     "default_window",
     "feature_dims",
     "load_bundle",
+    "lookahead_seconds",
+    "min_window",
     "save_bundle",
     "set_operating_point",
     "sha256_file",

@@ -261,6 +261,25 @@ def _run_metadata(args: argparse.Namespace, dataset, **more) -> dict:
     }
 
 
+def lookahead_option(args: argparse.Namespace, fconfig) -> int:
+    """The network look-ahead in snippets that ``--lookahead-s`` asks for on `fconfig`'s hop.
+
+    Raises:
+        ConfigError: a value that is not a whole number of hops (``FeatureConfig.hop_s``), or a
+            look-ahead for the non-causal network.
+    """
+    from engine.models import lookahead_snippets
+    from stream.errors import ConfigError
+
+    lookahead = lookahead_snippets(args.lookahead_s, fconfig.hop_s, "--lookahead-s")
+    if lookahead and args.non_causal:
+        raise ConfigError(
+            f"--lookahead-s {args.lookahead_s:g}: a look-ahead applies to the causal network only "
+            "(--non-causal already sees the whole video); drop one of the two options"
+        )
+    return lookahead
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
     import json
@@ -272,11 +291,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from engine.models import NetworkConfig
     from engine.train import TrainConfig, choose_operating_point, loso, predict, train
 
+    fconfig = feature_config(args)
+    lookahead = lookahead_option(args, fconfig)  # before reading any data: a bad value fails here
     dataset, media = load_annotations(args)
     print(dataset.summary(), file=sys.stderr)
     if args.loso:
         dataset.folds(args.group)  # before extracting: fewer than two groups fails here
-    fconfig = feature_config(args)
     features = dataset_features(dataset, media, Path(args.features), fconfig)
     network_name = args.network or METHOD_NETWORKS.get(args.method, "mcwes")
     # The method's own schedule where the command line is silent.
@@ -290,6 +310,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         **schedule,
         proposals=proposals,
+        augment=args.augment,
         seed=args.seed,
         method=args.method,
         method_options=parse_options(args.option, "--option"),
@@ -301,10 +322,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             causal=not args.non_causal,
             input_norm=not args.no_input_norm,
             neutral_s=args.neutral_s,
+            lookahead=lookahead,
         ),
     )
     out = Path(args.out)
     label = f"{args.method} ({network_name}, {'non-causal' if args.non_causal else 'causal'})"
+    if lookahead:
+        label = f"{label[:-1]}, look-ahead {lookahead} snippets = {lookahead * fconfig.hop_s:.3g} s)"
     if args.loso:
         result = loso(dataset, features, config, group=args.group, folds=args.folds, progress=not args.quiet)
         print(
@@ -367,7 +391,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     network, history = train(videos, config, progress=not args.quiet)
     method = build_method(config.method, network, config.method_options)
     scores = {r.video: predict(network, method, f) for r, f in videos}
-    point, report = choose_operating_point(videos, scores, config.proposals)
+    point, report = choose_operating_point(videos, scores, config.proposals, method.operating_grid())
     save_bundle(
         out,
         network,
@@ -626,12 +650,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--non-causal", action="store_true", help="the non-causal twin (papers' global forms)")
     tr.add_argument(
+        "--lookahead-s",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="let the causal network see S seconds past the snippet it scores, a whole number of "
+        "snippet hops (--hop-s); live scores and events come S seconds later (default 0: strictly causal)",
+    )
+    tr.add_argument(
         "--neutral-s",
         type=float,
         help="normalise each video / stream by its first S seconds of resting face (calibration.baseline)",
     )
     tr.add_argument(
         "--no-input-norm", action="store_true", help="feed raw features (no training-set standardisation)"
+    )
+    tr.add_argument(
+        "--augment",
+        type=float,
+        default=0.0,
+        metavar="STRENGTH",
+        help="feature-space augmentation for new people in [0, 1]: motion gain, face-shape offset, "
+        "noise (engine.train.augment_batch; default 0, off)",
     )
     tr.add_argument(
         "--proposal-mode",

@@ -6,9 +6,13 @@ method's ``score_tensors`` over a window of snippets,
     inputs   motion (B, T, Dm) float, geometry (B, T, Dg) float, valid (B, T) bool
     outputs  class_scores (B, T, 2) ME/MaE in [0, 1], actionness (B, T) in [0, 1]
 
-with a dynamic batch axis B and a dynamic time axis 1 <= T <= W. Row t depends only on rows <= t,
-so the live runtime feeds the newest min(n, W) snippets and reads the last row; with W >= the
-receptive field this equals the whole-sequence forward exactly (``engine.runtime.StreamScorer``).
+with a dynamic batch axis B and a dynamic time axis 1 <= T <= W. Row t depends only on rows <= t
++ L, L being the network's look-ahead (``NetworkConfig.lookahead``; 0: strictly causal); rows past
+the window's end are the network's own invalid zero padding. The live runtime feeds the newest
+min(n, W) snippets and reads row T - 1 - L, the newest snippet whose look-ahead is complete (the
+last row when L = 0); at the end of a stream it reads the last L rows, which see the padding
+exactly as the whole-sequence forward's last L rows do. With W >= max(receptive field, L + 1)
+this equals the whole-sequence forward exactly (``engine.runtime.StreamScorer``).
 The time axis is dynamic rather than fixed at W because the first snippets of a stream have less
 history than W: feeding them unpadded reproduces the whole-sequence forward's zero padding exactly,
 whereas padding with invalid snippets does not for every network (the CSCM's attention output at
@@ -81,6 +85,9 @@ class ExportError(MespotError):
 class WindowScorer(nn.Module):
     """The exported tensor path: causal network -> `Method.score_tensors` over a window.
 
+    Row t of its outputs sees rows <= t + L of the window (L: the network's look-ahead); the
+    network pads the window's end with L invalid zero snippets itself.
+
     Attributes:
         network: the spotting network (eval mode).
         method: the method whose ``score_tensors`` turns outputs into proposal scores.
@@ -92,7 +99,7 @@ class WindowScorer(nn.Module):
         self.method = method
 
     def forward(self, motion: Tensor, geometry: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
-        """Score every snippet of the windows; row t sees only rows <= t.
+        """Score every snippet of the windows; row t sees only rows <= t + lookahead.
 
         Args:
             motion: motion features. # (B, T, Dm)
@@ -202,6 +209,8 @@ def onnx_metadata(bundle: Bundle, window: int, precision: str) -> dict[str, str]
             "feature_config": json.dumps(bundle.feature_config.to_dict(), sort_keys=True),
             "window": str(window),
             "receptive_field": str(bundle.receptive_field),
+            "lookahead": str(bundle.lookahead),
+            "lookahead_s": repr(bundle.lookahead_s),
             "classes": ",".join(bundle.classes),
             "method": bundle.method_name,
             "network": nc.network,
@@ -210,7 +219,12 @@ def onnx_metadata(bundle: Bundle, window: int, precision: str) -> dict[str, str]
             "inputs": f"motion (B,T,{nc.motion_dim}), geometry (B,T,{nc.geometry_dim}), valid (B,T) bool; "
             f"1 <= T <= {window}, oldest snippet first",
             "outputs": "class_scores (B,T,2) me/mae, actionness (B,T); "
-            "the last row scores the newest snippet",
+            + (
+                "the last row scores the newest snippet"
+                if bundle.lookahead == 0
+                else f"row T-1-{bundle.lookahead} scores the newest snippet whose look-ahead of "
+                f"{bundle.lookahead} snippets is complete (the last {bundle.lookahead} rows: end of stream)"
+            ),
         }.items()
     }
 
@@ -369,7 +383,9 @@ def export_onnx(
     precision = _check_precision(precision, ("fp32", "fp16"))
     bundle = load_bundle(bundle_path)
     _require_causal(bundle)
-    window = check_window(bundle.window if window is None else window, bundle.receptive_field, "window")
+    window = check_window(
+        bundle.window if window is None else window, bundle.receptive_field, "window", bundle.lookahead
+    )
     target = Path(out) if out is not None else bundle.path / default_onnx_name(precision)
     listed = _inside(bundle.path, target)
     network = bundle.network()
@@ -526,7 +542,9 @@ def export_tensorrt(
         raise ConfigError(f"export max_batch={max_batch!r}: must be an integer in [1, 4096]")
     bundle = load_bundle(bundle_path)
     _require_causal(bundle)
-    window = check_window(bundle.window if window is None else window, bundle.receptive_field, "window")
+    window = check_window(
+        bundle.window if window is None else window, bundle.receptive_field, "window", bundle.lookahead
+    )
     trt = import_tensorrt()
     if onnx is not None:
         source = Path(onnx)

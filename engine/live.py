@@ -17,6 +17,15 @@ interval's offset frame is the last frame of its last snippet, so ``capture_ns``
 the capture time of its offset frame and its latency (``latency_s`` in the event message, and
 `LiveEvent.latency_s`) is publish time minus that capture time.
 
+Look-ahead: a bundle whose network sees L snippets past the one it scores (``Bundle.lookahead``,
+``lookahead_s`` = L x hop seconds) has each snippet's score only when snippet + L arrives, so its
+scores, and with them its events, come ``lookahead_s`` later. The runner accounts for it:
+`max_latency_s` is the online spotter's worst case plus ``lookahead_s``, `LiveReport.lookahead_s`
+and the ``started`` status event state it, and every latency is measured from the scored snippet's
+own capture time (the capture-to-score latency of the heartbeats and the report, and each event's
+``latency_s``), so the look-ahead is inside the numbers published. At the end of the stream the
+last L scores are flushed (as the whole-sequence forward computes them) before the online spotter.
+
 Robustness: a frame that is not a BGR image becomes a ``bad_frame`` source event; a processing
 error on one frame is reported on the status topic and the stream goes on (the run gives up only
 after `max_consecutive_errors` in a row); lost faces and time gaps are status events, and
@@ -283,7 +292,10 @@ class LiveReport:
         end_reason: "end of stream", "stopped", "duration" or "error".
         error: the error that ended the run, or None.
         score_latency_s: capture-to-score latency (seconds) of each of the newest 10,000 snippets:
-            from the capture of its newest frame to its score.
+            from the capture of its newest frame to its score (with a look-ahead, the score comes
+            `lookahead_s` after the snippet, and this latency includes it).
+        lookahead_s: the bundle's look-ahead in seconds: scores and events come this much later
+            than with a strictly causal network (0.0: strictly causal).
     """
 
     source: str
@@ -308,6 +320,7 @@ class LiveReport:
     score_latency_s: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=10_000)
     )
+    lookahead_s: float = 0.0
 
     def latencies(self, etype: str | None = None) -> list[float]:
         """Event latencies (seconds) of the kept events, of one type or all."""
@@ -324,11 +337,12 @@ class LiveReport:
         lat = self.latencies()
         lat_txt = f", event latency p50 {np.median(lat):.2f} s" if lat else ""
         skipped = f" ({self.source_skipped} skipped by the source)" if self.source_skipped else ""
+        ahead = f" (look-ahead {self.lookahead_s:.2f} s included)" if self.lookahead_s and lat else ""
         return (
             f"{self.source}: {self.end_reason}; {self.media_s:.1f} s of stream in {self.wall_s:.1f} s "
             f"({speed:.2f}x real time), {self.frames} frames, {self.snippets} snippets "
             f"({self.valid_snippets} valid), dropped {self.dropped}{skipped}, bad {self.bad_frames}, "
-            f"errors {self.errors}; events: {events}{lat_txt}"
+            f"errors {self.errors}; events: {events}{lat_txt}{ahead}"
         )
 
 
@@ -438,6 +452,7 @@ class LiveRunner:
             policy=self.policy,
             backend=self.backend.name,
             bundle=str(self.bundle.path),
+            lookahead_s=self.lookahead_s,
         )
         self._health_lock = threading.Lock()
         self._health_mark: tuple[int, int] | None = None  # (monotonic ns, canonical frames)
@@ -452,9 +467,15 @@ class LiveRunner:
     # -- public API -------------------------------------------------------------------------
 
     @property
+    def lookahead_s(self) -> float:
+        """The bundle's look-ahead in seconds: each score comes this much after its snippet."""
+        return self.bundle.lookahead_s
+
+    @property
     def max_latency_s(self) -> float:
-        """The online spotter's worst-case finalisation delay after an interval's last snippet."""
-        return self.spotter.max_latency_s
+        """Worst-case delay after an interval's last snippet before it is published: the network's
+        look-ahead plus the online spotter's finalisation delay."""
+        return self.lookahead_s + self.spotter.max_latency_s
 
     def stop(self) -> None:
         """Ask the run to stop (any thread); it flushes and returns promptly."""
@@ -497,10 +518,11 @@ class LiveRunner:
         assert self.source is not None and self.pipeline is not None
         report = self.report
         self._start_ns = time.monotonic_ns()
+        ahead = f", look-ahead {report.lookahead_s:.3g} s" if report.lookahead_s else ""
         self._publish_status(
             "source",
             detail=f"started: {self.source.name} ({self.policy}, backend {report.backend}, "
-            f"bundle {Path(report.bundle).name})",
+            f"bundle {Path(report.bundle).name}{ahead})",
         )
         self._capture = capture = Capture(self.source, policy=self.policy, queue_size=self.queue_size)
         items = self._items(capture)
@@ -651,12 +673,24 @@ class LiveRunner:
                     snippet.capture_ns,
                 )
             )
-        score = self.scorer.push(snippet)
+            # Scored like any snippet: with a look-ahead this emits an earlier, real snippet's score.
+            self._on_score(self.scorer.score_newest())
+        self._on_score(self.scorer.push(snippet))
+        self._consecutive_errors = 0
+        self._update_health(time.monotonic_ns())
+
+    def _on_score(self, score: SnippetScore | None) -> None:
+        """Publish one snippet's score and feed it to the online spotter (None: no score yet, the
+        look-ahead of the first snippets is not complete)."""
+        if score is None:
+            return
         now = time.monotonic_ns()
         report = self.report
         report.snippets += 1
         report.valid_snippets += int(score.valid)
-        report.score_latency_s.append((now - snippet.capture_ns) / 1e9)
+        capture_ns = score.capture_ns
+        if capture_ns is not None:  # the scored snippet's capture: the look-ahead counts
+            report.score_latency_s.append((now - capture_ns) / 1e9)
         if self.on_score is not None:
             self.on_score(score)
         if self.publisher is not None:
@@ -664,16 +698,14 @@ class LiveRunner:
                 score.index,
                 score.class_scores,
                 score.actionness,
-                start_s=snippet.start_s,
-                end_s=snippet.end_s,
-                capture_ns=snippet.capture_ns,
+                start_s=score.start_s,
+                end_s=score.end_s,
+                capture_ns=capture_ns,
             )
         for spotted in self.spotter.push(
-            score.index, score.class_scores, score.actionness, capture_ns=snippet.capture_ns
+            score.index, score.class_scores, score.actionness, capture_ns=capture_ns
         ):
             self._publish_event(spotted)
-        self._consecutive_errors = 0
-        self._update_health(now)
 
     def _on_status(self, event: StatusEvent) -> None:
         source_event = event.source_event
@@ -706,7 +738,10 @@ class LiveRunner:
             self.on_event(event)
 
     def _flush_spotter(self) -> None:
-        """Finalise and publish every pending interval (a second call finds none)."""
+        """Score the last look-ahead snippets, then finalise and publish every pending interval (a
+        second call finds none)."""
+        for score in self.scorer.flush():
+            self._on_score(score)
         for spotted in self.spotter.flush():
             self._publish_event(spotted, flushed=True)
 

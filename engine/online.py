@@ -46,6 +46,12 @@ A smaller ``max_duration_s`` shortens it proportionally: 0.5 s (MEs only) at 8 f
 gives Lmax 3, bmax 1, 4 snippets = 1.07 s; on the default 4-frame grid, Lmax 5, bmax 2,
 7 snippets = 0.93 s. The same table is in docs/events.md.
 
+These latencies count from the arrival of a snippet's *score*. A network with a look-ahead of L
+snippets (``Bundle.lookahead``) scores snippet s only when snippet s + L has arrived
+(``engine.runtime.StreamScorer``), so live, an interval is published at the latest
+``L + max_latency_snippets`` snippets after its last one; ``engine.live.LiveRunner.max_latency_s``
+adds ``Bundle.lookahead_s`` to `max_latency_s`.
+
 Multi-top mode (MC-WES): approximate
 ------------------------------------
 ``k = max(1, floor(T / h))`` depends on the whole length T, so it cannot be streamed exactly.

@@ -101,6 +101,8 @@ class SnippetRing:
         self.geometry = Ring(capacity, (geometry_dim,))
         self.valid = Ring(capacity, (), dtype=bool)
         self.start_s = Ring(capacity, (), dtype=np.float64)
+        self.end_s = Ring(capacity, (), dtype=np.float64)
+        self.capture_ns = Ring(capacity, (), dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.valid)
@@ -119,16 +121,21 @@ class SnippetRing:
         self.geometry.append(snippet.geometry)
         self.valid.append(snippet.valid)
         self.start_s.append(snippet.start_s)
+        self.end_s.append(snippet.end_s)
+        self.capture_ns.append(snippet.capture_ns)
 
     def window(self, n: int) -> dict[str, np.ndarray]:
         """The newest min(n, len) snippets, oldest first: motion (n, Dm), geometry (n, Dg), valid (n,),
-        start_s (n,), and first_index (the absolute index of the first row)."""
+        start_s (n,), end_s (n,), capture_ns (n,), and first_index (the absolute index of the
+        first row)."""
         m = self.motion.last(n)
         return {
             "motion": m,
             "geometry": self.geometry.last(n),
             "valid": self.valid.last(n),
             "start_s": self.start_s.last(n),
+            "end_s": self.end_s.last(n),
+            "capture_ns": self.capture_ns.last(n),
             "first_index": np.int64(self.total - len(m)),
         }
 

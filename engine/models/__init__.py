@@ -1,6 +1,6 @@
 """Spotting networks: causal temporal layers, the CSCM embedding, the MC-WES / GIM heads."""
 
-from engine.models.config import NetworkConfig
+from engine.models.config import MAX_LOOKAHEAD, NetworkConfig, lookahead_snippets
 from engine.models.cscm import CSCM, ConcatEmbedding, CSCMEmbedding
 from engine.models.layers import CausalConv1d, TemporalBlock, chain_receptive_field
 from engine.models.spotter import (
@@ -16,6 +16,7 @@ from engine.models.spotter import (
 __all__ = [
     "ACTION_CLASSES",
     "CSCM",
+    "MAX_LOOKAHEAD",
     "NETWORKS",
     "OUTPUT_NAMES",
     "TCAM_CLASSES",
@@ -27,5 +28,6 @@ __all__ = [
     "TemporalBlock",
     "build_network",
     "chain_receptive_field",
+    "lookahead_snippets",
     "parameter_count",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -13,6 +14,45 @@ from stream.errors import ConfigError
 def _check_int(name: str, value: object, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ConfigError(f"network config {name}={value!r}: must be an integer in [{lo}, {hi}]")
+
+
+#: The largest look-ahead in snippets (256 snippets of 4 frames at 30 fps ~ 34 s).
+MAX_LOOKAHEAD = 256
+# How far a look-ahead in seconds may fall from a whole number of hops (in hops): 0.02 frames of
+# the default 4-frame hop, so that a rounded value such as 0.2667 s (8/30 s) is taken as 2 hops.
+_WHOLE_HOP_TOLERANCE = 0.005
+
+
+def lookahead_snippets(seconds: object, hop_s: float, name: str = "lookahead_s") -> int:
+    """A look-ahead in seconds as a whole number of snippet hops (``NetworkConfig.lookahead``).
+
+    Args:
+        seconds: the look-ahead in seconds (>= 0).
+        hop_s: seconds per snippet of the feature configuration (``FeatureConfig.hop_s``).
+        name: what to call the value in errors (e.g. the command-line option ``--lookahead-s``).
+
+    Returns:
+        L in snippets, in [0, MAX_LOOKAHEAD].
+
+    Raises:
+        ConfigError: a negative or non-numeric value, one that is not a whole number of hops
+            (naming `name`, the hop and the nearest whole values), or more than MAX_LOOKAHEAD hops.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds < math.inf:
+        raise ConfigError(f"{name}={seconds!r}: must be a number of seconds >= 0")
+    hops = seconds / hop_s
+    n = round(hops)
+    if abs(hops - n) > _WHOLE_HOP_TOLERANCE:
+        lo, hi = math.floor(hops), math.ceil(hops)
+        raise ConfigError(
+            f"{name}={seconds!r} s is {hops:.3f} snippets of hop_s={hop_s:.6g} s: it must be a whole number "
+            f"of snippets, e.g. {lo * hop_s:.6g} s ({lo}) or {hi * hop_s:.6g} s ({hi})"
+        )
+    if n > MAX_LOOKAHEAD:
+        raise ConfigError(
+            f"{name}={seconds!r} s is {n} snippets of {hop_s:.6g} s: at most {MAX_LOOKAHEAD} snippets"
+        )
+    return n
 
 
 @dataclass(frozen=True)
@@ -39,6 +79,11 @@ class NetworkConfig:
         neutral_s: seconds of a person's resting face from which their features are normalised
             before they reach the network (``calibration.baseline``); None: no neutral baseline.
             Not a layer: the trainer, `predict` and the live scorer apply it, per video / stream.
+        lookahead: L, snippets past the scored snippet the network may see (causal only; 0:
+            strictly causal). The score of snippet s then depends on snippets
+            ``s - receptive_field + 1 .. s + L``, so the live scorer emits it when snippet s + L
+            arrives: every score, hence every event, comes L snippets (L * hop_s seconds) later.
+            Set in seconds with ``mespot train --lookahead-s`` (`lookahead_snippets`).
     """
 
     network: str = "mcwes"
@@ -52,6 +97,7 @@ class NetworkConfig:
     dropout: float = 0.1
     input_norm: bool = True
     neutral_s: float | None = None
+    lookahead: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.network, str) or not self.network:
@@ -72,6 +118,12 @@ class NetworkConfig:
             raise ConfigError(f"network config dilations={raw!r}: at most 8 blocks")
         if not isinstance(self.causal, bool):
             raise ConfigError(f"network config causal={self.causal!r}: must be true or false")
+        _check_int("lookahead", self.lookahead, 0, MAX_LOOKAHEAD)
+        if self.lookahead > 0 and not self.causal:
+            raise ConfigError(
+                f"network config lookahead={self.lookahead!r}: a look-ahead applies to the causal network "
+                "only (causal=False already sees the whole sequence); use lookahead=0"
+            )
         if self.neutral_s is not None and (
             isinstance(self.neutral_s, bool)
             or not isinstance(self.neutral_s, int | float)

@@ -17,11 +17,22 @@ Both return the same outputs, so losses, proposals and export never branch on th
 - ``intensity_embedding`` (B, T, E): the intensity branch's hidden features (GIM's Gaussian model).
 
 Probabilities (attention, intensity) are zero at invalid snippets so nothing fires on a lost face.
+
+Look-ahead. The network body is causal: its output at position p depends on inputs <= p. With a
+look-ahead of L snippets (``NetworkConfig.lookahead``) the score of snippet s is the body's output
+at s + L: the inputs are padded at the end with L zero snippets marked invalid (what the pipeline
+emits for a snippet without features), the body runs over T + L positions, and positions
+``L .. L + T - 1`` are returned. A score at s therefore depends on snippets
+``s - receptive_field + 1 .. s + L``; the last L scores of a sequence see the invalid padding in
+place of the snippets that never came (exactly what the live scorer computes at end of stream).
+Probabilities are masked by the validity of the scored snippet s. L = 0 is the strictly causal
+network, unchanged.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.models.config import NetworkConfig
@@ -64,8 +75,11 @@ class SpottingNetwork(nn.Module):
 
     Attributes:
         config: the validated configuration it was built from.
-        receptive_field: snippets of history any output at t depends on (causal variant);
-            None for the non-causal variant, which sees the whole sequence.
+        receptive_field: snippets of history (<= t) any output at t depends on (causal
+            variant); None for the non-causal variant, which sees the whole sequence.
+        lookahead: L, snippets after t an output at t may depend on (0 for the strictly causal
+            and for the non-causal variant): the output at t depends on snippets
+            ``t - receptive_field + 1 .. t + L``.
     """
 
     def __init__(self, config: NetworkConfig, fusion: str = "cscm") -> None:
@@ -124,9 +138,10 @@ class SpottingNetwork(nn.Module):
             if c.causal
             else None
         )
+        self.lookahead: int = c.lookahead if c.causal else 0
 
     def forward(self, motion: Tensor, geometry: Tensor, valid: Tensor) -> dict[str, Tensor]:
-        """Score every snippet; output t depends only on snippets <= t when causal.
+        """Score every snippet; output t depends only on snippets <= t + lookahead when causal.
 
         Args:
             motion: motion features. # (B, T, Dm)
@@ -136,26 +151,58 @@ class SpottingNetwork(nn.Module):
         Returns:
             the tensors named in ``OUTPUT_NAMES`` (shapes in the module docstring).
         """
-        v = valid.to(motion.dtype)  # (B, T)
-        if self.config.input_norm:
-            motion = (motion - self.motion_mean) / self.motion_scale  # (B, T, Dm)
-            geometry = (geometry - self.geometry_mean) / self.geometry_scale  # (B, T, Dg)
-        o_motion, o_geometry = self.fusion(motion, geometry, valid)  # (B, T, E) each
-        a_motion = torch.sigmoid(self.attention_motion(o_motion, valid)[0].squeeze(-1)) * v  # (B, T)
-        a_geometry = torch.sigmoid(self.attention_geometry(o_geometry, valid)[0].squeeze(-1)) * v
-        x = torch.cat([o_motion, o_geometry], dim=-1)  # (B, T, 2E)
-        for block in self.backbone:
-            x = block(x, valid)  # (B, T, E)
-        embedding = self.squeeze(x)  # (B, T, E)
-        tcam = self.classifier(embedding)  # (B, T, 3)
-        intensity_logit, intensity_embedding = self.intensity_branch(embedding, valid)  # (B, T, 1), (B, T, E)
-        action, _ = self.action_branch(embedding, valid)  # (B, T, 2)
+        v = valid.to(motion.dtype)  # (B, T): validity of the scored snippets
+        n = self.lookahead
+        if n > 0:
+            # L invalid zero snippets after the last one: the body's output at s + L scores s.
+            motion = F.pad(motion, (0, 0, 0, n))  # (B, T + L, Dm)
+            geometry = F.pad(geometry, (0, 0, 0, n))  # (B, T + L, Dg)
+            valid = torch.cat([valid, torch.zeros_like(valid[:, :1]).expand(-1, n)], dim=1)  # (B, T + L)
+        out = self._body(motion, geometry, valid)  # (B, T + L, ...)
+        if n > 0:
+            out = {k: x[:, n:] for k, x in out.items()}  # (B, T, ...): position s + L scores s
+        a_motion = out["attention_motion"] * v  # (B, T)
+        a_geometry = out["attention_geometry"] * v  # (B, T)
         return {
-            "tcam": tcam,
+            "tcam": out["tcam"],
             "attention": 0.5 * (a_motion + a_geometry),  # class-agnostic, MC-WES sec. 3.2
             "attention_motion": a_motion,
             "attention_geometry": a_geometry,
-            "intensity": torch.sigmoid(intensity_logit.squeeze(-1)) * v,  # (B, T)
+            "intensity": out["intensity"] * v,  # (B, T)
+            "action": out["action"],
+            "embedding": out["embedding"],
+            "intensity_embedding": out["intensity_embedding"],
+        }
+
+    def _body(self, motion: Tensor, geometry: Tensor, valid: Tensor) -> dict[str, Tensor]:
+        """The causal body: output p from inputs <= p; probabilities not yet masked by validity.
+
+        Args:
+            motion: motion features. # (B, P, Dm)
+            geometry: geometry/appearance features. # (B, P, Dg)
+            valid: snippet validity. # (B, P) bool
+
+        Returns:
+            the tensors named in ``OUTPUT_NAMES`` but "attention", over the P positions.
+        """
+        if self.config.input_norm:
+            motion = (motion - self.motion_mean) / self.motion_scale  # (B, P, Dm)
+            geometry = (geometry - self.geometry_mean) / self.geometry_scale  # (B, P, Dg)
+        o_motion, o_geometry = self.fusion(motion, geometry, valid)  # (B, P, E) each
+        a_motion = torch.sigmoid(self.attention_motion(o_motion, valid)[0].squeeze(-1))  # (B, P)
+        a_geometry = torch.sigmoid(self.attention_geometry(o_geometry, valid)[0].squeeze(-1))  # (B, P)
+        x = torch.cat([o_motion, o_geometry], dim=-1)  # (B, P, 2E)
+        for block in self.backbone:
+            x = block(x, valid)  # (B, P, E)
+        embedding = self.squeeze(x)  # (B, P, E)
+        tcam = self.classifier(embedding)  # (B, P, 3)
+        intensity_logit, intensity_embedding = self.intensity_branch(embedding, valid)  # (B, P, 1), (B, P, E)
+        action, _ = self.action_branch(embedding, valid)  # (B, P, 2)
+        return {
+            "tcam": tcam,
+            "attention_motion": a_motion,
+            "attention_geometry": a_geometry,
+            "intensity": torch.sigmoid(intensity_logit.squeeze(-1)),  # (B, P)
             "action": action,
             "embedding": embedding,
             "intensity_embedding": intensity_embedding,

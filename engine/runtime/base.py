@@ -5,7 +5,9 @@ A backend scores windows of snippets with a bundle's window scorer (``engine.exp
     score(motion (B, T, Dm), geometry (B, T, Dg), valid (B, T) bool)
         -> (class_scores (B, T, 2) float32 ME/MaE, actionness (B, T) float32),  1 <= T <= window
 
-Row t depends only on rows <= t, so the live runtime reads the last row (``StreamScorer``). Every
+Row t depends only on rows <= t + L (L: the bundle's look-ahead, 0 for a strictly causal network),
+so the live runtime reads row T - 1 - L, the newest snippet whose look-ahead is complete, and the
+last L rows at the end of a stream (``StreamScorer``). Every
 backend is also a context manager with `close`, exposes `infer` (name -> array dicts, the
 Polygraphy-style runner call) and `last_latency_s` (the last `score` call's wall time).
 """
@@ -34,7 +36,8 @@ class Backend(ABC):
     Attributes:
         name: registry name (``BACKENDS``).
         bundle: the bundle it runs.
-        window: W, the longest window it takes (>= the bundle's receptive field).
+        window: W, the longest window it takes (>= the bundle's receptive field, > its look-ahead).
+        lookahead: L, the bundle's look-ahead in snippets (row t of a window sees rows <= t + L).
         motion_dim: Dm of its motion input.
         geometry_dim: Dg of its geometry input.
         max_batch: the largest batch it takes (None: no limit).
@@ -48,7 +51,8 @@ class Backend(ABC):
 
         Raises:
             BackendError: the bundle's network is non-causal (it cannot be windowed).
-            ConfigError: the window is shorter than the receptive field.
+            ConfigError: the window is shorter than the receptive field or not longer than the
+                look-ahead.
         """
         if not bundle.causal or bundle.receptive_field is None:
             raise BackendError(
@@ -56,7 +60,10 @@ class Backend(ABC):
                 "use engine.train.predict on whole videos, or bundle the causal network"
             )
         self.bundle = bundle
-        self.window = check_window(bundle.window if window is None else window, bundle.receptive_field)
+        self.lookahead = bundle.lookahead
+        self.window = check_window(
+            bundle.window if window is None else window, bundle.receptive_field, lookahead=self.lookahead
+        )
         nc = bundle.network_config
         self.motion_dim = nc.motion_dim
         self.geometry_dim = nc.geometry_dim

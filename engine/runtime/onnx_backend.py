@@ -95,6 +95,14 @@ class OnnxRuntimeBackend(Backend):
                 raise BundleError(
                     graph, f"exported from another model: its {key} is {meta[key]!r}, the bundle's {want!r}"
                 )
+        # The look-ahead is no weight: a graph of the same weights with another L scores other rows.
+        # Graphs exported before look-ahead existed carry no key and are strictly causal (L = 0).
+        if meta and int(meta.get("lookahead", "0")) != bundle.lookahead:
+            raise BundleError(
+                graph,
+                f"exported with a look-ahead of {meta.get('lookahead', '0')} snippets, the bundle's network "
+                f"has {bundle.lookahead}; export it again (mespot export {bundle.path} --format onnx)",
+            )
         super().__init__(
             bundle, window=int(meta["window"]) if window is None and "window" in meta else window
         )

@@ -20,6 +20,7 @@ from engine.bundle import (
     add_file,
     default_window,
     load_bundle,
+    min_window,
     save_bundle,
     sha256_file,
 )
@@ -255,6 +256,54 @@ def test_save_refuses_inconsistent_inputs(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not JSON serialisable"):
         save_bundle(tmp_path / "c.mespot", network, config, FEATURES, metadata={"x": object()})
     assert not (tmp_path / "c.mespot").exists()
+
+
+@pytest.mark.parametrize(
+    ("rf", "lookahead", "window"), [(9, 0, 16), (9, 8, 16), (9, 9, 16), (9, 16, 32), (1, 1, 2), (42, 3, 64)]
+)
+def test_default_window_exceeds_the_lookahead(rf: int, lookahead: int, window: int) -> None:
+    assert default_window(rf, lookahead) == window
+    assert min_window(rf, lookahead) == max(rf, lookahead + 1)
+
+
+def test_a_bundle_carries_its_lookahead(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    network = build_network(NetworkConfig(network="gim", embed_dim=16, lookahead=20)).eval()
+    rf = network.receptive_field
+    assert rf < 21  # the look-ahead, not the history, sets the window here
+    config = TrainConfig(network=network.config, method="full", epochs=1)
+    folder = save_bundle(tmp_path / "m.mespot", network, config, FEATURES)
+    bundle = load_bundle(folder)
+    assert bundle.lookahead == 20 and bundle.receptive_field == rf
+    assert bundle.lookahead_s == pytest.approx(20 * FEATURES.hop_s)
+    assert bundle.window == default_window(rf, 20) == 32
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["network"]["lookahead"] == 20
+    assert manifest["lookahead_s"] == pytest.approx(20 * 4 / 30)
+    assert bundle.network().lookahead == 20
+    with pytest.raises(ConfigError, match="more than its look-ahead of 20 snippets"):
+        save_bundle(tmp_path / "short.mespot", network, config, FEATURES, window=20)
+    tight = save_bundle(tmp_path / "tight.mespot", network, config, FEATURES, window=21)
+    assert load_bundle(tight).window == 21
+    # A manifest whose seconds disagree with its network's snippets is refused.
+    rewrite_manifest(folder, lookahead_s=0.5)
+    with pytest.raises(BundleError, match=r"lookahead_s=0\.5 disagrees with network\.lookahead=20"):
+        load_bundle(folder)
+    rewrite_manifest(folder, lookahead_s=20 * 4 / 30, window=16)
+    with pytest.raises(BundleError, match="look-ahead"):
+        load_bundle(folder)
+
+
+def test_a_bundle_from_before_the_lookahead_loads_strictly_causal(tmp_path: Path) -> None:
+    folder = make_bundle(tmp_path / "m.mespot")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["lookahead_s"] == 0.0
+    del manifest["lookahead_s"]
+    for config in (manifest["network"], manifest["train_config"]["network"]):
+        del config["lookahead"]
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    bundle = load_bundle(folder)
+    assert bundle.lookahead == 0 and bundle.lookahead_s == 0.0 and bundle.network().lookahead == 0
 
 
 def test_an_existing_bundle_is_replaced_only_on_request(tmp_path: Path) -> None:

@@ -148,3 +148,57 @@ def test_synth_then_train_leave_one_identity_out(tmp_path: Path, capsys: pytest.
     scored = json.loads((tmp_path / "ev2" / "eval_report.json").read_text())["report"]["videos"]
     assert scored and all(video.startswith("s02") for video in scored)
     assert main(["eval", str(tmp_path), *common, "--out", str(tmp_path / "ev3")]) == 2  # not a run
+
+
+def test_train_lookahead_option(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch) -> None:
+    """`--lookahead-s` in seconds becomes NetworkConfig.lookahead in snippets of the feature
+    configuration's hop; a value that is not a whole number of hops fails before any data is read."""
+    import types
+
+    import engine.cli as cli
+    import engine.data.features
+    import engine.train
+    from stream.errors import MespotError
+
+    args = [
+        "train",
+        str(tmp_path / "absent.csv"),
+        "--features",
+        str(tmp_path / "f"),
+        "--out",
+        str(tmp_path / "m"),
+    ]
+    capsys.readouterr()
+    assert main([*args, "--lookahead-s", "0.1"]) == 2  # 0.75 hops of 4/30 s
+    err = capsys.readouterr().err
+    assert (
+        "error: --lookahead-s=0.1 s is 0.750 snippets of hop_s=0.133333 s: it must be a whole number" in err
+    )
+    assert "absent.csv" not in err  # refused before the annotations are read
+    assert main([*args, "--lookahead-s", "0.4", "--non-causal"]) == 2
+    assert "a look-ahead applies to the causal network only" in capsys.readouterr().err
+    assert main([*args, "--lookahead-s", "-1"]) == 2
+    assert "--lookahead-s=-1.0: must be a number of seconds >= 0" in capsys.readouterr().err
+
+    parser = cli.build_parser()
+    for extra, want in (
+        ([], 0),
+        (["--lookahead-s", "0.4"], 3),
+        (["--lookahead-s", "0.1", "--hop-s", "0.1"], 1),
+    ):
+        ns = parser.parse_args([*args, *extra])
+        assert cli.lookahead_option(ns, cli.feature_config(ns)) == want
+
+    # The value reaches the network configuration (hence run.json and bundle.json).
+    seen = {}
+
+    def fake_train(videos, config, progress=True):
+        seen["network"] = config.network
+        raise MespotError("stop here")
+
+    dataset = types.SimpleNamespace(summary=lambda: "empty", videos=[], name="empty")
+    monkeypatch.setattr(cli, "load_annotations", lambda a: (dataset, tmp_path))
+    monkeypatch.setattr(engine.data.features, "dataset_features", lambda *a, **k: {})
+    monkeypatch.setattr(engine.train, "train", fake_train)
+    assert main([*args, "--lookahead-s", "0.2667", "--method", "gim"]) == 2
+    assert seen["network"].lookahead == 2 and seen["network"].causal

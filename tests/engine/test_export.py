@@ -73,6 +73,7 @@ def test_onnx_graph_passes_the_checker_and_describes_itself(exported: Path) -> N
     assert meta["window"] == str(bundle.window) and meta["receptive_field"] == str(bundle.receptive_field)
     assert meta["classes"] == "me,mae" and meta["method"] == "full" and meta["precision"] == "fp32"
     assert meta["network"] == bundle.network_config.network
+    assert meta["lookahead"] == "0" and float(meta["lookahead_s"]) == 0.0  # strictly causal
     assert meta["weights_sha256"] == bundle.files["weights.pt"]["sha256"]
     entry = bundle.files["scorer.onnx"]
     assert entry["format"] == "onnx" and entry["precision"] == "fp32" and entry["window"] == bundle.window
@@ -119,6 +120,34 @@ def test_a_graph_of_another_model_is_refused(exported: Path, tmp_path: Path) -> 
     other = load_bundle(make_bundle(tmp_path / "other.mespot", "gim", seed=1))
     with pytest.raises(BundleError, match="exported from another model"):
         OnnxRuntimeBackend(other, path=exported / "scorer.onnx")
+
+
+@pytest.mark.parametrize("name", ["mcwes", "gim"])
+def test_onnx_export_of_a_lookahead_network(tmp_path: Path, name: str) -> None:
+    """The exported graph pads the window's end with the look-ahead itself: rows equal torch on
+    any window length, the last L rows included (what the live scorer reads at the flush)."""
+    torch.manual_seed(0)
+    network = build_network(NetworkConfig(network=name, embed_dim=16, lookahead=2)).eval()
+    config = TrainConfig(network=network.config, method="full", epochs=1)
+    folder = save_bundle(tmp_path / "m.mespot", network, config, FEATURES)
+    export(folder, "onnx")
+    bundle = load_bundle(folder)
+    meta = read_onnx_metadata(folder / "scorer.onnx")
+    assert meta["lookahead"] == "2" and float(meta["lookahead_s"]) == pytest.approx(2 * FEATURES.hop_s)
+    assert "row T-1-2 scores the newest snippet" in meta["outputs"]
+    with TorchBackend(bundle) as reference, OnnxRuntimeBackend(bundle) as ort:
+        assert ort.lookahead == reference.lookahead == 2
+        for seed, (batch, length) in enumerate([(2, bundle.window), (1, 1), (1, 2), (3, 3), (1, 7)]):
+            inputs = random_windows(batch, length, 153, 153, seed=seed + 20)
+            assert max_diff(ort.score(*inputs), reference.score(*inputs)) <= 1e-4
+        # Row t of a window sees rows <= t + 2 and the padding beyond: never row t + 3.
+        m, g, v = random_windows(1, 12, 153, 153, seed=30)
+        act = ort.score(m, g, v)[1]
+        m2 = m.copy()
+        m2[0, 9:] += 3.0
+        act2 = ort.score(m2, g, v)[1]
+        np.testing.assert_array_equal(act[0, :7], act2[0, :7])
+        assert not np.array_equal(act[0, 7:], act2[0, 7:])
 
 
 def test_export_refuses_a_non_causal_network(tmp_path: Path) -> None:

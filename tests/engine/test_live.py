@@ -268,6 +268,55 @@ def test_offline_equals_live(recording: Recording) -> None:
     assert offline, "the recording should give at least one interval"
 
 
+def test_offline_equals_live_with_a_lookahead(videos: Path, tmp_path: Path) -> None:
+    """A network that sees L = 3 snippets ahead: the runner scores snippet t - L when snippet t
+    arrives and the last L at the end of the stream, so scores and events still equal the
+    whole-sequence forward and `propose` on it, and its latencies account for the look-ahead."""
+    import torch
+
+    from engine.bundle import feature_dims, save_bundle
+    from engine.models import NetworkConfig, build_network
+    from engine.proposals import ProposalConfig
+    from engine.train import TrainConfig
+
+    features = FeatureConfig(flow_scales_s=(0.1,), eye_openness=False)  # small and quick
+    dm, dg = feature_dims(features)
+    torch.manual_seed(0)
+    network = build_network(NetworkConfig(embed_dim=16, motion_dim=dm, geometry_dim=dg, lookahead=3)).eval()
+    point = ProposalConfig(oic_source="actionness", type_rule="class", nms="class")
+    folder = save_bundle(
+        tmp_path / "ahead.mespot",
+        network,
+        TrainConfig(network=network.config, method="full", epochs=1),
+        features,
+        operating_point=point,
+    )
+    bundle = load_bundle(folder)
+    assert bundle.lookahead_s == pytest.approx(3 * features.hop_s)
+    scores: list[SnippetScore] = []
+    video = videos / "single_face.mp4"
+    with LiveRunner(video, bundle, mode="fast", backend="torch", on_score=scores.append) as runner:
+        assert runner.lookahead_s == bundle.lookahead_s
+        assert runner.max_latency_s == pytest.approx(runner.spotter.max_latency_s + bundle.lookahead_s)
+        report = runner.run()
+    assert report.end_reason == "end of stream" and report.lookahead_s == bundle.lookahead_s
+
+    ex = extract(video, features)
+    feats = VideoFeatures("v", ex.motion, ex.geometry, ex.valid, features.snippet_seconds, features.fps)
+    cls, act = predict(bundle.network(), bundle.method(), feats)
+    assert [s.index for s in scores] == list(range(len(ex.valid)))  # every snippet, the last L too
+    assert report.snippets == len(ex.valid) and np.array_equal([s.valid for s in scores], ex.valid)
+    np.testing.assert_allclose([s.class_scores for s in scores], cls, atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose([s.actionness for s in scores], act, atol=1e-5, equal_nan=True)
+    offline = propose(cls, point, snippet_s=feats.snippet_s, fps=feats.fps, actionness=act)
+    live = sorted(report.events, key=lambda e: (e.interval.onset, e.interval.type.value))
+    offline = sorted(offline, key=lambda iv: (iv.onset, iv.type.value))
+    assert [(e.interval.onset, e.interval.offset, e.interval.type) for e in live] == [
+        (iv.onset, iv.offset, iv.type) for iv in offline
+    ]
+    assert offline, "the untrained network's scores should cross a threshold somewhere"
+
+
 # ------------------------------------------------------------------------------------------
 # Faces lost, bad frames, stop
 # ------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from engine.models import (
     CausalConv1d,
     NetworkConfig,
     build_network,
+    lookahead_snippets,
     parameter_count,
 )
 from engine.models.layers import attention_mask, masked_running_mean, masked_self_attention
@@ -185,6 +186,199 @@ def test_backward_reaches_every_parameter() -> None:
     loss.backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing
+
+
+# --- look-ahead ---------------------------------------------------------------------------------
+
+LOOKAHEAD = 3
+
+
+def _pair(network: str, lookahead: int, **kw: object) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A network with a look-ahead and its strictly causal twin, with the same weights."""
+    ahead = _net(network, embed_dim=16, window=8, lookahead=lookahead, **kw)
+    causal = _net(network, embed_dim=16, window=8, **kw)
+    causal.load_state_dict(ahead.state_dict())  # the look-ahead adds no parameter
+    return ahead, causal
+
+
+@pytest.mark.parametrize("network", ["mcwes", "gim"])
+def test_lookahead_output_ignores_inputs_after_t_plus_l(network: str) -> None:
+    net = _net(network, embed_dim=16, window=8, lookahead=LOOKAHEAD)
+    assert net.lookahead == LOOKAHEAD
+    motion, geometry, valid = _inputs(2, 60, seed=11)
+    valid[1, 20:23] = False
+    base = _outputs(net, motion, geometry, valid)
+    t0 = 37
+    later = t0 + LOOKAHEAD + 1  # the first snippet an output at t0 must not see
+    m2, g2, v2 = motion.clone(), geometry.clone(), valid.clone()
+    m2[:, later:] += 5 * torch.randn_like(m2[:, later:])
+    g2[:, later:] = torch.randn_like(g2[:, later:])
+    v2[0, later + 2 :] = False
+    pert = _outputs(net, m2, g2, v2)
+    for name in OUTPUT_NAMES:
+        assert torch.equal(base[name][:, : t0 + 1], pert[name][:, : t0 + 1]), name
+        assert not torch.equal(base[name][:, t0 + 1 :], pert[name][:, t0 + 1 :]), name
+
+
+@pytest.mark.parametrize("network", ["mcwes", "gim"])
+def test_lookahead_is_real_an_output_at_t_sees_snippet_t_plus_l(network: str) -> None:
+    net = _net(network, embed_dim=16, window=8, lookahead=LOOKAHEAD)
+    motion, geometry, valid = _inputs(1, 40, seed=12)
+    base = _outputs(net, motion, geometry, valid)
+    t0 = 25
+    m2, g2 = motion.clone(), geometry.clone()
+    m2[:, t0 + LOOKAHEAD] += 4.0
+    g2[:, t0 + LOOKAHEAD] -= 4.0
+    pert = _outputs(net, m2, g2, valid)
+    assert all(torch.equal(base[n][:, :t0], pert[n][:, :t0]) for n in OUTPUT_NAMES)
+    assert any(not torch.equal(base[n][:, t0], pert[n][:, t0]) for n in OUTPUT_NAMES)
+    for name in ("tcam", "attention", "intensity", "action"):  # the scores themselves move
+        assert not torch.equal(base[name][:, t0], pert[name][:, t0]), name
+
+
+@pytest.mark.parametrize("network", ["mcwes", "gim"])
+def test_lookahead_is_the_causal_body_shifted_with_invalid_zero_padding(network: str) -> None:
+    ahead, causal = _pair(network, LOOKAHEAD)
+    assert ahead.receptive_field == causal.receptive_field  # history: unchanged by the look-ahead
+    t, n = 30, LOOKAHEAD
+    motion, geometry, valid = _inputs(2, t, seed=13)
+    got = _outputs(ahead, motion, geometry, valid)
+    pad = _outputs(
+        causal,
+        torch.cat([motion, torch.zeros(2, n, DM)], dim=1),
+        torch.cat([geometry, torch.zeros(2, n, DG)], dim=1),
+        torch.cat([valid, torch.zeros(2, n, dtype=torch.bool)], dim=1),
+    )
+    for name in OUTPUT_NAMES:
+        assert got[name].shape == pad[name][:, n:].shape, name
+        # The causal twin masks its position s + L by the padding's validity; up to T - L both agree.
+        assert torch.equal(got[name][:, : t - n], pad[name][:, n:t]), name
+    for name in ("tcam", "action", "embedding", "intensity_embedding"):  # never masked
+        assert torch.equal(got[name], pad[name][:, n:]), name
+    # Probabilities are masked by the scored snippet's validity: the last L (valid) are not zero
+    # although the snippets L after them are the invalid padding.
+    assert (got["attention"][:, t - n :] > 0).all() and (got["intensity"][:, t - n :] > 0).all()
+
+
+@pytest.mark.parametrize("network", ["mcwes", "gim"])
+def test_lookahead_masks_by_the_validity_of_the_scored_snippet(network: str) -> None:
+    net = _net(network, embed_dim=16, window=8, lookahead=LOOKAHEAD)
+    motion, geometry, valid = _inputs(1, 30, seed=14)
+    j = 12
+    valid[0, j] = False
+    motion[0, j] = 0.0
+    geometry[0, j] = 0.0
+    out = _outputs(net, motion, geometry, valid)
+    for name in ("attention", "attention_motion", "attention_geometry", "intensity"):
+        assert out[name][0, j] == 0, name  # nothing fires on the invalid snippet itself ...
+        assert out[name][0, j - LOOKAHEAD] > 0, name  # ... but the one that sees it L ahead scores
+
+
+@pytest.mark.parametrize("network", ["mcwes", "gim"])
+def test_lookahead_zero_is_the_unchanged_causal_forward(network: str) -> None:
+    """L = 0 (the default) computes exactly the strictly causal forward it always did: the
+    pre-look-ahead forward, written out here from the network's modules."""
+    net = _net(network, embed_dim=16, window=8)
+    assert net.config.lookahead == 0 and net.lookahead == 0
+    motion, geometry, valid = _inputs(2, 40, seed=15)
+    valid[0, 10:14] = False
+    valid[1, -1] = False
+    got = _outputs(net, motion, geometry, valid)
+    with torch.no_grad():
+        v = valid.to(motion.dtype)
+        m = (motion - net.motion_mean) / net.motion_scale
+        g = (geometry - net.geometry_mean) / net.geometry_scale
+        o_m, o_g = net.fusion(m, g, valid)
+        a_m = torch.sigmoid(net.attention_motion(o_m, valid)[0].squeeze(-1)) * v
+        a_g = torch.sigmoid(net.attention_geometry(o_g, valid)[0].squeeze(-1)) * v
+        x = torch.cat([o_m, o_g], dim=-1)
+        for block in net.backbone:
+            x = block(x, valid)
+        emb = net.squeeze(x)
+        i_logit, i_emb = net.intensity_branch(emb, valid)
+        want = {
+            "tcam": net.classifier(emb),
+            "attention": 0.5 * (a_m + a_g),
+            "attention_motion": a_m,
+            "attention_geometry": a_g,
+            "intensity": torch.sigmoid(i_logit.squeeze(-1)) * v,
+            "action": net.action_branch(emb, valid)[0],
+            "embedding": emb,
+            "intensity_embedding": i_emb,
+        }
+    assert tuple(got) == OUTPUT_NAMES
+    for name in OUTPUT_NAMES:
+        assert torch.equal(got[name], want[name]), name
+
+
+@pytest.mark.parametrize("network", ["mcwes", "gim"])
+def test_lookahead_longer_than_the_sequence(network: str) -> None:
+    """A sequence shorter than L: every score sees only the invalid padding ahead, and is finite."""
+    net = _net(network, embed_dim=16, window=8, lookahead=8)
+    motion, geometry, valid = _inputs(1, 3, seed=16)
+    out = _outputs(net, motion, geometry, valid)
+    for name in OUTPUT_NAMES:
+        assert out[name].shape[:2] == (1, 3) and torch.isfinite(out[name]).all(), name
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch 2.x deprecates jit.trace
+def test_lookahead_traces_without_baking_in_the_length() -> None:
+    net = _net("gim", embed_dim=16, window=8, lookahead=2)
+    with torch.no_grad():
+        traced = torch.jit.trace(net, _inputs(2, 20, seed=17), strict=False)
+        other = _inputs(1, 7, seed=18)
+        want, got = net(*other), traced(*other)
+    for name in OUTPUT_NAMES:
+        torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"lookahead": -1}, r"lookahead=-1: must be an integer in \[0, 256\]"),
+        ({"lookahead": 257}, r"lookahead=257: must be an integer in \[0, 256\]"),
+        ({"lookahead": 1.0}, r"lookahead=1\.0: must be an integer"),
+        ({"lookahead": True}, r"lookahead=True: must be an integer"),
+        ({"lookahead": 2, "causal": False}, r"lookahead=2: a look-ahead applies to the causal network"),
+    ],
+)
+def test_lookahead_config_validation(kw: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        NetworkConfig(**kw)  # type: ignore[arg-type]
+
+
+def test_lookahead_config_defaults_and_round_trip() -> None:
+    assert NetworkConfig().lookahead == 0
+    assert NetworkConfig(causal=False).lookahead == 0  # the non-causal twin with no look-ahead
+    old = NetworkConfig().to_dict()
+    del old["lookahead"]  # a configuration (run.json, bundle.json) from before the look-ahead
+    assert NetworkConfig.from_dict(old).lookahead == 0
+    cfg = NetworkConfig(lookahead=256)
+    assert NetworkConfig.from_dict(cfg.to_dict()) == cfg
+    assert _net("mcwes", causal=False).lookahead == 0
+
+
+@pytest.mark.parametrize(
+    ("seconds", "hops"), [(0, 0), (0.0, 0), (4 / 30, 1), (0.4, 3), (0.2667, 2), (256 * 4 / 30, 256)]
+)
+def test_lookahead_seconds_to_whole_hops(seconds: float, hops: int) -> None:
+    assert lookahead_snippets(seconds, 4 / 30) == hops
+
+
+@pytest.mark.parametrize(
+    ("seconds", "match"),
+    [
+        (0.1, r"--lookahead-s=0\.1 s is 0\.750 snippets of hop_s=0\.133333 s: it must be a whole number"),
+        (0.2, r"whole number of snippets, e\.g\. 0\.133333 s \(1\) or 0\.266667 s \(2\)"),
+        (-0.1, r"--lookahead-s=-0\.1: must be a number of seconds >= 0"),
+        (float("inf"), r"--lookahead-s=inf: must be a number of seconds >= 0"),
+        ("1", r"--lookahead-s='1'"),
+        (257 * 4 / 30, r"is 257 snippets .*at most 256"),
+    ],
+)
+def test_lookahead_seconds_refused(seconds: object, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        lookahead_snippets(seconds, 4 / 30, "--lookahead-s")
 
 
 # --- layers -------------------------------------------------------------------------------------

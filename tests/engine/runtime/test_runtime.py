@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.bundle import Bundle, load_bundle, save_bundle
+from engine.bundle import Bundle, BundleError, load_bundle, save_bundle, sha256_file
 from engine.data.features import VideoFeatures
-from engine.export import export, random_windows
+from engine.export import export, random_windows, read_onnx_metadata
 from engine.models import NetworkConfig, build_network
 from engine.runtime import (
     BACKENDS,
@@ -36,9 +37,12 @@ SNIPPET_S = FEATURES.snippet_seconds
 ATOL = 1e-5  # float32 rounding of the same arithmetic; the tolerance of record is 1e-4
 
 
-def make_bundle(folder: Path, name: str = "mcwes", causal: bool = True, window: int | None = None) -> Path:
+def make_bundle(
+    folder: Path, name: str = "mcwes", causal: bool = True, window: int | None = None, lookahead: int = 0
+) -> Path:
     torch.manual_seed(0)
-    network = build_network(NetworkConfig(network=name, embed_dim=16, causal=causal)).eval()
+    config = NetworkConfig(network=name, embed_dim=16, causal=causal, lookahead=lookahead)
+    network = build_network(config).eval()
     config = TrainConfig(network=network.config, method="full", epochs=1)
     return save_bundle(folder, network, config, FEATURES, window=window)
 
@@ -185,6 +189,121 @@ def test_a_non_causal_bundle_cannot_be_windowed(tmp_path: Path) -> None:
     offline = load_bundle(make_bundle(tmp_path / "offline.mespot", causal=False))
     with pytest.raises(BackendError, match="non-causal"):
         open_backend(offline, "torch")
+
+
+# --- look-ahead: the score of snippet t - L when snippet t arrives, the last L at the flush -------
+
+LOOKAHEAD = 3
+
+
+@pytest.fixture(scope="module", params=["mcwes", "gim"])
+def ahead_bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    """A small untrained causal bundle with a look-ahead of 3 snippets, and its ONNX scorer."""
+    folder = tmp_path_factory.mktemp(f"{request.param}-ahead") / "m.mespot"
+    make_bundle(folder, request.param, lookahead=LOOKAHEAD)
+    export(folder, "onnx")
+    return load_bundle(folder)
+
+
+@pytest.mark.parametrize("backend_name", ["torch", "onnxruntime"])
+def test_lookahead_stream_scores_equal_the_whole_sequence_forward(
+    ahead_bundle: Bundle, backend_name: str
+) -> None:
+    assert ahead_bundle.lookahead == LOOKAHEAD
+    feats = synthetic(2 * ahead_bundle.window + 11, seed=5)
+    feats.valid[-2] = False  # an invalid snippet among the last L, scored at the flush
+    feats.motion[-2] = feats.geometry[-2] = 0.0
+    with open_backend(ahead_bundle, backend_name) as backend:
+        assert backend.name == backend_name and backend.lookahead == LOOKAHEAD
+        got = stream_scores(backend, feats.motion, feats.geometry, feats.valid)
+    assert_rows_equal(got, whole_sequence(ahead_bundle, feats))
+    assert np.isnan(got[1][:3]).all() and np.isnan(got[1][40:47]).all() and np.isnan(got[1][-2])
+
+
+@pytest.mark.parametrize("backend_name", ["torch", "onnxruntime"])
+def test_lookahead_scores_come_l_snippets_late_then_the_flush(
+    ahead_bundle: Bundle, backend_name: str
+) -> None:
+    feats = synthetic(ahead_bundle.window + 9, seed=6)
+    want = whole_sequence(ahead_bundle, feats)
+    snippets = list(sequence_snippets(feats.motion, feats.geometry, feats.valid, SNIPPET_S))
+    snippets = [dataclasses.replace(s, capture_ns=1000 + s.index) for s in snippets]
+    with open_backend(ahead_bundle, backend_name) as backend:
+        scorer = StreamScorer(backend)
+        assert scorer.lookahead == LOOKAHEAD
+        rows = []
+        for snippet in snippets:
+            row = scorer.push(snippet)
+            if snippet.index < LOOKAHEAD:
+                assert row is None  # its look-ahead is not complete: nothing yet
+                continue
+            assert row is not None
+            scored = snippets[snippet.index - LOOKAHEAD]  # the snippet L before the pushed one
+            assert (row.index, row.valid) == (scored.index, scored.valid)
+            assert (row.start_s, row.end_s, row.capture_ns) == (
+                scored.start_s,
+                scored.end_s,
+                scored.capture_ns,
+            )
+            rows.append(row)
+        tail = scorer.flush()
+        assert [r.index for r in tail] == list(range(len(snippets) - LOOKAHEAD, len(snippets)))
+        assert [r.capture_ns for r in tail] == [s.capture_ns for s in snippets[-LOOKAHEAD:]]
+        assert scorer.flush() == []  # once
+    rows += tail
+    got = (np.array([r.class_scores for r in rows], np.float64), np.array([r.actionness for r in rows]))
+    assert_rows_equal(got, want)
+
+
+@pytest.mark.parametrize("length", [1, LOOKAHEAD - 1, LOOKAHEAD, LOOKAHEAD + 1])
+def test_lookahead_a_stream_shorter_than_the_lookahead(ahead_bundle: Bundle, length: int) -> None:
+    feats = synthetic(40, seed=7)
+    m, g, v = feats.motion[-length:], feats.geometry[-length:], np.ones(length, bool)
+    feats = VideoFeatures("short", m, g, v, SNIPPET_S, 30.0)
+    with OnnxRuntimeBackend(ahead_bundle) as backend:
+        got = stream_scores(backend, feats.motion, feats.geometry, feats.valid)
+    assert_rows_equal(got, whole_sequence(ahead_bundle, feats))
+
+
+def test_lookahead_on_a_shared_ring(ahead_bundle: Bundle) -> None:
+    feats = synthetic(ahead_bundle.window + 20, seed=8)
+    want = whole_sequence(ahead_bundle, feats)
+    ring = SnippetRing(ahead_bundle.window + 8, 153, 153)
+    with TorchBackend(ahead_bundle) as backend:
+        scorer = StreamScorer(backend, ring)
+        for snippet in sequence_snippets(feats.motion, feats.geometry, feats.valid, SNIPPET_S):
+            ring.append(snippet)  # someone else appends; the scorer only reads
+            row = scorer.score_newest()
+            if snippet.index < LOOKAHEAD:
+                assert row is None
+                continue
+            assert row is not None and row.index == snippet.index - LOOKAHEAD
+            np.testing.assert_allclose(row.actionness, want[1][row.index], atol=ATOL, equal_nan=True)
+        assert [r.index for r in scorer.flush()] == list(
+            range(len(feats.valid) - LOOKAHEAD, len(feats.valid))
+        )
+
+
+def test_lookahead_window_must_exceed_it(tmp_path: Path) -> None:
+    """With L >= the receptive field, W = L + 1 is the shortest exact window; W = L is refused."""
+    ahead = 12
+    bundle = load_bundle(make_bundle(tmp_path / "g.mespot", "gim", lookahead=ahead))
+    assert bundle.receptive_field < ahead + 1 and bundle.window == 16
+    with pytest.raises(ConfigError, match="look-ahead of 12"):
+        TorchBackend(bundle, window=ahead)
+    feats = synthetic(3 * ahead, seed=9)
+    with TorchBackend(bundle, window=ahead + 1) as backend:
+        got = stream_scores(backend, feats.motion, feats.geometry, feats.valid)
+    assert_rows_equal(got, whole_sequence(bundle, feats))
+
+
+def test_an_onnx_graph_of_another_lookahead_is_refused(ahead_bundle: Bundle, tmp_path: Path) -> None:
+    """Same weights, another L: the look-ahead is no weight, so the graph's metadata is checked."""
+    assert read_onnx_metadata(ahead_bundle.file("scorer.onnx"))["lookahead"] == str(LOOKAHEAD)
+    causal = make_bundle(tmp_path / "causal.mespot", ahead_bundle.network_config.network)
+    assert sha256_file(causal / "weights.pt") == ahead_bundle.files["weights.pt"]["sha256"]
+    with pytest.raises(BundleError, match="look-ahead of 3 snippets, the bundle's network has 0"):
+        OnnxRuntimeBackend(load_bundle(causal), path=ahead_bundle.file("scorer.onnx"))
 
 
 @pytest.mark.gpu
