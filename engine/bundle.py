@@ -607,6 +607,13 @@ def _load(folder: Path, skip: frozenset[str] = frozenset()) -> Bundle:
         operating_point = None if op is None else ProposalConfig.from_dict(op)
     except (ConfigError, KeyError, TypeError) as exc:
         raise BundleError(mpath, f"invalid configuration: {exc}") from exc
+    if operating_point is not None:
+        # The network's scores are probabilities: a level outside [0, 1] passes every snippet or none.
+        outside = [t for t in operating_point.thresholds if not 0.0 <= t <= 1.0]
+        if outside:
+            raise BundleError(
+                mpath, f"operating_point.thresholds: {outside} outside [0, 1] (the scores are probabilities)"
+            )
     if network_config != train_config.network:
         raise BundleError(mpath, "network and train_config.network disagree")
     method = manifest["method"]
@@ -620,7 +627,13 @@ def _load(folder: Path, skip: frozenset[str] = frozenset()) -> Bundle:
             f"feature digest {features.get('digest')!r} does not match its feature configuration "
             f"({feature_config.digest()!r}); the manifest was edited or written by an incompatible mespot",
         )
-    classes = tuple(manifest["classes"])
+    raw_classes = manifest["classes"]
+    if not isinstance(raw_classes, list) or not all(isinstance(c, str) for c in raw_classes):
+        raise BundleError(mpath, f"classes={raw_classes!r}: must be a list of class names, {list(CLASSES)}")
+    unknown = [c for c in raw_classes if c not in CLASSES]
+    if unknown:
+        raise BundleError(mpath, f"classes: unknown names {unknown}; this mespot knows {list(CLASSES)}")
+    classes = tuple(raw_classes)
     if classes != CLASSES:
         raise BundleError(mpath, f"classes {list(classes)} differ from this mespot's {list(CLASSES)}")
     rf, window = manifest["receptive_field"], manifest["window"]

@@ -24,18 +24,46 @@ def bundled_clip() -> Path:
     return Path(str(resources.files("stream.assets").joinpath("single_face.mp4")))
 
 
+def read_list_file(path: Path) -> str:
+    """The text of a dataset list file.
+
+    Raises:
+        SourceCorrupt: it is not UTF-8 text (a video or an archive given a .txt name), naming it.
+    """
+    from stream.errors import SourceCorrupt
+
+    data = path.read_bytes()
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise SourceCorrupt(
+            path,
+            f"not a list file: binary data (a NUL byte at offset {nul}); a list is UTF-8 text, "
+            "one path per line",
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SourceCorrupt(
+            path,
+            f"not a list file: not UTF-8 text (byte {exc.start}); a list is UTF-8 text, one path per line",
+        ) from None
+
+
 def expand_inputs(inputs: list[str]) -> list[Path]:
     """Files and frame folders to extract, from paths and dataset lists.
 
     A dataset list is a text file with one path per line (relative paths are taken from the
     list's own folder; blank lines and lines starting with # are skipped; for a .csv the first
     column is the path and a header row naming 'video' or 'path' is skipped).
+
+    Raises:
+        SourceCorrupt: a list file that is not text.
     """
     out: list[Path] = []
     for raw in inputs:
         p = Path(raw)
         if p.suffix.lower() in LIST_SUFFIXES and p.is_file():
-            for n, line in enumerate(p.read_text().splitlines(), 1):
+            for n, line in enumerate(read_list_file(p).splitlines(), 1):
                 item = line.split(",")[0].strip() if p.suffix.lower() == ".csv" else line.strip()
                 if not item or item.startswith("#") or (n == 1 and item.lower() in {"video", "path"}):
                     continue
@@ -67,6 +95,7 @@ def extract_cached(
     """The cached feature file of one input, extracting it first when needed."""
     from tqdm import tqdm
 
+    from stream.extract_cache import require_snippets
     from stream.pipeline import Extraction, stream_snippets
     from stream.ring import Snippet
 
@@ -84,6 +113,7 @@ def extract_cached(
         result = Extraction.collect(
             counted(stream_snippets(source, config, policy="replay", source_fps=source_fps)), config
         )
+    require_snippets(source, result.valid)  # before storing: an empty file would be reused later
     npz = cache.store(source, result)
     gaps = [e for e in result.events if e.kind.value in ("face_lost", "time_gap")]
     print(
@@ -95,6 +125,7 @@ def extract_cached(
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    from stream.errors import SourceEmpty
     from stream.extract_cache import FeatureCache
 
     config = feature_config(args)
@@ -107,6 +138,12 @@ def cmd_extract(args: argparse.Namespace) -> int:
             extract_cached(
                 source, config, cache, force=args.force, quiet=args.quiet, source_fps=args.source_fps
             )
+        except SourceEmpty as exc:
+            if args.skip_empty:
+                print(f"warning: skipped: {exc}", file=sys.stderr)
+            else:
+                print(f"error: {exc}", file=sys.stderr)
+                failures += 1
         except MespotError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1
@@ -604,6 +641,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="video file, frame folder, or a list file (.txt/.csv) of them",
     )
     ex.add_argument("--out", required=True, help="output folder (a subfolder per feature configuration)")
+    ex.add_argument(
+        "--skip-empty",
+        action="store_true",
+        help="an input that yields no valid snippet is skipped with a warning (default: an error, exit 1)",
+    )
     add_feature_options(ex)
     ex.set_defaults(func=cmd_extract)
 
@@ -744,8 +786,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engine.startup import live_journal_of, startup_signals
+
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    # The parser imports every command (torch among them): a signal meanwhile exits quietly, and
+    # `mespot live` notes it in its journal. Each command installs its own handlers after.
+    with startup_signals(lambda: live_journal_of(argv) if "live" in argv else None):
+        args = build_parser().parse_args(argv)
     args.argv = argv  # recorded in the bundles a command writes
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"

@@ -82,7 +82,7 @@ from stream.face import FaceState
 from stream.frame import Frame, SourceEvent, SourceEventKind
 from stream.intervals import Interval
 from stream.pipeline import Pipeline, StatusEvent
-from stream.publish import DEFAULT_ENDPOINT, DEFAULT_SNAPSHOT_ENDPOINT, Publisher
+from stream.publish import DEFAULT_ENDPOINT, DEFAULT_SNAPSHOT_ENDPOINT, CurveServer, Publisher
 from stream.ring import Snippet
 from stream.sources import Source, open_source
 
@@ -99,6 +99,7 @@ __all__ = [
     "Preview",
     "add_live_arguments",
     "add_live_parser",
+    "curve_server_from_args",
     "default_bundle",
     "open_live_source",
     "run_live",
@@ -1011,6 +1012,38 @@ def add_live_arguments(p: argparse.ArgumentParser, *, verbose_flag: bool = True)
         help="append events and status events to this JSON-lines file",
     )
     p.add_argument(
+        "--journal-fsync",
+        action="store_true",
+        help="fsync the journal after every line, before the message is published (every published "
+        "event is on disk; costs one fsync per event and status event)",
+    )
+    p.add_argument(
+        "--continue-without-journal",
+        action="store_true",
+        help="when the journal cannot be written (disk full, read-only, removed), go on publishing "
+        "without it and exit 0 (default: stop the run, exit 1)",
+    )
+    p.add_argument(
+        "--curve-secret-key",
+        default=None,
+        metavar="FILE",
+        help="CURVE: the publisher's secret certificate (a .key_secret of zmq.auth.create_certificates); "
+        "both endpoints then encrypt",
+    )
+    p.add_argument(
+        "--curve-public-keys",
+        default=None,
+        metavar="DIR",
+        help="CURVE: a folder of the allowed clients' public certificates (.key); only they get in, "
+        "and they may send commands (default with --curve-secret-key: any client, encryption only)",
+    )
+    p.add_argument(
+        "--allow-local-commands",
+        action="store_true",
+        help="take commands (neutral_restart) from unauthenticated clients on localhost "
+        "(default: only from CURVE clients of --curve-public-keys)",
+    )
+    p.add_argument(
         "--duration",
         type=float,
         default=None,
@@ -1051,10 +1084,17 @@ def add_live_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     return p
 
 
-def stop_on_signals(stop: threading.Event) -> None:
-    """SIGINT and SIGTERM set `stop` (a second one aborts with KeyboardInterrupt); main thread only."""
+def stop_on_signals(stop: threading.Event, received: list[int] | None = None) -> None:
+    """SIGINT and SIGTERM set `stop` (a second one aborts with KeyboardInterrupt); main thread only.
+
+    Args:
+        stop: the event to set.
+        received: the signal numbers are appended here (`run_live` tells a stop during start-up).
+    """
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if received is not None:
+            received.append(signum)
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
@@ -1065,21 +1105,42 @@ def stop_on_signals(stop: threading.Event) -> None:
 
 def cmd_live(args: argparse.Namespace) -> int:
     """Handler of ``mespot live``."""
-    stop = threading.Event()
-    stop_on_signals(stop)
-    return run_live(args, stop)
+    stop, received = threading.Event(), []
+    stop_on_signals(stop, received)
+    return run_live(args, stop, received)
 
 
 def _print_err(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def run_live(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
-    """Run the live command (`add_live_arguments`): 0 at a clean end, 2 on bad input, 1 on failure.
+def curve_server_from_args(args: argparse.Namespace) -> CurveServer | None:
+    """The CURVE keys ``--curve-secret-key`` / ``--curve-public-keys`` name, or None (plain TCP).
+
+    Raises:
+        ConfigError: one option without the other's precondition, or unreadable key files.
+    """
+    secret, public = getattr(args, "curve_secret_key", None), getattr(args, "curve_public_keys", None)
+    if secret is None:
+        if public is not None:
+            raise ConfigError("--curve-public-keys needs --curve-secret-key (the publisher's own keys)")
+        return None
+    try:
+        return CurveServer.from_files(secret, public)
+    except (OSError, ValueError) as exc:  # zmq.auth's own errors on a missing or damaged file
+        raise ConfigError(f"--curve-secret-key {secret}: cannot load the CURVE keys: {exc}") from exc
+
+
+def run_live(
+    args: argparse.Namespace, stop: threading.Event | None = None, signals: list[int] | None = None
+) -> int:
+    """Run the live command (`add_live_arguments`): 0 at a clean end, 2 on bad input, 1 on failure,
+    130 / 143 when SIGINT / SIGTERM came during start-up (before the first frame).
 
     Args:
         args: the parsed options.
         stop: set it to stop (the signal handlers' event); None: run to the end.
+        signals: the signals received so far (`stop_on_signals`), to tell a stop during start-up.
     """
     from stream.listen import Received, format_item
 
@@ -1110,8 +1171,25 @@ def run_live(args: argparse.Namespace, stop: threading.Event | None = None) -> i
             raise ConfigError(f"--linger {args.linger}: must be >= 0")
         snapshot = None if str(args.snapshot).lower() == "none" else args.snapshot
         bundle = load_bundle(args.bundle) if args.bundle else load_bundle(default_bundle())
+        curve = curve_server_from_args(args)
+        keep_going = getattr(args, "continue_without_journal", False)
+
+        def on_journal_error(problem: str) -> None:
+            _print_err(f"error: {problem}" + ("; going on without it" if keep_going else "; stopping"))
+            if not keep_going:
+                stop.set()
+
         # Bind before opening the source: a busy port fails before a camera is opened.
-        publisher = Publisher(args.stream, args.pub, snapshot, journal=args.journal)
+        publisher = Publisher(
+            args.stream,
+            args.pub,
+            snapshot,
+            journal=args.journal,
+            curve=curve,
+            journal_fsync=getattr(args, "journal_fsync", False),
+            on_journal_error=on_journal_error,
+            allow_local_commands=getattr(args, "allow_local_commands", False),
+        )
     except MespotError as exc:
         log.error("%s", exc)
         _print_err(f"error: {exc}")
@@ -1133,6 +1211,17 @@ def run_live(args: argparse.Namespace, stop: threading.Event | None = None) -> i
         publisher.close()
         _print_err(f"error: {exc}")
         return 2
+    if stop.is_set() and signals:
+        # A signal during start-up: nothing was read; say so in the journal and leave quietly.
+        name = signal.Signals(signals[0]).name
+        with contextlib.suppress(MespotError):
+            publisher.publish_status(
+                "source", capture_ns=time.monotonic_ns(), detail=f"stopped during start-up ({name})"
+            )
+        runner.close()
+        if not quiet:
+            _print_err(f"stopped during start-up ({name})")
+        return 128 + signals[0]
     with runner:
         if args.preview:
             preview = Preview.open(runner.snippet_s, runner.fps, runner.proposal_config.thresholds)
@@ -1167,6 +1256,11 @@ def run_live(args: argparse.Namespace, stop: threading.Event | None = None) -> i
             if not quiet:
                 _print_err(f"lingering {args.linger:g} s for late subscribers")
             stop.wait(args.linger)
+    journal_failed = publisher.journal_error is not None and not getattr(
+        args, "continue_without_journal", False
+    )
+    if journal_failed:
+        report.end_reason, report.error = "error", publisher.journal_error
     if not quiet:
         _print_err(report.summary())
         truth = runner.truth()
@@ -1191,9 +1285,9 @@ def main(argv: list[str] | None = None) -> int:
     add_live_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    stop = threading.Event()
-    stop_on_signals(stop)
-    return run_live(args, stop)
+    stop, received = threading.Event(), []
+    stop_on_signals(stop, received)
+    return run_live(args, stop, received)
 
 
 if __name__ == "__main__":

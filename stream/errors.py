@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
+# scheme://user:password@host -> scheme://user:***@host; ?password=...&token=... -> ***
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s:]*):[^/\s]*@")
+_SECRET_PARAM = re.compile(r"(?i)(?P<key>[?&;](?:password|passwd|pwd|pass|token|secret|key|auth)=)[^&;#\s]*")
+
+
+def redact_url(text: object) -> str:
+    """`text` as it may be shown (logs, status events, errors): the password of a URL's user info
+    and secret-looking query values replaced by ``***``. Anything else is returned unchanged."""
+    shown = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(text))
+    return _SECRET_PARAM.sub(lambda m: f"{m['key']}***", shown)
+
 
 class MespotError(Exception):
     """Base class of every error mespot raises on purpose."""
@@ -21,7 +34,7 @@ class SourceError(MespotError):
     def __init__(self, source: object, problem: str) -> None:
         self.source = source
         self.problem = problem
-        super().__init__(f"{source}: {problem}")
+        super().__init__(f"{redact_url(source)}: {redact_url(problem)}")
 
 
 class SourceNotFound(SourceError):

@@ -136,6 +136,7 @@ class SessionChange:
 
 
 Item = Received | GapReport | SessionChange
+_MAX_PAGES = 64  # snapshot replies fetched for one gap (a publisher's history is bounded anyway)
 
 
 @dataclass
@@ -410,6 +411,30 @@ class Listener:
     def _request(
         self, topic: str, *, since: int, session: str | None, stream: str | None
     ) -> tuple[dict[str, Any] | None, str]:
+        """A snapshot of everything after `since`; (reply, "") or (None, why).
+
+        A publisher sends at most ``snapshot_max_messages`` per reply, the oldest first: the
+        next page is asked for from the last message received, until the head is reached.
+        """
+        reply, why = self._request_page(topic, since=since, session=session, stream=stream)
+        if reply is None:
+            return None, why
+        messages = list(reply["messages"])
+        for _ in range(_MAX_PAGES):
+            last = messages[-1].get("seq") if messages else None
+            if not isinstance(last, int) or last >= reply.get("head", 0):
+                break
+            page, why = self._request_page(topic, since=last, session=reply["session"], stream=stream)
+            if page is None or page["session"] != reply["session"] or not page["messages"]:
+                break
+            messages.extend(page["messages"])
+            reply["head"] = page.get("head", reply.get("head", 0))
+        reply["messages"] = messages
+        return reply, ""
+
+    def _request_page(
+        self, topic: str, *, since: int, session: str | None, stream: str | None
+    ) -> tuple[dict[str, Any] | None, str]:
         """One snapshot request; (reply, "") or (None, why)."""
         if self.snapshot is None:
             return None, "no snapshot endpoint"
@@ -634,8 +659,23 @@ def add_listen_arguments(p: argparse.ArgumentParser) -> None:
         help="send this command (e.g. neutral_restart) to the snapshot endpoint, print the reply and exit "
         "(0: ok, 1: refused, 2: no reply within --timeout, default 5 s)",
     )
-    p.add_argument("--curve-server-key", default=None, help="CURVE: the publisher's public .key file")
-    p.add_argument("--curve-secret", default=None, help="CURVE: this client's .key_secret file")
+    p.add_argument(
+        "--curve-secret-key",
+        "--curve-secret",
+        dest="curve_secret",
+        default=None,
+        metavar="FILE",
+        help="CURVE: this client's secret certificate (.key_secret); its public key must be among the "
+        "publisher's --curve-public-keys",
+    )
+    p.add_argument(
+        "--curve-public-keys",
+        "--curve-server-key",
+        dest="curve_server_key",
+        default=None,
+        metavar="FILE",
+        help="CURVE: the publisher's public certificate (.key)",
+    )
 
 
 def run_listen(args: argparse.Namespace) -> int:
@@ -650,8 +690,14 @@ def run_listen(args: argparse.Namespace) -> int:
     curve = None
     if args.curve_server_key or args.curve_secret:
         if not (args.curve_server_key and args.curve_secret):
-            raise ConfigError("CURVE needs both --curve-server-key and --curve-secret")
-        curve = CurveClient.from_files(args.curve_server_key, args.curve_secret)
+            raise ConfigError(
+                "CURVE needs both --curve-secret-key (this client's .key_secret) and --curve-public-keys "
+                "(the publisher's .key)"
+            )
+        try:
+            curve = CurveClient.from_files(args.curve_server_key, args.curve_secret)
+        except (OSError, ValueError) as exc:  # zmq.auth's errors on a missing or damaged file
+            raise ConfigError(f"CURVE keys {args.curve_server_key}, {args.curve_secret}: {exc}") from exc
     if getattr(args, "send_command", None) is not None:
         return _run_command(args, snapshot, curve)
     deadline = None if args.timeout is None else time.monotonic() + args.timeout

@@ -20,18 +20,34 @@ counted) when the queue is full; events and status messages never are.
 
 The snapshot endpoint also takes commands (``{"kind": "command", "command": NAME}``), answered with
 a ``command_reply``; `Publisher.on_command` registers what a command does (docs/events.md,
-"Commands").
+"Commands"). Commands are refused unless the client is authenticated (CURVE with a list of allowed
+client keys) or the publisher was told to take them from localhost (``allow_local_commands``).
+
+No request can stop the I/O thread: every request is at most ``max_request_bytes`` (larger ones
+get an error reply naming the limit; ZeroMQ closes the connection of one over four times the limit
+before it is read), anything it holds is answered with a reply (never an exception), requests wait
+in a bounded queue (the oldest dropped and counted on the status topic), at most
+``requests_per_poll`` are served between two rounds of publishing and heartbeats, and a snapshot
+reply holds at most ``snapshot_max_messages`` messages (pre-encoded, so a reply costs a join).
+
+The journal is appended one whole line per write (``journal_fsync``: fsynced before the message is
+sent). A torn last line (a crash or a full disk) is cut off when the journal is reopened. A write
+error ends journalling: it is logged, published as a ``source`` status event naming the first
+message the journal lacks, and passed to ``on_journal_error``; messages still go out on the wire.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import errno
+import itertools
 import json
 import logging
 import math
 import os
 import re
+import stat
 import threading
 import time
 import uuid
@@ -74,6 +90,11 @@ _COMMAND_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _JOURNALLED = ("event", "status")  # heartbeats excepted
 _UNSET: Any = object()
 _STOP = object()
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1", "localhost"})
+_HARD_LIMIT_FACTOR = 4  # ZeroMQ drops (unread) any request frame over this many times the limit
+_SERVE_BUDGET_S = 0.01  # at most this long serving requests between two rounds of publishing
+_DRAIN_PER_POLL = 256  # requests taken off the socket per round (cheap: no parsing)
+_DROP_REPORT_S = 1.0  # at most one "requests dropped" status event a second
 
 
 class PublishError(MespotError):
@@ -216,6 +237,94 @@ def _encode(msg: Mapping[str, Any]) -> bytes:
     return json.dumps(msg, allow_nan=False, separators=(",", ":")).encode()
 
 
+def _request_id(rid: object) -> str | int | None:
+    """A request's id as a reply echoes it: a string or an integer, else null."""
+    return rid if isinstance(rid, str | int) and not isinstance(rid, bool) else None
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """A request's value as an error message shows it: short, whatever a client sent."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        text = repr(value)
+    else:
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def open_journal(path: Path) -> tuple[int, int]:
+    """Open a journal for appending, cutting off a torn last line (a crash or a full disk).
+
+    Returns:
+        (the open file descriptor, bytes cut off).
+
+    Raises:
+        OSError: it cannot be opened or repaired.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+            return fd, 0  # /dev/full, a pipe: nothing to repair
+        end = st.st_size
+        if os.pread(fd, 1, end - 1) == b"\n":
+            return fd, 0
+        pos = end
+        while pos > 0:  # back to the last end of line (whole lines before it are intact)
+            start = max(0, pos - 65536)
+            chunk = os.pread(fd, pos - start, start)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                pos = start + cut + 1
+                break
+            pos = start
+        os.ftruncate(fd, pos)
+        return fd, end - pos
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def journal_status_line(path: str | Path, stream: str, detail: str) -> None:
+    """Append one ``source`` status message to a journal without a publisher (a run that stopped
+    before its publisher started); the line is a valid ``mespot.events/1`` message of its own session.
+
+    Raises:
+        OSError: the journal cannot be written.
+    """
+    now_ns = time.monotonic_ns()
+    msg = {
+        "schema": SCHEMA,
+        "kind": "status",
+        "stream": _check_stream(stream),
+        "session": uuid.uuid4().hex,
+        "seq": 1,
+        "publish_time": time.time(),
+        "publish_mono_ns": now_ns,
+        "status": "source",
+        "frame_index": -1,
+        "media_time_s": None,
+        "capture_ns": now_ns,
+        "detail": str(detail),
+    }
+    journal = Path(path)
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    fd, _ = open_journal(journal)
+    try:
+        _write_all(fd, _encode(msg) + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.EIO, "write wrote nothing")
+        view = view[n:]
+
+
 # ------------------------------------------------------------------------------------------
 # Publisher
 # ------------------------------------------------------------------------------------------
@@ -229,7 +338,7 @@ class Publisher:
         endpoint: where the PUB socket binds (``tcp://127.0.0.1:*`` picks a free port; see
             `endpoint` for the one bound). Localhost by default.
         snapshot_endpoint: where the snapshot ROUTER binds; None: no snapshots.
-        journal: a JSON-lines file every event and status message is appended to (flushed per
+        journal: a JSON-lines file every event and status message is appended to (one write per
             line, fsynced on close); None: no journal.
         curve: CURVE keys; None: plain TCP.
         history: messages kept per topic for snapshots.
@@ -237,6 +346,19 @@ class Publisher:
         score_rate_hz: send at most this many score messages a second (None: every one).
         max_queue: queued messages beyond which scores are dropped.
         linger_ms: how long close waits for unsent messages.
+        journal_fsync: fsync the journal after every line, before the message is sent (every
+            published event is on disk; costs an fsync per event and status message).
+        on_journal_error: called once (on the I/O thread, with the error text) when the journal
+            cannot be written; it must only set flags. Journalling stops, publishing goes on.
+        allow_local_commands: take commands from unauthenticated clients on localhost (the
+            loopback address, ipc://, inproc://); without it, commands need CURVE with
+            ``client_keys`` (every client authenticated).
+        max_request_bytes: the largest request the snapshot endpoint reads; a larger one gets an
+            error reply naming the limit.
+        max_pending_requests: requests waiting to be served; beyond it the oldest are dropped
+            (counted in `dropped_requests` and reported on the status topic).
+        requests_per_poll: requests served between two rounds of publishing and heartbeats.
+        snapshot_max_messages: messages in one snapshot reply (a client pages on with ``since``).
 
     Raises:
         PublishError: an endpoint cannot be bound, or CURVE is asked of a libzmq without it.
@@ -256,8 +378,23 @@ class Publisher:
         score_rate_hz: float | None = None,
         max_queue: int = 10_000,
         linger_ms: int = 500,
+        journal_fsync: bool = False,
+        on_journal_error: Callable[[str], None] | None = None,
+        allow_local_commands: bool = False,
+        max_request_bytes: int = 65_536,
+        max_pending_requests: int = 64,
+        requests_per_poll: int = 8,
+        snapshot_max_messages: int = 256,
     ) -> None:
         self.stream = _check_stream(stream)
+        for name, value, low in (
+            ("max_request_bytes", max_request_bytes, 256),
+            ("max_pending_requests", max_pending_requests, 1),
+            ("requests_per_poll", requests_per_poll, 1),
+            ("snapshot_max_messages", snapshot_max_messages, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"publisher {name}={value!r}: must be an integer >= {low}")
         if not 0 < heartbeat_s <= 1.0:
             raise ConfigError(f"publisher heartbeat_s={heartbeat_s}: must be in (0, 1] (>= 1 Hz)")
         if history < 1:
@@ -287,18 +424,46 @@ class Publisher:
         self._last_score_ns: int | None = None
         self.dropped_scores = 0
         self.journal_errors = 0
-        self._history: dict[str, collections.deque[dict[str, Any]]] = {
+        self.journal_fsync = bool(journal_fsync)
+        self.journal_error: str | None = None  # why the journal stopped, once it did
+        self.journal_repaired = 0  # bytes of a torn last line cut off when it was opened
+        self._on_journal_error = on_journal_error
+        self.allow_local_commands = bool(allow_local_commands)
+        self.max_request_bytes = max_request_bytes
+        self.max_pending_requests = max_pending_requests
+        self.requests_per_poll = requests_per_poll
+        self.snapshot_max_messages = snapshot_max_messages
+        self._router_tcp = False
+        self.dropped_requests = 0  # oldest requests dropped from a full queue, or replies not sent
+        self._reported_drops = 0
+        self._next_drop_report = 0.0
+        # (reply envelope, request JSON or None, why it is refused, peer address (tcp only))
+        self._pending: collections.deque[tuple[list[bytes], bytes | None, str | None, str | None]] = (
+            collections.deque()
+        )
+        # (seq, the message's JSON as sent): a snapshot reply joins these, nothing is re-encoded
+        self._history: dict[str, collections.deque[tuple[int, bytes]]] = {
             t: collections.deque(maxlen=self.history_size) for t in TOPICS
         }
         self._commands: dict[str, Callable[[], str]] = {}
 
-        self._journal = None
+        self._journal: int | None = None  # a file descriptor: one os.write per line, no buffer
+        self._journal_size = 0
         if self.journal_path is not None:
             try:
                 self.journal_path.parent.mkdir(parents=True, exist_ok=True)
-                self._journal = self.journal_path.open("a", encoding="utf-8")
+                self._journal, self.journal_repaired = open_journal(self.journal_path)
+                self._journal_size = os.fstat(self._journal).st_size
             except OSError as exc:
                 raise PublishError(f"{self.journal_path}: cannot open the journal: {exc}") from exc
+            if self.journal_repaired:
+                log.warning(
+                    "publisher %s: journal %s: its last line was torn (a crash or a full disk); "
+                    "cut off %d bytes so that every line is a whole message",
+                    stream,
+                    self.journal_path,
+                    self.journal_repaired,
+                )
 
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -552,9 +717,9 @@ class Publisher:
     # Message assembly (any thread, under the lock)
     # --------------------------------------------------------------------------------------
 
-    def _emit(self, kind: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    def _emit(self, kind: str, body: dict[str, Any], *, internal: bool = False) -> dict[str, Any] | None:
         with self._lock:
-            if self._closed:
+            if self._closed and not internal:
                 raise PublishError(f"publisher {self.stream!r} is closed")
             if self._io_failed:
                 raise PublishError(f"publisher {self.stream!r}: its I/O thread failed (see the log)")
@@ -600,7 +765,11 @@ class Publisher:
             except ValueError as exc:  # an infinite number
                 raise ValueError(f"{kind} message cannot be sent as JSON: {exc}: {body}") from exc
             self._heads[kind] = seq
-            self._queue.append((msg, data))
+            if self._closed and self._queue and self._queue[-1] is _STOP:
+                # the I/O thread's own report while closing: it goes out before the end
+                self._queue.insert(len(self._queue) - 1, (msg, data))
+            else:
+                self._queue.append((msg, data))
         self._wake()
         return dict(msg)
 
@@ -633,6 +802,14 @@ class Publisher:
             sock.curve_secretkey = self._curve.secret_key
             sock.curve_publickey = self._curve.public_key
             sock.curve_server = True
+        if kind == zmq.ROUTER:
+            # Memory stays bounded whatever clients send: a frame over the hard limit is never read
+            # (ZeroMQ drops the connection), few requests wait per client, few replies are queued
+            # for a client that does not read them, and a reply to a gone client fails at once.
+            sock.maxmsgsize = _HARD_LIMIT_FACTOR * self.max_request_bytes
+            sock.rcvhwm = max(16, self.max_pending_requests)
+            sock.sndhwm = 16
+            sock.router_mandatory = True
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
@@ -650,6 +827,7 @@ class Publisher:
                 if self._endpoints[1] is not None:
                     router = self._server_socket(zmq.ROUTER, self._endpoints[1])
                     self.snapshot_endpoint = router.last_endpoint.decode()
+                    self._router_tcp = self.snapshot_endpoint.startswith("tcp://")
             except BaseException as exc:
                 self._start_error = exc
                 return
@@ -672,7 +850,8 @@ class Publisher:
             poller.register(router, zmq.POLLIN)
         next_beat = time.monotonic()  # one heartbeat right away: subscribers learn the heads
         while True:
-            wait_ms = max(0.0, (next_beat - time.monotonic()) * 1000.0)
+            # Requests still waiting: look at the sockets and come straight back to them.
+            wait_ms = 0.0 if self._pending else max(0.0, (next_beat - time.monotonic()) * 1000.0)
             ready = dict(poller.poll(math.ceil(wait_ms)))
             if self._wake_r in ready:
                 os.read(self._wake_r, 65536)
@@ -687,9 +866,13 @@ class Publisher:
                 if next_beat < now:  # fell behind (a stalled machine): do not burst
                     next_beat = now + self.heartbeat_s
             stop = self._send_queued(pub)
-            if router is not None and router in ready:
-                self._serve_snapshots(router)
+            if router is not None:
+                if router in ready:
+                    self._take_requests(router)
+                self._serve_requests(router)
+                self._report_drops(now)
             if stop:
+                self._send_queued(pub)  # a report made while closing
                 return
 
     def _send_queued(self, pub: zmq.Socket) -> bool:
@@ -706,39 +889,167 @@ class Publisher:
                 continue
             msg, data = item
             kind = msg["kind"]
-            self._history[kind].append(msg)
+            self._history[kind].append((msg["seq"], data))
             if self._journal is not None and kind in _JOURNALLED and msg.get("status") != "heartbeat":
-                try:
-                    self._journal.write(data.decode() + "\n")
-                    self._journal.flush()
-                except (OSError, ValueError) as exc:
-                    self.journal_errors += 1
-                    log.error("publisher %s: journal %s: %s", self.stream, self.journal_path, exc)
+                self._journal_append(msg, data)  # before sending: with fsync, on disk first
             pub.send_multipart([topic_of(self.stream, kind), data])
 
-    def _serve_snapshots(self, router: zmq.Socket) -> None:
-        while True:
+    # -- the journal (I/O thread) --------------------------------------------------------------
+
+    def _journal_append(self, msg: dict[str, Any], data: bytes) -> None:
+        assert self._journal is not None
+        try:
+            _write_all(self._journal, data + b"\n")
+            if self.journal_fsync:
+                os.fsync(self._journal)
+            self._journal_size += len(data) + 1
+        except OSError as exc:
+            self._journal_failed(msg, exc)
+
+    def _journal_failed(self, msg: dict[str, Any], exc: OSError) -> None:
+        """A write failed: cut the torn line, stop journalling, say so everywhere."""
+        fd, self._journal = self._journal, None
+        self.journal_errors += 1
+        if fd is not None:
+            with contextlib.suppress(OSError):  # a full disk still lets a file shrink
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.ftruncate(fd, self._journal_size)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        problem = exc.strerror or str(exc)
+        self.journal_error = (
+            f"journal {self.journal_path}: write failed ({problem}); it ends before {msg['kind']} "
+            f"#{msg['seq']} of session {self.session}: that message and every later one are on the "
+            "wire only"
+        )
+        log.error("publisher %s: %s", self.stream, self.journal_error)
+        with contextlib.suppress(PublishError):  # the I/O thread failed meanwhile: logged above
+            self._emit(
+                "status",
+                {
+                    "status": "source",
+                    "frame_index": -1,
+                    "media_time_s": None,
+                    "capture_ns": time.monotonic_ns(),
+                    "detail": self.journal_error,
+                },
+                internal=True,
+            )
+        if self._on_journal_error is not None:
             try:
-                frames = router.recv_multipart(zmq.NOBLOCK)
+                self._on_journal_error(self.journal_error)
+            except Exception:
+                log.exception("publisher %s: on_journal_error failed", self.stream)
+
+    # -- the snapshot endpoint (I/O thread) ----------------------------------------------------
+
+    def _take_requests(self, router: zmq.Socket) -> None:
+        """Move waiting requests off the socket into the bounded queue (oldest dropped)."""
+        for _ in range(_DRAIN_PER_POLL):
+            try:
+                frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            if len(frames) < 2:
-                continue
-            envelope, payload = frames[:-1], frames[-1]
-            reply = self._command_reply(payload) or self._snapshot_reply(payload)
-            try:
-                router.send_multipart([*envelope, _encode(reply)], zmq.NOBLOCK)
-            except zmq.ZMQError as exc:
-                log.warning("publisher %s: snapshot reply not sent: %s", self.stream, exc)
+            identity, rest = frames[0].bytes, frames[1:]
+            size = sum(len(f) for f in rest)
+            delimited = bool(rest) and len(rest[0]) == 0
+            envelope = [identity, b""] if delimited else [identity]
+            body = rest[1:] if delimited else rest
+            # At most one request frame is kept (bounded by max_request_bytes); anything else is
+            # answered from its size and frame count alone.
+            payload, problem = None, None
+            if size > self.max_request_bytes:
+                problem = (
+                    f"bad request: {size} bytes, over the limit of {self.max_request_bytes} bytes "
+                    "(max_request_bytes)"
+                )
+            elif len(body) != 1:
+                problem = f"bad request: {len(body)} frames; send one JSON frame (after an empty delimiter)"
+            else:
+                payload = body[0].bytes
+            peer = None
+            if self._router_tcp:
+                try:
+                    peer = frames[-1].get("Peer-Address") or "?"
+                except zmq.ZMQError:
+                    peer = "?"
+            if len(self._pending) >= self.max_pending_requests:
+                self._pending.popleft()
+                self.dropped_requests += 1
+            self._pending.append((envelope, payload, problem, peer))
 
-    def _command_reply(self, payload: bytes) -> dict[str, Any] | None:
-        """The reply to a command request; None when the payload is not one (a snapshot request)."""
+    def _serve_requests(self, router: zmq.Socket) -> None:
+        """Answer queued requests: at most `requests_per_poll`, for at most _SERVE_BUDGET_S."""
+        t0 = time.monotonic()
+        for _ in range(self.requests_per_poll):
+            if not self._pending or time.monotonic() - t0 > _SERVE_BUDGET_S:
+                return
+            envelope, payload, problem, peer = self._pending.popleft()
+            try:
+                data = self._reply(payload, problem, peer)
+            except Exception as exc:  # never: but a request must not end the I/O thread
+                log.exception("publisher %s: request not answered", self.stream)
+                data = _encode(self._snapshot_base(None, f"internal error: {exc!r}"))
+            try:
+                router.send_multipart([*envelope, data], zmq.NOBLOCK)
+            except zmq.ZMQError as exc:  # gone, or not reading its replies
+                self.dropped_requests += 1
+                log.info("publisher %s: reply not sent: %s", self.stream, exc)
+
+    def _report_drops(self, now: float) -> None:
+        """A status event when requests were dropped (at most one a second)."""
+        new = self.dropped_requests - self._reported_drops
+        if new <= 0 or now < self._next_drop_report:
+            return
+        self._reported_drops = self.dropped_requests
+        self._next_drop_report = now + _DROP_REPORT_S
+        with contextlib.suppress(PublishError):
+            self._emit(
+                "status",
+                {
+                    "status": "source",
+                    "frame_index": -1,
+                    "media_time_s": None,
+                    "capture_ns": time.monotonic_ns(),
+                    "detail": f"snapshot endpoint: {new} requests dropped ({self.dropped_requests} in all): "
+                    f"more came than it serves (the oldest go when {self.max_pending_requests} wait, "
+                    "or a client does not read its replies)",
+                },
+                internal=True,
+            )
+
+    def _reply(self, payload: bytes | None, problem: str | None, peer: str | None) -> bytes:
+        """The encoded reply to one request (`_take_requests` found `problem`, or `payload`)."""
+        if payload is None:
+            return _encode(self._snapshot_base(None, problem or "bad request"))
         try:
             req = json.loads(payload)
-        except ValueError:
+        except RecursionError:
+            return _encode(self._snapshot_base(None, "bad request: JSON nested too deeply"))
+        except ValueError as exc:  # not JSON, not UTF-8
+            return _encode(self._snapshot_base(None, f"bad request: {exc}"))
+        if not isinstance(req, dict):
+            return _encode(self._snapshot_base(None, "bad request: not a JSON object"))
+        if req.get("kind") == "command":
+            return _encode(self._command_reply(req, peer))
+        return self._snapshot_reply(req)
+
+    def _authorised(self, peer: str | None) -> str | None:
+        """Why a command from `peer` is refused, or None when it may run."""
+        if self._curve is not None and self._curve.client_keys is not None:
+            return None  # CURVE let in only clients with an allowed key
+        if self.allow_local_commands and (peer is None or peer in _LOOPBACK):  # None: ipc, inproc
             return None
-        if not isinstance(req, dict) or req.get("kind") != "command":
-            return None
+        if self.allow_local_commands:
+            return f"commands are taken from localhost only, not from {_shown(peer)}"
+        return (
+            "commands need an authenticated client (CURVE with allowed client keys: "
+            "--curve-secret-key and --curve-public-keys), or the publisher started with "
+            "--allow-local-commands (allow_local_commands=True) for unauthenticated ones on localhost"
+        )
+
+    def _command_reply(self, req: dict[str, Any], peer: str | None) -> dict[str, Any]:
+        """The reply to a command request."""
         rid = req.get("request_id")
         name = req.get("command")
         reply: dict[str, Any] = {
@@ -746,19 +1057,22 @@ class Publisher:
             "kind": "command_reply",
             "stream": self.stream,
             "session": self.session,
-            "command": name if isinstance(name, str) else None,
-            "request_id": rid if isinstance(rid, str | int) and not isinstance(rid, bool) else None,
+            "command": name if isinstance(name, str) and _COMMAND_NAME.match(name) else None,
+            "request_id": _request_id(rid),
             "ok": False,
             "detail": "",
             "error": None,
         }
         with self._lock:
             commands = dict(self._commands)
+        refused = self._authorised(peer)
         if req.get("stream") not in (None, self.stream):
-            reply["error"] = f"this endpoint serves stream {self.stream!r}, not {req.get('stream')!r}"
+            reply["error"] = f"this endpoint serves stream {self.stream!r}, not {_shown(req.get('stream'))}"
+        elif refused is not None:
+            reply["error"] = f"not authorised: {refused}"
         elif not isinstance(name, str) or name not in commands:
             known = ", ".join(sorted(commands)) or "none"
-            reply["error"] = f"unknown command {name!r}; this publisher knows: {known}"
+            reply["error"] = f"unknown command {_shown(name)}; this publisher knows: {known}"
         else:
             try:
                 reply["detail"] = str(commands[name]())
@@ -768,46 +1082,45 @@ class Publisher:
                 reply["error"] = f"command {name!r} failed: {exc!r}"
         return reply
 
-    def _snapshot_reply(self, payload: bytes) -> dict[str, Any]:
-        reply: dict[str, Any] = {
+    def _snapshot_base(self, rid: object, error: str | None) -> dict[str, Any]:
+        return {
             "schema": SCHEMA,
             "kind": "snapshot",
             "stream": self.stream,
             "session": self.session,
-            "request_id": None,
+            "request_id": _request_id(rid),
             "topic": None,
             "since": 0,
             "oldest": None,
             "head": 0,
             "complete": False,
             "messages": [],
-            "error": None,
+            "error": error,
         }
-        try:
-            req = json.loads(payload)
-            if not isinstance(req, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as exc:
-            reply["error"] = f"bad request: {exc}"
-            return reply
-        rid = req.get("request_id")
-        reply["request_id"] = rid if isinstance(rid, str | int) and not isinstance(rid, bool) else None
+
+    def _snapshot_reply(self, req: dict[str, Any]) -> bytes:
         topic, since = req.get("topic"), req.get("since", 0)
+        error = None
         if req.get("kind") != "snapshot_request":
-            reply["error"] = "bad request: kind must be 'snapshot_request'"
+            error = "bad request: kind must be 'snapshot_request' or 'command'"
         elif req.get("stream") not in (None, self.stream):
-            reply["error"] = f"this endpoint serves stream {self.stream!r}, not {req.get('stream')!r}"
-        elif topic not in TOPICS:
-            reply["error"] = f"bad request: topic must be one of {list(TOPICS)}"
+            error = f"this endpoint serves stream {self.stream!r}, not {_shown(req.get('stream'))}"
+        elif not isinstance(topic, str) or topic not in TOPICS:
+            error = f"bad request: topic must be one of {list(TOPICS)}"
         elif isinstance(since, bool) or not isinstance(since, int) or since < 0:
-            reply["error"] = "bad request: since must be an integer >= 0"
-        if reply["error"] is not None:
-            return reply
+            error = "bad request: since must be an integer >= 0"
+        if error is not None:
+            return _encode(self._snapshot_base(req.get("request_id"), error))
         if req.get("session") not in (None, self.session):
             since = 0  # the asker knew an earlier session: everything of this one is new to it
         history = self._history[topic]
-        head = history[-1]["seq"] if history else 0
-        oldest = history[0]["seq"] if history else None
+        head = history[-1][0] if history else 0
+        oldest = history[0][0] if history else None
+        # The oldest `snapshot_max_messages` after `since`: the asker pages on from the last one.
+        skip = 0 if oldest is None else max(0, min(len(history), since + 1 - oldest))
+        picked = [data for _, data in itertools.islice(history, skip, skip + self.snapshot_max_messages)]
+        reply = self._snapshot_base(req.get("request_id"), None)
+        del reply["messages"], reply["error"]
         reply.update(
             {
                 "topic": topic,
@@ -815,22 +1128,23 @@ class Publisher:
                 "oldest": oldest,
                 "head": head,
                 "complete": oldest is None or since + 1 >= oldest,
-                "messages": [m for m in history if m["seq"] > since],
             }
         )
-        return reply
+        # The messages as they were sent, joined: no message is decoded or encoded again.
+        return _encode(reply)[:-1] + b',"messages":[' + b",".join(picked) + b'],"error":null}'
 
     def _close_journal(self) -> None:
-        if self._journal is None:
+        fd, self._journal = self._journal, None
+        if fd is None:
             return
         try:
-            self._journal.flush()
-            os.fsync(self._journal.fileno())
-        except (OSError, ValueError) as exc:
-            log.error("publisher %s: journal %s: %s", self.stream, self.journal_path, exc)
+            os.fsync(fd)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.EROFS):  # a device or pipe: nothing to sync
+                log.error("publisher %s: journal %s: %s", self.stream, self.journal_path, exc)
         finally:
-            self._journal.close()
-            self._journal = None
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _thread_done_cleanup(self) -> None:
         """Release what the constructor made (after the I/O thread has ended)."""

@@ -48,6 +48,7 @@ from stream.errors import (
     SourceError,
     SourceNotFound,
     StreamUnreachable,
+    redact_url,
 )
 from stream.frame import Frame, SourceEvent, SourceEventKind
 from stream.registry import Registry
@@ -663,12 +664,12 @@ class RtspSource(_ReconnectingSource):
             raise ConfigError(
                 f"transport must be an FFmpeg rtsp_transport name like 'tcp', got {transport!r}"
             )
-        self.url = url
+        self.url = url  # with its credentials: FFmpeg needs them; never shown (name is redacted)
         self.transport = transport
         self.open_timeout_s = float(open_timeout_s)
         self.read_timeout_s = float(read_timeout_s)
         super().__init__(
-            url,
+            redact_url(url),
             fps=fps,
             backoff_initial_s=backoff_initial_s,
             backoff_max_s=backoff_max_s,

@@ -13,7 +13,7 @@ import numpy as np
 from engine.data.records import Dataset, VideoRecord
 from stream.config import FeatureConfig
 from stream.errors import SourceNotFound
-from stream.extract_cache import FeatureCache, load_features
+from stream.extract_cache import FeatureCache, load_features, require_snippets
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,10 @@ def dataset_features(
         extract: how to extract one missing input into the cache, given the input, the
             configuration, the cache and the frame rate of a frame folder; returns its .npz
             (default: the pipeline in replay mode).
+
+    Raises:
+        SourceNotFound: a video's file or frame folder is missing.
+        SourceEmpty: a video yields no valid snippet (named with its file).
     """
     config = config or FeatureConfig()
     cache = FeatureCache(cache_dir, config)
@@ -104,6 +108,8 @@ def dataset_features(
                 # frame folders carry no timestamps: their rate is the dataset's (200 for SAMM-LV)
                 npz = (extract or _extract)(path, config, cache, record.fps if path.is_dir() else None)
             arrays = load_features(npz)
+        # A video with nothing to learn from or score is named here, not by a tensor error later.
+        require_snippets(path, arrays["valid"], record.video)
         out[record.video] = VideoFeatures(
             video=record.video,
             motion=arrays["motion"],
@@ -120,4 +126,6 @@ def dataset_features(
 def _extract(path: Path, config: FeatureConfig, cache: FeatureCache, source_fps: float | None) -> Path:
     from stream.pipeline import extract
 
-    return cache.store(path, extract(path, config, source_fps=source_fps))
+    result = extract(path, config, source_fps=source_fps)
+    require_snippets(path, result.valid)  # before storing: an empty file would be reused later
+    return cache.store(path, result)

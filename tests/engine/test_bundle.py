@@ -353,3 +353,31 @@ def test_no_pickle_in_the_bundle_and_runtime_code() -> None:
         for line in source.splitlines():
             if "torch.load(" in line:
                 assert "weights_only=True" in line, (module, line)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"classes": 5}, r"classes=5: must be a list of class names"),
+        ({"classes": "me,mae"}, r"classes='me,mae': must be a list"),
+        ({"classes": ["me", "happy"]}, r"classes: unknown names \['happy'\]"),
+        ({"classes": [["me"], "mae"]}, r"must be a list of class names"),
+    ],
+)
+def test_bad_classes_are_refused_naming_the_field(tmp_path: Path, changes: dict, message: str) -> None:
+    folder = make_bundle(tmp_path / "b.mespot")
+    rewrite_manifest(folder, **changes)
+    with pytest.raises(BundleError, match=message) as info:
+        load_bundle(folder)
+    assert str(folder / MANIFEST) in str(info.value)
+
+
+@pytest.mark.parametrize("thresholds", [[-5], [0.5, 1.5], [float("inf")]])
+def test_thresholds_outside_0_1_are_refused(tmp_path: Path, thresholds: list[float]) -> None:
+    folder = make_bundle(tmp_path / "b.mespot", operating_point=ProposalConfig())
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["operating_point"]["thresholds"] = thresholds
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"thresholds") as info:
+        load_bundle(folder)
+    assert str(folder / MANIFEST) in str(info.value)

@@ -49,8 +49,120 @@ def test_dataset_list_with_a_bad_entry(tmp_path: Path, videos: Path, capsys: pyt
     lst.write_text(f"# two clips and a missing one\n{videos / 'no_face.mp4'}\nmissing.mp4\n")
     assert main(["extract", str(lst), "--out", str(tmp_path / "o"), "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "no_face.mp4: " in err and "0 valid" in err
+    assert "no_face.mp4: yields no valid snippet" in err and "none with a face" in err
     assert "missing.mp4" in err and "error:" in err
+    # Asked for: inputs without a valid snippet are skipped with a warning.
+    lst.write_text(f"{videos / 'no_face.mp4'}\n")
+    assert main(["extract", str(lst), "--out", str(tmp_path / "o"), "--quiet", "--skip-empty"]) == 0
+    assert "warning: skipped: " in capsys.readouterr().err
+
+
+def test_inputs_that_yield_no_snippet_are_named_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A 1-frame clip and a PNG renamed .mp4: extract, and the dataset features train and eval
+    read, fail naming the file (before: exit 0 with an empty result, then a torch error)."""
+    import cv2
+
+    from engine.data import load_dataset
+    from engine.data.features import dataset_features
+    from stream.errors import SourceEmpty
+
+    media = tmp_path / "videos"
+    media.mkdir()
+    frame = np.full((120, 160, 3), 128, np.uint8)
+    writer = cv2.VideoWriter(str(media / "one.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (160, 120))
+    writer.write(frame)
+    writer.release()
+    cv2.imwrite(str(media / "picture.png"), frame)
+    (media / "picture.png").rename(media / "picture.mp4")
+    for name in ("one.mp4", "picture.mp4"):
+        code = main(["extract", str(media / name), "--out", str(tmp_path / "o"), "--quiet"])
+        err = capsys.readouterr().err
+        assert code in (1, 2) and f"{media / name}: " in err and "error:" in err, err
+        assert not list((tmp_path / "o").rglob(f"*{name}.npz"))  # nothing empty was cached
+    annotations = tmp_path / "annotations.csv"
+    annotations.write_text("video,subject,onset,apex,offset,type\none,p1,,,,\n")
+    with pytest.raises(SourceEmpty, match=r"videos/one\.mp4: yields no snippet"):
+        dataset_features(load_dataset("csv", annotations), media, tmp_path / "f")
+
+
+def test_a_binary_list_file_is_refused_with_its_name(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    lst = tmp_path / "videos.txt"
+    lst.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)))  # a video named .txt
+    assert main(["extract", str(lst), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {lst}: not a list file: binary data" in err and "Traceback" not in err
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("vidéo.mp4\n".encode("latin-1"))
+    assert main(["extract", str(latin), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert f"{latin}: not a list file: not UTF-8 text" in capsys.readouterr().err
+
+
+def test_the_feature_cache_tells_apart_names_that_differ_in_non_ascii_or_spaces(tmp_path: Path) -> None:
+    import os
+
+    from stream.extract_cache import FeatureCache
+    from stream.pipeline import Extraction
+
+    config = FeatureConfig()
+    cache = FeatureCache(tmp_path / "out", config)
+    dm, dg = feature_dims(config)
+    names = ["café 1.mp4", "cafè 1.mp4", "caf_ 1.mp4", "café_1.mp4"]
+    for k, name in enumerate(names):
+        path = tmp_path / name
+        path.write_bytes(bytes([k]) * 4096)  # same size
+        os.utime(path, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))  # same mtime
+    first = tmp_path / names[0]
+    result = Extraction(
+        np.ones((3, dm), np.float32),
+        np.ones((3, dg), np.float32),
+        np.ones(3, bool),
+        np.arange(3.0),
+        [],
+        config,
+    )
+    npz = cache.store(first, result)
+    assert cache.lookup(first) == npz
+    for name in names[1:]:
+        assert cache.lookup(tmp_path / name) is None, name
+    # The same name with other content of the same size and mtime is not the cached file either.
+    first.write_bytes(b"\xff" * 4096)
+    os.utime(first, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    assert cache.lookup(first) is None
+
+
+def test_a_cache_of_the_earlier_layout_is_taken_over_only_for_its_own_source(tmp_path: Path) -> None:
+    """Files keyed and stamped the earlier way (path's last parts; size and mtime) are renamed and
+    restamped for the source their record names, never for another under the same readable name."""
+    import json
+    import os
+    import re
+
+    from stream.extract_cache import FeatureCache
+    from stream.pipeline import Extraction
+
+    config = FeatureConfig()
+    cache = FeatureCache(tmp_path / "out", config)
+    dm, dg = feature_dims(config)
+    result = Extraction(
+        np.ones((3, dm), np.float32), np.ones((3, dg), np.float32), np.ones(3, bool), np.arange(3.0), [], config
+    )
+    video, twin = tmp_path / "a" / "v 1.mp4", tmp_path / "a" / "v_1.mp4"
+    video.parent.mkdir()
+    for p in (video, twin):
+        p.write_bytes(b"x" * 4096)
+    stored = cache.store(video, result)
+    new_npz, new_meta = cache.paths(video)
+    legacy = re.sub(r"[^A-Za-z0-9._-]+", "_", "__".join(video.resolve().parts[-3:])).strip("_")
+    info = json.loads(new_meta.read_text())
+    info["stamp"] = {"size": float(video.stat().st_size), "mtime": video.stat().st_mtime}
+    info["source"] = str(video.resolve())
+    os.replace(stored, cache.folder / f"{legacy}.npz")
+    (cache.folder / f"{legacy}.json").write_text(json.dumps(info))
+    new_meta.unlink()
+    assert cache.lookup(twin) is None  # the same readable name, another source
+    assert cache.lookup(video) == new_npz and new_npz.exists()
+    assert not (cache.folder / f"{legacy}.npz").exists()
+    assert cache.lookup(video) == new_npz  # restamped: current in the new layout
 
 
 def test_console_script_reports_a_bad_option(tmp_path: Path) -> None:

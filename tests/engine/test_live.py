@@ -587,3 +587,17 @@ def test_freeze_startup_heap_collects_first_and_later_garbage_is_still_collected
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_a_journal_that_cannot_be_written_stops_the_run_with_exit_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = ["--source", "sim://?seed=1", "--fast", "--duration", "3", "--journal", "/dev/full"]
+    base += ["--pub", ANY_PORT, "--snapshot", "none", "--quiet"]
+    assert run_live(live_args(*base)) == 1
+    err = capsys.readouterr().err
+    assert "journal /dev/full: write failed (No space left on device)" in err and "stopping" in err
+    # The user's choice: go on without it.
+    assert run_live(live_args(*base, "--continue-without-journal")) == 0
+    assert "going on without it" in capsys.readouterr().err

@@ -51,7 +51,7 @@ def _invalid_run(valid: list[bool], start: int) -> tuple[int, int]:
 @pytest.mark.timeout(60)
 def test_neutral_restart_command_recollects_the_baseline(neutral_bundle: Path, tmp_path: Path) -> None:
     journal = tmp_path / "sim.jsonl"
-    publisher = Publisher("sim", ANY_PORT, ANY_PORT, journal=journal)
+    publisher = Publisher("sim", ANY_PORT, ANY_PORT, journal=journal, allow_local_commands=True)
     scores: list[SnippetScore] = []
     replies: list[dict] = []
     marks: list[int] = []
@@ -106,7 +106,7 @@ def test_neutral_restart_command_recollects_the_baseline(neutral_bundle: Path, t
 
 
 def test_neutral_restart_without_a_neutral_baseline_is_ok_and_says_so() -> None:
-    publisher = Publisher("sim", ANY_PORT, ANY_PORT)
+    publisher = Publisher("sim", ANY_PORT, ANY_PORT, allow_local_commands=True)
     with LiveRunner("sim://?seed=1", mode="fast", publisher=publisher) as runner:
         assert not runner.uses_neutral
         reply = send_command(publisher.snapshot_endpoint, NEUTRAL_RESTART, timeout_s=5.0)

@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+import zmq
 
+from stream.errors import ConfigError
 from stream.intervals import ExpressionType, Interval
 from stream.listen import GapReport, Listener, Received, SessionChange, add_listen_parser, run_listen
 from stream.publish import Publisher
@@ -256,7 +258,7 @@ def test_cli_prints_events_and_gaps(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_sends_a_command(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="mespot")
     add_listen_parser(parser.add_subparsers(dest="command"))
-    with Publisher("cam0", ANY_PORT, ANY_PORT) as pub:
+    with Publisher("cam0", ANY_PORT, ANY_PORT, allow_local_commands=True) as pub:
         pub.on_command("neutral_restart", lambda: "collecting afresh")
         args = parser.parse_args(["listen", pub.endpoint, "--snapshot", pub.snapshot_endpoint])
         assert args.command == "listen"
@@ -277,3 +279,38 @@ def test_cli_sends_a_command(capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert run_listen(args) == 2
     assert "did not answer" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not zmq.has("curve"), reason="libzmq built without CURVE (no libsodium)")
+def test_curve_from_the_command_line_and_authenticated_commands(tmp_path, capsys) -> None:
+    """`mespot live --curve-secret-key --curve-public-keys` and `mespot listen` with the client's
+    keys: an allowed client may send commands without --allow-local-commands; a stranger gets nothing."""
+    import zmq.auth
+
+    from engine.live import add_live_arguments, curve_server_from_args
+
+    zmq.auth.create_certificates(tmp_path, "server")
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    zmq.auth.create_certificates(clients, "client")
+    (clients / "client.key_secret").rename(tmp_path / "client.key_secret")
+    zmq.auth.create_certificates(tmp_path, "stranger")
+    live = argparse.ArgumentParser()
+    add_live_arguments(live)
+    live_args = live.parse_args(
+        ["--curve-secret-key", str(tmp_path / "server.key_secret"), "--curve-public-keys", str(clients)]
+    )
+    with pytest.raises(ConfigError, match="--curve-public-keys needs --curve-secret-key"):
+        curve_server_from_args(live.parse_args(["--curve-public-keys", str(clients)]))
+    parser = argparse.ArgumentParser(prog="mespot")
+    add_listen_parser(parser.add_subparsers(dest="command"))
+    with Publisher("cam0", ANY_PORT, ANY_PORT, curve=curve_server_from_args(live_args)) as pub:
+        pub.on_command("neutral_restart", lambda: "collecting afresh")
+        base = ["listen", pub.endpoint, "--snapshot", pub.snapshot_endpoint, "--command", "neutral_restart"]
+        keys = ["--curve-public-keys", str(tmp_path / "server.key")]
+        ok = [*base, *keys, "--curve-secret-key", str(tmp_path / "client.key_secret"), "--timeout", "5"]
+        assert run_listen(parser.parse_args(ok)) == 0
+        assert capsys.readouterr().out.strip() == "cam0 command neutral_restart: ok: collecting afresh"
+        stranger = [*base, *keys, "--curve-secret-key", str(tmp_path / "stranger.key_secret")]
+        assert run_listen(parser.parse_args([*stranger, "--timeout", "1"])) == 2
+        assert run_listen(parser.parse_args([*base, "--timeout", "1"])) == 2  # plain TCP: nothing

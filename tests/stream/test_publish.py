@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -21,6 +22,7 @@ from stream.listen import Listener, Received
 from stream.publish import (
     SCHEMA,
     STATUS_KINDS,
+    TOPICS,
     CurveClient,
     CurveServer,
     Publisher,
@@ -327,7 +329,7 @@ def test_commands_on_the_snapshot_endpoint(ctx: zmq.Context, validator) -> None:
         flag.set()
         return "collecting afresh"
 
-    with Publisher("cam0", ANY_PORT, ANY_PORT) as pub:
+    with Publisher("cam0", ANY_PORT, ANY_PORT, allow_local_commands=True) as pub:
         with pytest.raises(ConfigError, match="command name"):
             pub.on_command("bad name", restart)
         pub.on_command("neutral_restart", restart)
@@ -377,3 +379,335 @@ def test_commands_on_the_snapshot_endpoint(ctx: zmq.Context, validator) -> None:
     # No reply (nothing listening): TimeoutError.
     with pytest.raises(TimeoutError, match="did not answer"):
         send_command("tcp://127.0.0.1:9", "neutral_restart", timeout_s=0.3)
+
+
+# ------------------------------------------------------------------------------------------
+# Abuse of the snapshot endpoint: every request gets a reply or nothing, never a stopped thread
+# ------------------------------------------------------------------------------------------
+
+
+class Beats:
+    """Collects the heartbeats of a publisher on a SUB socket in a thread (their arrival times)."""
+
+    def __init__(self, pub: Publisher) -> None:
+        self.ctx = zmq.Context()
+        self.sub = subscriber(self.ctx, pub, topic_of(pub.stream, "status"))
+        self.times: list[float] = []
+        self.statuses: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="test-beats")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self.sub.poll(50):
+                msg = json.loads(self.sub.recv_multipart()[1])
+                if msg["status"] == "heartbeat":
+                    self.times.append(time.monotonic())
+                else:
+                    self.statuses.append(msg)
+
+    def max_gap(self) -> float:
+        return max(b - a for a, b in zip(self.times, self.times[1:], strict=False))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+        self.sub.close(0)
+        self.ctx.term()
+
+
+def dealer(ctx: zmq.Context, pub: Publisher) -> zmq.Socket:
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(pub.snapshot_endpoint)
+    return sock
+
+
+def ask_raw(sock: zmq.Socket, *frames: bytes, timeout_s: float = 5.0) -> dict:
+    sock.send_multipart(list(frames))
+    assert sock.poll(int(timeout_s * 1000)), f"no reply to {[f[:40] for f in frames]}"
+    return json.loads(sock.recv_multipart()[-1])
+
+
+def test_deep_nesting_wrong_types_and_frame_counts_get_error_replies(ctx: zmq.Context, validator) -> None:
+    with Publisher("cam0", ANY_PORT, ANY_PORT, heartbeat_s=0.25) as pub:
+        pub.publish_event(me(0), fps=30.0)
+        sock = dealer(ctx, pub)
+        # What killed the I/O thread before: 1,000 (and 60,000) nested arrays.
+        for depth in (1000, 60_000):
+            reply = ask_raw(sock, b"", b"[" * depth)
+            validator.validate(reply)
+            assert reply["kind"] == "snapshot" and "nested too deeply" in reply["error"]
+        bad = [
+            b"\xff\xfe not utf-8",
+            b'{"kind": "snapshot_request", "topic": ["event"], "since": 0}',
+            b'{"kind": "snapshot_request", "topic": "event", "since": "0"}',
+            b'{"kind": "snapshot_request", "topic": "event", "since": 0, "stream": {"a": [1]}}',
+            b'{"kind": "command", "command": [1, 2], "request_id": {"x": 1}}',
+            b'{"kind": 5}',
+            b"[]",
+            b"null",
+        ]
+        for payload in bad:
+            reply = ask_raw(sock, b"", payload)
+            validator.validate(reply)
+            assert reply["error"], payload
+        # Wrong frame counts: none, three; a REQ client's extra frames.
+        for frames in ([b""], [b"", b"{}", b"{}", b"{}"], [b"x", b"y"]):
+            reply = ask_raw(sock, *frames)
+            validator.validate(reply)
+            assert "frames" in reply["error"], frames
+        # The endpoint still serves, and the thread still publishes.
+        good = ask_raw(
+            sock, b"", json.dumps({"kind": "snapshot_request", "topic": "event", "since": 0}).encode()
+        )
+        assert good["error"] is None and [m["seq"] for m in good["messages"]] == [1]
+        assert pub.publish_event(me(40), fps=30.0)["seq"] == 2
+        assert pub.flush(2.0)
+
+
+def test_a_request_over_the_size_limit_is_refused_naming_the_limit(ctx: zmq.Context, validator) -> None:
+    with Publisher("cam0", ANY_PORT, ANY_PORT, heartbeat_s=0.25, max_request_bytes=4096) as pub:
+        beats = Beats(pub)
+        try:
+            sock = dealer(ctx, pub)
+            reply = ask_raw(sock, b"", b"[" + b"1," * 5000 + b"1]")
+            validator.validate(reply)
+            assert "over the limit of 4096 bytes" in reply["error"] and "max_request_bytes" in reply["error"]
+            # 50 MB: ZeroMQ drops the connection before reading it (over 4x the limit), no stall.
+            t0 = time.monotonic()
+            sock.send_multipart([b"", b"[" + b"0," * 25_000_000 + b"0]"])
+            assert not sock.poll(1500)
+            time.sleep(0.5)
+            late = dealer(ctx, pub)  # a new client is served at once
+            reply = ask_raw(late, b"", b'{"kind": "snapshot_request", "topic": "status", "since": 0}')
+            assert reply["error"] is None and reply["head"] >= 1
+            assert time.monotonic() - t0 < 4.0
+        finally:
+            beats.close()
+        assert beats.max_gap() < 1.0, beats.times
+
+
+def test_a_flood_of_unread_snapshot_requests_never_starves_publishing(ctx: zmq.Context) -> None:
+    """2,000 unread requests for 1,024 scores each: heartbeats keep their cadence, scores go out
+    at once, the oldest requests are dropped and counted on the status topic."""
+    with Publisher("cam0", ANY_PORT, ANY_PORT, heartbeat_s=0.25) as pub:
+        for k in range(1100):
+            pub.publish_scores(k, [0.1, 0.2], 0.3)
+        assert pub.flush(5.0)
+        scores = subscriber(ctx, pub, topic_of("cam0", "score"))
+        beats = Beats(pub)
+        try:
+            flood = dealer(ctx, pub)
+            flood.sndhwm = 0  # no client-side limit: every request reaches the endpoint's queue
+            request = json.dumps({"kind": "snapshot_request", "topic": "score", "since": 0}).encode()
+            for _ in range(2000):
+                flood.send_multipart([b"", request])
+            late = []
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 3.0:
+                sent = time.monotonic()
+                pub.publish_scores(2000 + len(late), [0.1, 0.2], 0.3)
+                got = receive(scores, lambda g: any(t.endswith(b".score") for t, _ in g), timeout_s=2.0)
+                assert got, "a score was not sent within 2 s"
+                late.append(time.monotonic() - sent)
+                time.sleep(0.05)
+        finally:
+            beats.close()
+        assert beats.max_gap() < 1.0, beats.times
+        assert max(late) < 0.5, late
+        assert pub.dropped_requests > 0
+        drops = [m for m in beats.statuses if "requests dropped" in m["detail"]]
+        assert drops and drops[0]["status"] == "source"
+
+
+def test_snapshots_are_paged_and_the_listener_follows_the_pages() -> None:
+    with Publisher("cam0", ANY_PORT, ANY_PORT, history=1024, snapshot_max_messages=100) as pub:
+        for k in range(700):
+            pub.publish_event(me(20 * k), fps=30.0)
+        assert pub.flush(5.0)
+        with Listener(pub.endpoint, pub.snapshot_endpoint, topics=["event"]) as listener:
+            seqs = []
+            deadline = time.monotonic() + 10
+            while len(seqs) < 700 and time.monotonic() < deadline:
+                item = listener.recv(0.5)
+                if isinstance(item, Received):
+                    seqs.append(item.seq)
+        assert seqs == list(range(1, 701))
+
+
+def test_seeded_fuzzer_cannot_stop_the_endpoint(ctx: zmq.Context, validator) -> None:
+    """Random bytes, deep nesting, huge frames, wrong frame counts and wrong types for 3 s."""
+    import random
+
+    rng = random.Random(13)
+    limit = 8192
+    with Publisher("cam0", ANY_PORT, ANY_PORT, heartbeat_s=0.25, max_request_bytes=limit) as pub:
+        pub.publish_event(me(0), fps=30.0)
+        beats = Beats(pub)
+        values = [None, True, 0, -1, 2**70, 1.5, "", "event", "x" * 300, [], {}, ["event"], {"a": 1}]
+
+        def request() -> list[bytes]:
+            pick = rng.randrange(6)
+            if pick == 0:
+                return [b"", rng.randbytes(rng.randrange(0, 2000))]
+            if pick == 1:
+                opener = rng.choice([b"[", b'{"a":'])
+                return [b"", opener * rng.randrange(100, limit // len(opener))]
+            if pick == 2:
+                return [b"", b"[" + b"0," * rng.randrange(limit // 2, 6 * limit) + b"0]"]
+            if pick == 3:
+                return [rng.randbytes(rng.randrange(0, 20)) for _ in range(rng.choice([0, 2, 3, 7]))] or [b""]
+            fields = {
+                "kind": rng.choice(["snapshot_request", "command", *values]),
+                "topic": rng.choice([*TOPICS, *values]),
+                "since": rng.choice(values),
+                "command": rng.choice(["neutral_restart", *values]),
+                "request_id": rng.choice(values),
+                "stream": rng.choice(["cam0", *values]),
+                "session": rng.choice(values),
+            }
+            keep = {k: v for k, v in fields.items() if rng.random() < 0.8}
+            return [b"", json.dumps(keep).encode()]
+
+        socks = [dealer(ctx, pub) for _ in range(4)]
+        sent = replies = 0
+        try:
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 3.0:
+                sock = rng.choice(socks)
+                with contextlib.suppress(zmq.Again):
+                    sock.send_multipart(request(), zmq.NOBLOCK)
+                    sent += 1
+                for s in socks:
+                    while s.poll(0):
+                        reply = json.loads(s.recv_multipart()[-1])
+                        validator.validate(reply)
+                        assert reply["error"] or reply["kind"] in ("snapshot", "command_reply")
+                        replies += 1
+                if sent % 50 == 0:
+                    pub.publish_event(me(20 * sent), fps=30.0)
+        finally:
+            beats.close()
+        assert replies > 0 and sent > 100
+        assert beats.max_gap() < 1.0, beats.times
+        # Still serving, and still publishing.
+        reply = ask_raw(dealer(ctx, pub), b"", b'{"kind": "snapshot_request", "topic": "event", "since": 0}')
+        assert reply["error"] is None and reply["head"] == pub.heads["event"]
+
+
+def test_commands_need_an_authenticated_client_or_the_localhost_option(ctx: zmq.Context, validator) -> None:
+    from stream.listen import send_command
+
+    calls: list[int] = []
+    with Publisher("cam0", ANY_PORT, ANY_PORT) as pub:
+        pub.on_command("neutral_restart", lambda: str(calls.append(1)))
+        refused = send_command(pub.snapshot_endpoint, "neutral_restart")
+        validator.validate(refused)
+        assert refused["ok"] is False and "--allow-local-commands" in refused["error"]
+        assert "--curve-public-keys" in refused["error"] and calls == []
+    with Publisher("cam0", ANY_PORT, ANY_PORT, allow_local_commands=True) as pub:
+        pub.on_command("neutral_restart", lambda: str(calls.append(1)))
+        assert send_command(pub.snapshot_endpoint, "neutral_restart")["ok"] is True and calls == [1]
+
+
+# ------------------------------------------------------------------------------------------
+# The journal: a write error is said everywhere, a torn line never survives a reopen
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_journal_on_a_full_device_is_reported_and_events_still_go_out(ctx: zmq.Context, validator) -> None:
+    errors: list[str] = []
+    with Publisher("cam0", ANY_PORT, None, journal="/dev/full", on_journal_error=errors.append) as pub:
+        sub = subscriber(ctx, pub)
+        for k in range(3):
+            pub.publish_event(me(20 * k), fps=30.0)
+        got = receive(sub, lambda g: sum(m["kind"] == "event" for _, m in g) >= 3 and len(g) >= 4)
+    events = [m for _, m in got if m["kind"] == "event"]
+    assert [m["seq"] for m in events] == [1, 2, 3]  # on the wire all the same
+    reports = [m for _, m in got if m["kind"] == "status" and m["status"] != "heartbeat"]
+    assert len(reports) == 1 and len(errors) == 1  # once, not once per message
+    validator.validate(reports[0])
+    detail = reports[0]["detail"]
+    assert detail == errors[0] == pub.journal_error
+    assert "/dev/full" in detail and "No space left on device" in detail and "before event #1" in detail
+
+
+_FULL_DISK_CHILD = r"""
+import json, resource, signal, sys, time
+import zmq
+from stream.intervals import ExpressionType, Interval
+from stream.publish import Publisher, topic_of
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
+ctx = zmq.Context()
+with Publisher("cam0", "tcp://127.0.0.1:*", None, journal=sys.argv[1], heartbeat_s=0.1) as pub:
+    sub = ctx.socket(zmq.SUB)
+    sub.subscribe(b"mespot.")
+    sub.connect(pub.endpoint)
+    while not sub.poll(100):
+        pass
+    for k in range(20):
+        pub.publish_event(Interval(20 * k, 20 * k + 9, ExpressionType.ME, score=0.5), fps=30.0)
+    pub.flush()
+    time.sleep(0.3)
+    while sub.poll(100):
+        print(sub.recv_multipart()[1].decode(), flush=True)
+sys.exit(1 if pub.journal_error else 0)
+"""
+
+
+def test_journal_on_a_full_file_system_ends_cleanly_and_nothing_is_unaccounted(tmp_path: Path) -> None:
+    """The file system fills up mid-line (a file-size limit stands in for a small tmpfs): the
+    journal keeps whole lines only, and it plus the status topic account for every event."""
+    import subprocess
+    import sys
+
+    journal = tmp_path / "cam0.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_CHILD, str(journal), "3000"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "write failed" in done.stderr and str(journal) in done.stderr
+    wire = [json.loads(line) for line in done.stdout.splitlines()]
+    wire_events = [m for m in wire if m["kind"] == "event"]
+    assert [m["seq"] for m in wire_events] == list(range(1, 21))
+    data = journal.read_bytes()
+    assert data.endswith(b"\n")  # the torn line was cut off
+    kept = [json.loads(line) for line in data.decode().splitlines()]
+    kept_events = [m for m in kept if m["kind"] == "event"]
+    assert 0 < len(kept_events) < 20 and kept_events == wire_events[: len(kept_events)]
+    report = next(m for m in wire if m["kind"] == "status" and "write failed" in m.get("detail", ""))
+    assert f"before event #{len(kept_events) + 1} " in report["detail"]
+    # Reopened (space again): appends start on a line of their own, and every line parses.
+    with Publisher("cam0", ANY_PORT, None, journal=journal) as pub:
+        pub.publish_event(me(0), fps=30.0)
+    lines = journal.read_text().splitlines()
+    assert len(lines) == len(kept) + 1 and all(json.loads(line)["schema"] == SCHEMA for line in lines)
+
+
+def test_a_torn_last_line_is_cut_off_when_the_journal_is_reopened(tmp_path: Path, caplog) -> None:
+    journal = tmp_path / "cam0.jsonl"
+    with Publisher("cam0", ANY_PORT, None, journal=journal) as pub:
+        pub.publish_event(me(0), fps=30.0)
+    whole = journal.read_bytes()
+    torn = b'{"schema":"mespot.events/1","kind":"event","stream":"cam0","seq":2,"onset'
+    journal.write_bytes(whole + torn)  # a crash in the middle of a line
+    with Publisher("cam0", ANY_PORT, None, journal=journal, journal_fsync=True) as pub:
+        assert pub.journal_repaired == len(torn)
+        pub.publish_event(me(40), fps=30.0)
+    assert "torn" in caplog.text
+    lines = journal.read_text().splitlines()
+    assert [json.loads(line)["onset_frame"] for line in lines] == [0, 40]
+    # A journal that is one torn line and nothing else.
+    journal.write_bytes(torn)
+    with Publisher("cam0", ANY_PORT, None, journal=journal) as pub:
+        pub.publish_event(me(80), fps=30.0)
+    assert [json.loads(line)["onset_frame"] for line in journal.read_text().splitlines()] == [80]

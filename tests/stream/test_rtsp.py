@@ -141,3 +141,27 @@ def test_close_interrupts_the_reconnect_wait(rtsp_server) -> None:
     assert time.monotonic() - t0 < 1.0
     assert not capture.running and not consumer.is_alive()
     assert result == [None]
+
+
+def test_credentials_in_a_url_are_never_shown(free_tcp_port: int, caplog) -> None:
+    from stream.errors import redact_url
+
+    assert redact_url("rtsp://admin:s3cret@cam.local:554/live?token=abc&x=1") == (
+        "rtsp://admin:***@cam.local:554/live?token=***&x=1"
+    )
+    assert redact_url("rtsps://:p@w0rd@10.0.0.2/a") == "rtsps://:***@10.0.0.2/a"
+    assert redact_url("clip.mp4") == "clip.mp4" and redact_url("rtsp://cam/a") == "rtsp://cam/a"
+    url = f"rtsp://admin:s3cret@127.0.0.1:{free_tcp_port}/clip?password=hunter2"
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(StreamUnreachable) as info:
+        open_source(url, open_timeout_s=1.0)
+    shown = str(info.value) + caplog.text
+    assert "admin:***@" in str(info.value) and str(free_tcp_port) in str(info.value)
+    assert "s3cret" not in shown and "hunter2" not in shown
+
+
+def test_a_source_with_credentials_is_named_without_them(rtsp_server) -> None:
+    url = rtsp_server.url.replace("rtsp://", "rtsp://viewer:s3cret@")
+    with RtspSource(url, open_timeout_s=10.0) as source:
+        assert source.name == rtsp_server.url.replace("rtsp://", "rtsp://viewer:***@")
+        assert isinstance(source.read(), Frame)  # the real URL, credentials included, was used

@@ -403,3 +403,13 @@ def test_smoothness_penalises_bursty_attention() -> None:
     _, bursty = method.loss(outputs(burst), tg, valid)
     assert bursty["smooth"] > 3 * smooth["smooth"] > 0
     assert smooth["smooth"] == pytest.approx(2 * 0.8 / 39)
+
+
+def test_the_operating_grid_lets_training_identities_choose_mode_and_type_rule() -> None:
+    from engine.methods import GimMethod, PwesMethod
+    from engine.train import OPERATING_GRID
+
+    grid = McwesMethod.operating_grid()
+    assert grid["mode"] == ("top", "threshold") and grid["type_rule"] == ("class", "duration")
+    assert {k: v for k, v in grid.items() if k in OPERATING_GRID} == dict(OPERATING_GRID)
+    assert PwesMethod.operating_grid() == grid and GimMethod.operating_grid() == OPERATING_GRID
