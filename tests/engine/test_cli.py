@@ -144,7 +144,12 @@ def test_a_cache_of_the_earlier_layout_is_taken_over_only_for_its_own_source(tmp
     cache = FeatureCache(tmp_path / "out", config)
     dm, dg = feature_dims(config)
     result = Extraction(
-        np.ones((3, dm), np.float32), np.ones((3, dg), np.float32), np.ones(3, bool), np.arange(3.0), [], config
+        np.ones((3, dm), np.float32),
+        np.ones((3, dg), np.float32),
+        np.ones(3, bool),
+        np.arange(3.0),
+        [],
+        config,
     )
     video, twin = tmp_path / "a" / "v 1.mp4", tmp_path / "a" / "v_1.mp4"
     video.parent.mkdir()
