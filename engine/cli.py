@@ -450,6 +450,50 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def retune_fold(bundle, network, dataset, features, trained_on, base, fields: list[str]):
+    """A fold's operating point chosen again on its training subjects' videos (`--retune`).
+
+    Args:
+        bundle, network: the fold's bundle and its network.
+        dataset, features: the dataset and its features (video id -> features).
+        trained_on: the fold's training subjects (bundle metadata).
+        base: the bundle's operating point (the fields not on the grid keep its values).
+        fields: FIELD=V1,V2,... pairs (values JSON, else text).
+
+    Returns:
+        The chosen ProposalConfig.
+    """
+    import json
+
+    from engine.train import choose_operating_point, predict
+    from stream.errors import ConfigError
+
+    method = bundle.method(network)
+    grid = dict(method.operating_grid())
+    for pair in fields:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name or not raw:
+            raise ConfigError(f"--retune {pair!r}: expected FIELD=V1,V2,...")
+        values = []
+        for item in raw.split(","):
+            try:
+                values.append(json.loads(item))
+            except json.JSONDecodeError:
+                values.append(item)
+        grid[name] = tuple(values)
+    train_videos = [
+        (v, features[v.video]) for v in dataset.videos if v.subject in trained_on and v.video in features
+    ]
+    if not train_videos:
+        raise ConfigError(f"{bundle.path}: --retune needs its training subjects' videos in the dataset")
+    scores = {r.video: predict(network, method, f) for r, f in train_videos}
+    point, report = choose_operating_point(train_videos, scores, base, grid)
+    log.info(
+        "%s: retuned on %d training videos, train F1 %.3f", bundle.path, len(train_videos), report.overall.f1
+    )
+    return point
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a bundle on a dataset, or re-evaluate a LOSO run from its per-fold bundles."""
     import json
@@ -477,6 +521,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"{run}: neither a bundle (bundle.json) nor a LOSO run (loso_report.json)")
     identity_of = {v.subject: v.identity for v in dataset.videos}
     reports, predictions, per_fold, shared_identities = {}, {}, {}, {}
+    per_fold_points: dict[str, dict] = {}
     for bundle, subjects in plan:
         meta = bundle.metadata
         # a fold's bundle: its held-out subjects (every subject of the held-out identity)
@@ -506,9 +551,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not videos:
             raise ConfigError(f"{bundle.path}: no video of subject(s) {sorted(wanted)} in {args.annotations}")
         network = bundle.network()
-        _, preds, report = spot_and_evaluate(
-            network, bundle.method(network), bundle.proposal_config(), videos
-        )
+        point = bundle.proposal_config()
+        if args.retune:
+            if not held_out_subjects:
+                raise ConfigError("--retune: only for a leave-one-out run folder (fold bundles)")
+            point = retune_fold(bundle, network, dataset, features, trained_on, point, args.retune)
+            per_fold_points[held_out] = point.to_dict()
+        _, preds, report = spot_and_evaluate(network, bundle.method(network), point, videos)
         key = held_out if held_out is not None else "all"
         reports[key] = report
         predictions.update(preds)
@@ -531,6 +580,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 "folds": per_fold,
                 # identities evaluated although other variants of them were trained on
                 "shared_identities": shared_identities,
+                "retune": args.retune or [],
+                "operating_points": per_fold_points,
             },
             indent=2,
         )
@@ -749,6 +800,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run", help="a bundle folder (bundle.json) or a `mespot train --loso` output folder")
     add_dataset_options(ev)
     ev.add_argument("--subjects", nargs="+", help="for a bundle: only these subjects (default: all)")
+    ev.add_argument(
+        "--retune",
+        action="append",
+        metavar="FIELD=V1,V2,...",
+        help="leave-one-out runs: choose each fold's operating point again on its own training "
+        "subjects, over the method's grid with this proposal field's values (JSON each, else "
+        "text) added or replaced; repeat for several fields. The held-out subjects never reach "
+        "the choice.",
+    )
     ev.add_argument("--out", required=True, help="folder for eval_report.json and predictions.csv")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_eval)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from engine.models.layers import (
     CausalConv1d,
     attention_mask,
+    banded_self_attention,
     masked_running_mean,
     masked_self_attention,
 )
@@ -68,10 +69,15 @@ class CSCM(nn.Module):
         pooled = masked_running_mean(x_main, valid, self.window, self.causal)  # (B, T, E)
         f_main = torch.sigmoid(self.main_gate(pooled))  # (B, T, E), eq. 1
         f_q = self.query(x_main)  # (B, T, E), eq. 2
-        allowed = attention_mask(valid, self.window, self.causal)  # (B, T, T)
+        if self.causal and not torch.onnx.is_in_onnx_export():
+            # The same numbers as the masked form at O(T W) (whole training videos); the exported
+            # scorer keeps the masked form, whose graph needs no block arithmetic on a short window.
+            attended = banded_self_attention(f_q, valid, self.window)  # (B, T, E)
+        else:
+            attended = masked_self_attention(f_q, attention_mask(valid, self.window, self.causal))
         # Zero at invalid snippets (W_f's bias would otherwise leak into eq. 4's convolution), so
         # a window padded with invalid snippets scores exactly as the unpadded sequence does.
-        f_core = self.core(masked_self_attention(f_q, allowed)) * valid.unsqueeze(-1).to(f_q.dtype)  # eq. 3
+        f_core = self.core(attended) * valid.unsqueeze(-1).to(f_q.dtype)  # eq. 3
         f_aux = self.aux_conv(x_aux + f_core)  # (B, T, E), eq. 4
         gate = torch.sigmoid(f_aux * f_main)  # (B, T, E), eq. 5
         return gate * x_main  # (B, T, E), eq. 6

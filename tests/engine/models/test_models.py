@@ -503,3 +503,15 @@ def test_input_norm_standardises_with_stored_training_statistics(network: str) -
     assert torch.allclose(a, b, atol=1e-5)
     with pytest.raises(ConfigError, match="input_norm"):
         set_input_statistics(plain, motion, geometry)
+
+
+@pytest.mark.parametrize(("t", "window"), [(1, 1), (5, 7), (17, 4), (64, 32), (100, 32)])
+def test_banded_self_attention_equals_the_masked_form(t: int, window: int) -> None:
+    from engine.models.layers import attention_mask, banded_self_attention, masked_self_attention
+
+    g = torch.Generator().manual_seed(t * 31 + window)
+    q = torch.randn(3, t, 8, generator=g)
+    valid = torch.rand(3, t, generator=g) > 0.2
+    valid[1] = False  # a sequence without a valid key: zeros, not NaN
+    full = masked_self_attention(q, attention_mask(valid, window))
+    torch.testing.assert_close(banded_self_attention(q, valid, window), full, atol=1e-6, rtol=1e-5)
