@@ -179,8 +179,8 @@ def banded_self_attention(q: Tensor, valid: Tensor, window: int) -> Tensor:
     the valid keys t - W + 1 .. t; a query without one returns zeros) at O(T W) instead of
     O(T^2) cost: the queries are cut into blocks of W, and each block attends, with one batched
     matrix product, to the 2W - 1 snippets that end with it under the causal band. On a
-    640-snippet training batch this is about 5 times faster than the full masked form
-    (forward and backward, one CPU thread).
+    640-snippet training batch this is about 4 times faster than the full masked form
+    (forward and backward, one CPU thread; `benchmarks/attention_speed.py`).
 
     Args:
         q: queries, which are also keys and values. # (B, T, C)

@@ -37,7 +37,11 @@ def test_live_policy_drops_oldest_frames_with_a_slow_consumer(videos: Path) -> N
     items = []
     for item in capture:
         items.append(item)
-        time.sleep(0.01)
+        # A consumer far slower than decoding: wait until the reader has filled the queue and
+        # gone on (not a fixed per-item delay, which a loaded machine's decoder can fall behind).
+        deadline = time.monotonic() + 5.0
+        while capture.dropped == 0 and capture.frames_read < 72 and time.monotonic() < deadline:
+            time.sleep(0.005)
     capture.close()
     frames = [i for i in items if isinstance(i, Frame)]
     indices = [f.index for f in frames]
