@@ -10,11 +10,12 @@ fully supervised upper bound uses `full_labels`, the weak methods video-level or
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Self
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from engine.data.features import VideoFeatures
@@ -22,6 +23,30 @@ from engine.data.records import VideoRecord
 from engine.proposals import ProposalConfig
 from stream.config import refuse_unknown_keys
 from stream.errors import ConfigError
+
+
+def eval_outputs(
+    network: nn.Module, videos: Sequence[tuple[VideoRecord, VideoFeatures]]
+) -> Iterator[tuple[dict[str, Tensor], Tensor]]:
+    """The network's outputs on each whole video, in eval mode under no_grad (the `Method`
+    contract for pseudo labels): ((outputs, batch of 1), valid (T,) bool) per video, in order.
+
+    The network's mode is restored when the iteration ends (or is abandoned), so labels made
+    from these outputs depend on the weights alone, never on a dropout draw. The caller's loop
+    body runs without grad too (the no_grad context spans the iteration).
+    """
+    was_training = network.training
+    network.eval()
+    device = next(network.parameters()).device
+    try:
+        with torch.no_grad():
+            for _, feats in videos:
+                motion = torch.as_tensor(np.asarray(feats.motion, dtype=np.float32), device=device)
+                geometry = torch.as_tensor(np.asarray(feats.geometry, dtype=np.float32), device=device)
+                valid = torch.as_tensor(np.asarray(feats.valid, dtype=bool), device=device)
+                yield network(motion[None], geometry[None], valid[None]), valid
+    finally:
+        network.train(was_training)
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ from torch import Tensor, nn
 from engine.data.features import VideoFeatures
 from engine.data.labels import PointFrame, point_frames, point_free_background, snippet_of_frame
 from engine.data.records import VideoRecord
-from engine.methods.base import Method, MethodConfig
+from engine.methods.base import Method, MethodConfig, eval_outputs
 from engine.proposals import PRESETS, ProposalConfig
 from stream.errors import ConfigError
 from stream.intervals import ExpressionType
@@ -603,23 +603,12 @@ class GimMethod(Method):
         self._epoch_done = epoch
         if self.stage(epoch) == 1:
             return None
-        was_training = network.training
-        network.eval()
-        device = next(network.parameters()).device
         fresh: list[dict[str, np.ndarray]] = []
-        try:
-            with torch.no_grad():
-                for (_, feats), tgt in zip(videos, targets, strict=True):
-                    motion = torch.as_tensor(np.asarray(feats.motion, dtype=np.float32), device=device)
-                    geometry = torch.as_tensor(np.asarray(feats.geometry, dtype=np.float32), device=device)
-                    valid = torch.as_tensor(np.asarray(feats.valid, dtype=bool), device=device)
-                    out = network(motion[None], geometry[None], valid[None])
-                    intensity = out["intensity"][0].double().cpu().numpy()  # (T,)
-                    features = out["intensity_embedding"][0].double().cpu().numpy()  # (T, E)
-                    labels = self.soft_targets(epoch, tgt["points"], feats, intensity, features, rng)
-                    fresh.append({**tgt, "labels": labels})
-        finally:
-            network.train(was_training)
+        for (out, _), (_, feats), tgt in zip(eval_outputs(network, videos), videos, targets, strict=True):
+            intensity = out["intensity"][0].double().cpu().numpy()  # (T,)
+            features = out["intensity_embedding"][0].double().cpu().numpy()  # (T, E)
+            labels = self.soft_targets(epoch, tgt["points"], feats, intensity, features, rng)
+            fresh.append({**tgt, "labels": labels})
         return fresh
 
     # ---- loss -----------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ from torch import Tensor, nn
 from engine.data.features import VideoFeatures
 from engine.data.labels import BACKGROUND, CLASS_OF, MAE, ME, point_free_background, point_labels
 from engine.data.records import VideoRecord
-from engine.methods.base import MethodConfig
+from engine.methods.base import MethodConfig, eval_outputs
 from engine.methods.mcwes import McwesConfig, McwesMethod, check_bool, check_number
 from engine.proposals import MAE_MAX_SECONDS
 from stream.errors import ConfigError
@@ -480,32 +480,22 @@ class PwesMethod(McwesMethod):
             The targets with ``pseudo`` replaced (the other entries shared, not copied).
         """
         c = self.config
-        was_training = network.training
-        network.eval()
-        device = next(network.parameters()).device
         fresh: list[dict[str, np.ndarray]] = []
-        try:
-            with torch.no_grad():
-                for (_, feats), tgt in zip(videos, targets, strict=True):
-                    motion = torch.as_tensor(np.asarray(feats.motion, dtype=np.float32), device=device)
-                    geometry = torch.as_tensor(np.asarray(feats.geometry, dtype=np.float32), device=device)
-                    valid = torch.as_tensor(np.asarray(feats.valid, dtype=bool), device=device)
-                    out = network(motion[None], geometry[None], valid[None])
-                    points = torch.as_tensor(tgt["points"], device=device)[:, ME : MAE + 1]  # (T, 2)
-                    known = torch.as_tensor(tgt["background"], device=device) > 0  # (T,)
-                    labels = mplg(
-                        out["embedding"][0],
-                        torch.sigmoid(out["tcam"][0, :, ME : MAE + 1]),
-                        out["attention"][0],
-                        points * valid.unsqueeze(-1),
-                        valid,
-                        c.select_ratio,
-                        c.fg_threshold,
-                        known if c.background_gap_s is not None else None,
-                    )
-                    fresh.append({**tgt, "pseudo": labels.cpu().numpy().astype(np.float32)})
-        finally:
-            network.train(was_training)
+        for (out, valid), tgt in zip(eval_outputs(network, videos), targets, strict=True):
+            device = valid.device
+            points = torch.as_tensor(tgt["points"], device=device)[:, ME : MAE + 1]  # (T, 2)
+            known = torch.as_tensor(tgt["background"], device=device) > 0  # (T,)
+            labels = mplg(
+                out["embedding"][0],
+                torch.sigmoid(out["tcam"][0, :, ME : MAE + 1]),
+                out["attention"][0],
+                points * valid.unsqueeze(-1),
+                valid,
+                c.select_ratio,
+                c.fg_threshold,
+                known if c.background_gap_s is not None else None,
+            )
+            fresh.append({**tgt, "pseudo": labels.cpu().numpy().astype(np.float32)})
         return fresh
 
     @property
