@@ -266,6 +266,7 @@ def test_augmentation_keeps_training_reproducible_and_changes_the_batches() -> N
     offsets = g.mean(dim=1)  # (3, 5): the per-sample offset dominates the per-snippet noise
     assert (offsets.std(dim=0) > 0.1).all()
     m0, g0 = augment_batch(motion, geometry, m_std, g_std, 1e-9, np.random.default_rng(0))
-    torch.testing.assert_close(m0, motion) and torch.testing.assert_close(g0, geometry)
+    torch.testing.assert_close(m0, motion)
+    torch.testing.assert_close(g0, geometry)
     with pytest.raises(ConfigError, match="augment"):
         TrainConfig(augment=2.0)
