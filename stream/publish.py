@@ -923,18 +923,7 @@ class Publisher:
             "wire only"
         )
         log.error("publisher %s: %s", self.stream, self.journal_error)
-        with contextlib.suppress(PublishError):  # the I/O thread failed meanwhile: logged above
-            self._emit(
-                "status",
-                {
-                    "status": "source",
-                    "frame_index": -1,
-                    "media_time_s": None,
-                    "capture_ns": time.monotonic_ns(),
-                    "detail": self.journal_error,
-                },
-                internal=True,
-            )
+        self._source_status(self.journal_error)
         if self._on_journal_error is not None:
             try:
                 self._on_journal_error(self.journal_error)
@@ -1003,6 +992,15 @@ class Publisher:
             return
         self._reported_drops = self.dropped_requests
         self._next_drop_report = now + _DROP_REPORT_S
+        self._source_status(
+            f"snapshot endpoint: {new} requests dropped ({self.dropped_requests} in all): "
+            f"more came than it serves (the oldest go when {self.max_pending_requests} wait, "
+            "or a client does not read its replies)"
+        )
+
+    def _source_status(self, detail: str) -> None:
+        """A status event about the publisher itself (journal, endpoint), from its I/O thread;
+        nothing if that thread has failed meanwhile (its failure is logged already)."""
         with contextlib.suppress(PublishError):
             self._emit(
                 "status",
@@ -1011,9 +1009,7 @@ class Publisher:
                     "frame_index": -1,
                     "media_time_s": None,
                     "capture_ns": time.monotonic_ns(),
-                    "detail": f"snapshot endpoint: {new} requests dropped ({self.dropped_requests} in all): "
-                    f"more came than it serves (the oldest go when {self.max_pending_requests} wait, "
-                    "or a client does not read its replies)",
+                    "detail": detail,
                 },
                 internal=True,
             )
