@@ -39,11 +39,16 @@ def _path_bytes(path: Path) -> bytes:
     return os.fsencode(str(path))
 
 
+def _readable(resolved: Path) -> str:
+    """A resolved path's last three parts, made filesystem-safe (the earlier layout's whole key)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "__".join(resolved.parts[-3:])).strip("_")
+
+
 def source_key(source: Path) -> str:
     """A file name for a source: its path's last parts made filesystem-safe, plus a hash of the
     full resolved path (the readable part alone is lossy)."""
     resolved = source.resolve()
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", "__".join(resolved.parts[-3:])).strip("_")[:120]
+    readable = _readable(resolved)[:120]
     digest = hashlib.sha256(_path_bytes(resolved)).hexdigest()[:16]
     return f"{digest}-{readable}"
 
@@ -106,7 +111,7 @@ class FeatureCache:
         source (the full resolved path) and the size and mtime still match; else None. Caches
         made before the keys carried a path hash are not extracted again."""
         resolved = source.resolve()
-        old_key = re.sub(r"[^A-Za-z0-9._-]+", "_", "__".join(resolved.parts[-3:])).strip("_")
+        old_key = _readable(resolved)
         old_npz, old_meta = self.folder / f"{old_key}.npz", self.folder / f"{old_key}.json"
         if not (old_npz.exists() and old_meta.exists()):
             return None

@@ -97,22 +97,12 @@ def test_a_binary_list_file_is_refused_with_its_name(tmp_path: Path, capsys: pyt
     assert f"{latin}: not a list file: not UTF-8 text" in capsys.readouterr().err
 
 
-def test_the_feature_cache_tells_apart_names_that_differ_in_non_ascii_or_spaces(tmp_path: Path) -> None:
-    import os
-
-    from stream.extract_cache import FeatureCache
+def three_snippets(config: FeatureConfig):
+    """An extraction result of three valid snippets for `config` (what the cache stores)."""
     from stream.pipeline import Extraction
 
-    config = FeatureConfig()
-    cache = FeatureCache(tmp_path / "out", config)
     dm, dg = feature_dims(config)
-    names = ["café 1.mp4", "cafè 1.mp4", "caf_ 1.mp4", "café_1.mp4"]
-    for k, name in enumerate(names):
-        path = tmp_path / name
-        path.write_bytes(bytes([k]) * 4096)  # same size
-        os.utime(path, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))  # same mtime
-    first = tmp_path / names[0]
-    result = Extraction(
+    return Extraction(
         np.ones((3, dm), np.float32),
         np.ones((3, dg), np.float32),
         np.ones(3, bool),
@@ -120,6 +110,22 @@ def test_the_feature_cache_tells_apart_names_that_differ_in_non_ascii_or_spaces(
         [],
         config,
     )
+
+
+def test_the_feature_cache_tells_apart_names_that_differ_in_non_ascii_or_spaces(tmp_path: Path) -> None:
+    import os
+
+    from stream.extract_cache import FeatureCache
+
+    config = FeatureConfig()
+    cache = FeatureCache(tmp_path / "out", config)
+    names = ["café 1.mp4", "cafè 1.mp4", "caf_ 1.mp4", "café_1.mp4"]
+    for k, name in enumerate(names):
+        path = tmp_path / name
+        path.write_bytes(bytes([k]) * 4096)  # same size
+        os.utime(path, ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))  # same mtime
+    first = tmp_path / names[0]
+    result = three_snippets(config)
     npz = cache.store(first, result)
     assert cache.lookup(first) == npz
     for name in names[1:]:
@@ -138,19 +144,10 @@ def test_a_cache_of_the_earlier_layout_is_taken_over_only_for_its_own_source(tmp
     import re
 
     from stream.extract_cache import FeatureCache
-    from stream.pipeline import Extraction
 
     config = FeatureConfig()
     cache = FeatureCache(tmp_path / "out", config)
-    dm, dg = feature_dims(config)
-    result = Extraction(
-        np.ones((3, dm), np.float32),
-        np.ones((3, dg), np.float32),
-        np.ones(3, bool),
-        np.arange(3.0),
-        [],
-        config,
-    )
+    result = three_snippets(config)
     video, twin = tmp_path / "a" / "v 1.mp4", tmp_path / "a" / "v_1.mp4"
     video.parent.mkdir()
     for p in (video, twin):
