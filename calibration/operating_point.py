@@ -732,12 +732,15 @@ def dataset_videos(
     features_dir: Path,
     bundle: Bundle,
     subjects: Sequence[str] | None = None,
+    *,
+    skip_empty: bool = False,
 ) -> list[Video]:
     """A dataset's videos (of `subjects`; None: all) with the bundle's features, extracted into
-    `features_dir` when missing (``engine.data.features.dataset_features``)."""
+    `features_dir` when missing (``engine.data.features.dataset_features``); with skip_empty, a
+    video that yields no valid snippet is left out with a warning instead of an error."""
     from engine.data.features import dataset_features
 
-    features = dataset_features(dataset, media, features_dir, bundle.feature_config)
+    features = dataset_features(dataset, media, features_dir, bundle.feature_config, skip_empty=skip_empty)
     wanted = None if subjects is None else set(subjects)
     return [
         (v, features[v.video])
@@ -758,7 +761,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     subjects, others = calibration_subjects(
         bundle, dataset.subjects(), args.subjects, allow_other_subjects=args.allow_other_subjects
     )
-    videos = dataset_videos(dataset, media, Path(args.features), bundle, subjects)
+    videos = dataset_videos(dataset, media, Path(args.features), bundle, subjects, skip_empty=args.skip_empty)
     if not videos:
         raise CalibrationError(f"no video of subject(s) {subjects} has features in {args.features}")
     trained_on = bundle.metadata.get("annotations")

@@ -549,12 +549,16 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     bundle = load_bundle(args.bundle)
     dataset, media = load_annotations(args)
-    videos = dataset_videos(dataset, media, Path(args.features), bundle, args.subjects)
+    videos = dataset_videos(
+        dataset, media, Path(args.features), bundle, args.subjects, skip_empty=args.skip_empty
+    )
     if not videos:
         raise ConfigError(f"no video of {args.annotations} has features for {bundle.path}")
     if args.precision == "int8":
         subjects, _ = calibration_subjects(bundle, dataset.subjects())  # the training subjects
-        training = dataset_videos(dataset, media, Path(args.features), bundle, subjects)
+        training = dataset_videos(
+            dataset, media, Path(args.features), bundle, subjects, skip_empty=args.skip_empty
+        )
         windows = feature_windows(training, int(bundle.window or 1), args.calibration_windows, seed=args.seed)
         graph = quantize_int8(
             bundle.path,

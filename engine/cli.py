@@ -159,6 +159,17 @@ def load_annotations(args: argparse.Namespace):
     return dataset, media
 
 
+def annotated_features(args: argparse.Namespace, dataset, media, config):
+    """The features of every video of a dataset, and the dataset itself, less the videos that
+    yield no valid snippet when the user asked to skip them (`--skip-empty`)."""
+    from engine.data.features import dataset_features
+
+    features = dataset_features(dataset, media, Path(args.features), config, skip_empty=args.skip_empty)
+    if len(features) < len(dataset.videos):
+        dataset = dataset.with_videos(features)
+    return dataset, features
+
+
 def protocol_header(dataset, group: str, n_folds: int) -> str:
     """'leave-one-identity-out over N identities' (or subjects), as the run reports print it."""
     if group == "identity":
@@ -193,13 +204,13 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     import json
 
     from engine.baseline import loso
-    from engine.data.features import dataset_features
     from engine.evaluate import write_megc_csv
 
     dataset, media = load_annotations(args)
     print(dataset.summary(), file=sys.stderr)
-    plan = dataset.folds(args.group)  # before extracting: fewer than two groups fails here
-    features = dataset_features(dataset, media, Path(args.features), feature_config(args))
+    dataset.folds(args.group)  # before extracting: fewer than two groups fails here
+    dataset, features = annotated_features(args, dataset, media, feature_config(args))
+    plan = dataset.folds(args.group)  # again: a skipped video may have taken a subject with it
     subject_of = {v.video: v.subject for v in dataset.videos}
     truths = {v.video: list(v.expressions) for v in dataset.videos}
     result = loso(plan, features, subject_of, truths)
@@ -322,7 +333,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     import json
 
     from engine.bundle import feature_dims, save_bundle
-    from engine.data.features import dataset_features
     from engine.evaluate import write_megc_csv
     from engine.methods import METHODS, build_method
     from engine.models import NetworkConfig
@@ -334,7 +344,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(dataset.summary(), file=sys.stderr)
     if args.loso:
         dataset.folds(args.group)  # before extracting: fewer than two groups fails here
-    features = dataset_features(dataset, media, Path(args.features), fconfig)
+    dataset, features = annotated_features(args, dataset, media, fconfig)
     network_name = args.network or METHOD_NETWORKS.get(args.method, "mcwes")
     # The method's own schedule where the command line is silent.
     schedule = dict(METHODS.get(args.method).training_defaults) if args.method in METHODS else {}
@@ -499,7 +509,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
     from engine.bundle import load_bundle
-    from engine.data.features import dataset_features
     from engine.evaluate import evaluate_folds, write_megc_csv
     from engine.train import spot_and_evaluate
     from stream.errors import ConfigError
@@ -544,7 +553,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 bundle.path,
                 shared,
             )
-        features = dataset_features(dataset, media, Path(args.features), bundle.feature_config)
+        dataset, features = annotated_features(args, dataset, media, bundle.feature_config)
         videos = [
             (v, features[v.video]) for v in dataset.videos if v.subject in wanted and v.video in features
         ]
@@ -636,6 +645,12 @@ def add_dataset_options(p: argparse.ArgumentParser) -> None:
         "--media", help="folder of the videos named by video id (default: videos/ beside the annotation file)"
     )
     p.add_argument("--features", required=True, help="feature cache folder (as `mespot extract --out`)")
+    p.add_argument(
+        "--skip-empty",
+        action="store_true",
+        help="a video that yields no valid snippet is left out with a warning naming it "
+        "(default: an error naming it, exit 1, before any training)",
+    )
 
 
 def add_feature_options(p: argparse.ArgumentParser) -> None:

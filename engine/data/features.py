@@ -12,7 +12,7 @@ import numpy as np
 
 from engine.data.records import Dataset, VideoRecord
 from stream.config import FeatureConfig
-from stream.errors import SourceNotFound
+from stream.errors import SourceEmpty, SourceNotFound
 from stream.extract_cache import FeatureCache, load_features, require_snippets
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ def dataset_features(
     config: FeatureConfig | None = None,
     *,
     extract: Callable[[Path, FeatureConfig, FeatureCache, float | None], Path] | None = None,
+    skip_empty: bool = False,
 ) -> dict[str, VideoFeatures]:
     """Features of every video of a dataset, extracting the ones not yet in the cache.
 
@@ -87,10 +88,12 @@ def dataset_features(
         extract: how to extract one missing input into the cache, given the input, the
             configuration, the cache and the frame rate of a frame folder; returns its .npz
             (default: the pipeline in replay mode).
+        skip_empty: a video that yields no valid snippet is left out of the result with a
+            warning naming it, instead of an error (`Dataset.with_videos` drops it from the set).
 
     Raises:
         SourceNotFound: a video's file or frame folder is missing.
-        SourceEmpty: a video yields no valid snippet (named with its file).
+        SourceEmpty: a video yields no valid snippet (named with its file), unless skip_empty.
     """
     config = config or FeatureConfig()
     cache = FeatureCache(cache_dir, config)
@@ -98,18 +101,24 @@ def dataset_features(
     for i, record in enumerate(dataset.videos, 1):
         path = media_path(record, media_dir)
         npz = cache.lookup(path)
-        if npz is None and extract is None and (found := cache.lookup_view(path)) is not None:
-            source_npz, view = found
-            log.info("%s: features read out of %s (%s)", record.video, source_npz.parent.name, path)
-            arrays = view.apply(load_features(source_npz))
-        else:
-            if npz is None:
-                print(f"[{i}/{len(dataset.videos)}] extracting {path}", file=sys.stderr)
-                # frame folders carry no timestamps: their rate is the dataset's (200 for SAMM-LV)
-                npz = (extract or _extract)(path, config, cache, record.fps if path.is_dir() else None)
-            arrays = load_features(npz)
-        # A video with nothing to learn from or score is named here, not by a tensor error later.
-        require_snippets(path, arrays["valid"], record.video)
+        try:
+            if npz is None and extract is None and (found := cache.lookup_view(path)) is not None:
+                source_npz, view = found
+                log.info("%s: features read out of %s (%s)", record.video, source_npz.parent.name, path)
+                arrays = view.apply(load_features(source_npz))
+            else:
+                if npz is None:
+                    print(f"[{i}/{len(dataset.videos)}] extracting {path}", file=sys.stderr)
+                    # frame folders carry no timestamps: their rate is the dataset's (200 for SAMM-LV)
+                    npz = (extract or _extract)(path, config, cache, record.fps if path.is_dir() else None)
+                arrays = load_features(npz)
+            # A video with nothing to learn from or score is named here, not by a tensor error later.
+            require_snippets(path, arrays["valid"], record.video)
+        except SourceEmpty as exc:
+            if not skip_empty:
+                raise
+            log.warning("skipped (--skip-empty): %s", exc)
+            continue
         out[record.video] = VideoFeatures(
             video=record.video,
             motion=arrays["motion"],

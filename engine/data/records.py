@@ -475,6 +475,13 @@ class Dataset:
         repairs = tuple(r for r in self.repairs if r.video in names)
         return Dataset(self.name, self.fps, videos, repairs, self.source)
 
+    def with_videos(self, videos: Iterable[str]) -> Dataset:
+        """The dataset restricted to some videos (a subject left with none disappears)."""
+        names = set(videos)
+        kept = tuple(v for v in self.videos if v.video in names)
+        repairs = tuple(r for r in self.repairs if r.video in names)
+        return Dataset(self.name, self.fps, kept, repairs, self.source)
+
     def loso_folds(self) -> list[tuple[tuple[str, ...], str]]:
         """Leave-one-subject-out folds: (training subjects, test subject), one per subject.
 

@@ -85,6 +85,41 @@ def test_inputs_that_yield_no_snippet_are_named_errors(tmp_path: Path, capsys: p
         dataset_features(load_dataset("csv", annotations), media, tmp_path / "f")
 
 
+def test_train_and_eval_name_an_empty_video_or_skip_it_when_asked(
+    tmp_path: Path, videos: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A dataset with a video that yields no snippet: train fails naming it before any training,
+    or, with --skip-empty, trains on the rest and warns; eval does the same."""
+    import cv2
+
+    media = tmp_path / "videos"
+    media.mkdir()
+    shutil.copy(videos / "single_face.mp4", media / "good.mp4")
+    writer = cv2.VideoWriter(str(media / "one.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (160, 120))
+    writer.write(np.full((120, 160, 3), 128, np.uint8))
+    writer.release()
+    annotations = tmp_path / "annotations.csv"
+    annotations.write_text("video,subject,onset,apex,offset,type\ngood,p1,10,20,40,MaE\none,p2,,,,\n")
+    common = [str(annotations), "--features", str(tmp_path / "f"), "--quiet"]
+    out = tmp_path / "run"
+    code = main(["train", *common, "--method", "gim", "--epochs", "1", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code != 0 and f"{media / 'one.mp4'}: yields no snippet" in err, err
+    assert "Traceback" not in err and not out.exists()  # refused before training, nothing saved
+    code = main(["train", *common, "--method", "gim", "--epochs", "1", "--out", str(out), "--skip-empty"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert f"skipped (--skip-empty): {media / 'one.mp4'}: yields no snippet" in caplog.text
+    assert (out / "bundle.json").is_file()
+    caplog.clear()
+    code = main(["eval", str(out), *common, "--out", str(tmp_path / "ev"), "--subjects", "p1", "p2"])
+    err = capsys.readouterr().err
+    assert code != 0 and f"{media / 'one.mp4'}: yields no snippet" in err and "Traceback" not in err, err
+    code = main(["eval", str(out), *common, "--out", str(tmp_path / "ev"), "--subjects", "p1", "p2", "--skip-empty"])
+    capsys.readouterr()
+    assert code == 0 and "skipped (--skip-empty)" in caplog.text
+
+
 def test_a_binary_list_file_is_refused_with_its_name(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     lst = tmp_path / "videos.txt"
     lst.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)))  # a video named .txt
