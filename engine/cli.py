@@ -869,6 +869,9 @@ def main(argv: list[str] | None = None) -> int:
     with startup_signals(lambda: live_journal_of(argv) if "live" in argv else None):
         args = build_parser().parse_args(argv)
     args.argv = argv  # recorded in the bundles a command writes
+    from stream.native_logs import quiet_native_logs
+
+    quiet_native_logs(args.verbose)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -1284,6 +1284,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_live_arguments(parser)
     args = parser.parse_args(argv)
+    from stream.native_logs import quiet_native_logs
+
+    quiet_native_logs(args.verbose)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     stop, received = threading.Event(), []
     stop_on_signals(stop, received)
