@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -59,6 +59,41 @@ def free_port() -> int:
 def free_tcp_port() -> int:
     """A loopback TCP port with no listener (connections to it are refused)."""
     return free_port()
+
+
+@pytest.fixture
+def tcp_endpoint() -> Callable[[], str]:
+    """Makes ZeroMQ endpoints on 127.0.0.1 with fixed, currently free ports (a process that is
+    restarted binds the same ones again)."""
+    return lambda: f"tcp://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def looped_face(videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[float], Path]:
+    """Makes a recording of a face of a given length: the real single-face clip played forward
+    and backward (a face throughout, at its 30 fps), written once per length."""
+    import cv2
+
+    folder = tmp_path_factory.mktemp("looped")
+
+    @functools.cache
+    def make(seconds: float) -> Path:
+        cap = cv2.VideoCapture(str(videos / "single_face.mp4"))
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        frames = []
+        while (got := cap.read())[0]:
+            frames.append(got[1])
+        cap.release()
+        h, w = frames[0].shape[:2]
+        out = folder / f"face_{seconds:g}s.mp4"
+        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        cycle = frames + frames[-2:0:-1]
+        for k in range(int(seconds * fps)):
+            writer.write(cycle[k % len(cycle)])
+        writer.release()
+        return out
+
+    return make
 
 
 class RtspServer:

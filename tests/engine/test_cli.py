@@ -115,7 +115,9 @@ def test_train_and_eval_name_an_empty_video_or_skip_it_when_asked(
     code = main(["eval", str(out), *common, "--out", str(tmp_path / "ev"), "--subjects", "p1", "p2"])
     err = capsys.readouterr().err
     assert code != 0 and f"{media / 'one.mp4'}: yields no snippet" in err and "Traceback" not in err, err
-    code = main(["eval", str(out), *common, "--out", str(tmp_path / "ev"), "--subjects", "p1", "p2", "--skip-empty"])
+    code = main(
+        ["eval", str(out), *common, "--out", str(tmp_path / "ev"), "--subjects", "p1", "p2", "--skip-empty"]
+    )
     capsys.readouterr()
     assert code == 0 and "skipped (--skip-empty)" in caplog.text
 

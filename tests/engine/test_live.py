@@ -13,7 +13,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -60,12 +59,6 @@ RECIPE = {"videos": 1, "seconds": 24.0, "seed": 1, "density": 30.0, "distractors
 # 0.2-1.0, so the floor asks for half the MaEs: a broken live path (misaligned scores, lost events)
 # finds none, a working one with this model finds most.
 MAE_RECALL_FLOOR = 0.5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -168,8 +161,10 @@ def as_interval(m: dict) -> Interval:
 # ------------------------------------------------------------------------------------------
 
 
-def test_end_to_end_replay_publishes_to_subscribers_and_journal(recording: Recording, tmp_path: Path) -> None:
-    pub, snap = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+def test_end_to_end_replay_publishes_to_subscribers_and_journal(
+    recording: Recording, tmp_path: Path, tcp_endpoint
+) -> None:
+    pub, snap = tcp_endpoint(), tcp_endpoint()
     journal = tmp_path / "cam0.jsonl"
     listen = [sys.executable, "-m", "stream.listen", pub, "--snapshot", snap, "--json"]
     early = Proc([*listen, "--topics", "event", "status", "--timeout", "240"])
@@ -457,9 +452,9 @@ def test_a_dropped_rtsp_feed_is_reported_and_the_run_goes_on(rtsp_server, tmp_pa
     assert journal[-1]["detail"] == "end: stopped"
 
 
-def test_sigterm_stops_run_live_cleanly(tmp_path: Path) -> None:
+def test_sigterm_stops_run_live_cleanly(tmp_path: Path, tcp_endpoint) -> None:
     journal = tmp_path / "live.jsonl"
-    pub, snap = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    pub, snap = tcp_endpoint(), tcp_endpoint()
     live = Proc([sys.executable, "run_live.py", "--journal", str(journal), "--pub", pub, "--snapshot", snap])
     try:
         # sim:// realtime is running once the face is found (the status line is printed then)

@@ -13,14 +13,12 @@ import contextlib
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import cv2
 import pytest
 import zmq
 
@@ -30,32 +28,6 @@ from stream.publish import TOPICS
 REPO = Path(__file__).resolve().parents[2]
 CLIP_S = 14.0  # long enough for the abuse to happen while it plays, paced in real time
 RSS_GROWTH_LIMIT_MB = 120  # a flood used to add 340 MB, a 50 MB request 300 MB
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def looped_recording(source: Path, out: Path, seconds: float) -> Path:
-    """The clip played forward and backward until `seconds` long (a face throughout)."""
-    cap = cv2.VideoCapture(str(source))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    cycle = frames + frames[-2:0:-1]
-    for k in range(int(seconds * fps)):
-        writer.write(cycle[k % len(cycle)])
-    writer.release()
-    return out
 
 
 def rss_mb(pid: int) -> float:
@@ -172,11 +144,11 @@ def abuse(snapshot: str, seconds: float, seed: int = 7) -> int:
 
 @pytest.mark.timeout(150)
 def test_a_spotter_under_abuse_keeps_its_cadence_frames_memory_and_journal(
-    tmp_path: Path, videos: Path
+    tmp_path: Path, looped_face, tcp_endpoint
 ) -> None:
-    clip = looped_recording(videos / "single_face.mp4", tmp_path / "face.mp4", CLIP_S)
+    clip = looped_face(CLIP_S)
     journal = tmp_path / "journal.jsonl"
-    pub, snap = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    pub, snap = tcp_endpoint(), tcp_endpoint()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "run_live.py"), "--source", str(clip), "--realtime",
