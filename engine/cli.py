@@ -366,9 +366,21 @@ def lookahead_option(args: argparse.Namespace, fconfig) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Handler of ``mespot train``; under ``torchrun`` every process trains, rank 0 writes."""
+    from engine import distributed
+
+    group = distributed.current()
+    try:
+        return _train(args, group)
+    finally:
+        distributed.shutdown()
+
+
+def _train(args: argparse.Namespace, group) -> int:
     import dataclasses
     import json
 
+    from engine import distributed
     from engine.bundle import feature_dims, save_bundle
     from engine.evaluate import write_megc_csv
     from engine.methods import METHODS, build_method
@@ -377,11 +389,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     fconfig = feature_config(args)
     lookahead = lookahead_option(args, fconfig)  # before reading any data: a bad value fails here
+    main = group is None or group.is_main  # the process that prints and writes the run
     dataset, media = load_annotations(args)
-    print(dataset.summary(), file=sys.stderr)
+    if main:
+        print(dataset.summary(), file=sys.stderr)
     if args.loso:
         dataset.folds(args.group)  # before extracting: fewer than two groups fails here
-    dataset, features = annotated_features(args, dataset, media, fconfig)
+    with distributed.main_first():  # rank 0 fills the feature cache, the others read it
+        dataset, features = annotated_features(args, dataset, media, fconfig)
     network_name = args.network or METHOD_NETWORKS.get(args.method, "mcwes")
     # The method's own schedule where the command line is silent.
     schedule = dict(METHODS.get(args.method).training_defaults) if args.method in METHODS else {}
@@ -415,6 +430,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         label = f"{label[:-1]}, look-ahead {lookahead} snippets = {lookahead * fconfig.hop_s:.3g} s)"
     if args.loso:
         result = loso(dataset, features, config, group=args.group, folds=args.folds, progress=not args.quiet)
+        if not main:
+            return 0
         print(
             f"{label}, {protocol_header(dataset, args.group, len(result.folds))} ({dataset.name}), "
             f"{result.wall_s:.0f} s"
@@ -464,6 +481,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     "train_f1": {s: r.overall.f1 for s, r in result.train_reports.items()},
                     "histories": result.histories,
                     "wall_s": result.wall_s,
+                    "processes": distributed.describe(group),
                 },
                 indent=2,
             )
@@ -476,6 +494,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     method = build_method(config.method, network, config.method_options)
     scores = {r.video: predict(network, method, f) for r, f in videos}
     point, report = choose_operating_point(videos, scores, config.proposals, method.operating_grid())
+    if not main:
+        return 0
     save_bundle(
         out,
         network,
@@ -488,6 +508,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             train_subjects=sorted({v.subject for v, _ in videos}),
             train_report=report.to_dict(),
             history=history,
+            processes=distributed.describe(group),
         ),
         overwrite=True,
     )

@@ -331,6 +331,12 @@ def train(
                 f"video {f.video}: features {f.motion.shape[1]} + {f.geometry.shape[1]} wide, network "
                 f"expects motion_dim={config.network.motion_dim}, geometry_dim={config.network.geometry_dim}"
             )
+    from engine import distributed
+
+    group = distributed.current()  # None unless under torchrun (engine/distributed.py)
+    if group is not None:  # refuse a batch that does not split evenly, before any training
+        whole = METHODS.get(config.method).whole_videos
+        group.rows(min(config.batch_size, len(videos)) if whole else config.batch_size)
     rng = np.random.default_rng(config.seed)
     history: list[dict[str, float]] = []
     videos = [(rec, network_inputs(feats, config.network)) for rec, feats in videos]
@@ -356,6 +362,10 @@ def train(
         method.prepare(targets)
         optimiser = torch.optim.Adam(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         network.train()
+        # Under torchrun the forward and backward go through DDP (gradients averaged); the method
+        # keeps the plain network for its own eval-mode forwards.
+        model = group.wrap(network) if group is not None else network
+        progress = progress and (group is None or group.is_main)
         bar = tqdm(range(config.epochs), desc=f"train {config.method}", disable=not progress, leave=False)
         step = 0
         order: list[int] = []
@@ -386,7 +396,10 @@ def train(
                         motion, geometry, motion_std, geometry_std, config.augment, rng
                     )
                 step += 1
-                outputs = network(motion, geometry, valid)
+                if group is not None:  # every process drew the same global batch: take our rows
+                    motion, geometry, valid, tgt = group.shard(motion, geometry, valid, tgt)
+                model.train()
+                outputs = model(motion, geometry, valid)
                 loss, parts = method.loss(outputs, tgt, valid)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
@@ -395,7 +408,10 @@ def train(
                 optimiser.step()
                 for k, v in {"loss": float(loss.detach()), **parts}.items():
                     sums[k] = sums.get(k, 0.0) + v
-            record = {"epoch": float(epoch), **{k: v / steps for k, v in sums.items()}}
+            means = {k: v / steps for k, v in sums.items()}
+            if group is not None:
+                means = group.mean(means)
+            record = {"epoch": float(epoch), **means}
             history.append(record)
             bar.set_postfix(loss=f"{record['loss']:.4f}")
             log.debug("epoch %d: %s", epoch, record)
