@@ -133,6 +133,25 @@ def cmd_extract(args: argparse.Namespace) -> int:
     sources = expand_inputs(args.inputs) if args.inputs else [bundled_clip()]
     failures = 0
     print(f"feature config {config.digest()} -> {cache.folder}", file=sys.stderr)
+    if args.ray is not None:
+        from stream.ray_extract import extract_on_ray
+
+        _, failed = extract_on_ray(
+            sources,
+            config,
+            cache,
+            address=None if args.ray == "local" else args.ray,
+            cpus=args.ray_cpus,
+            force=args.force,
+            source_fps=args.source_fps,
+        )
+        for empty, why in failed.values():
+            if empty and args.skip_empty:
+                print(f"warning: skipped: {why}", file=sys.stderr)
+            else:
+                print(f"error: {why}", file=sys.stderr)
+                failures += 1
+        return 1 if failures else 0
     for source in sources:
         try:
             extract_cached(
@@ -765,6 +784,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="video file, frame folder, or a list file (.txt/.csv) of them",
     )
     ex.add_argument("--out", required=True, help="output folder (a subfolder per feature configuration)")
+    ex.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="spread the inputs over a Ray cluster (ray://head:10001, auto); with no address, a "
+        "local one on this machine; the cache and its files are those of a serial run (needs the "
+        "ray extra)",
+    )
+    ex.add_argument("--ray-cpus", type=int, help="the local Ray cluster's size in CPUs (default: every core)")
     ex.add_argument(
         "--skip-empty",
         action="store_true",
