@@ -48,7 +48,7 @@ from typing import Any
 import zmq
 
 from stream.errors import ConfigError
-from stream.publish import SCHEMA, _encode, _request_id, _shown
+from stream.publish import _encode, _request_id, _shown, snapshot_reply_base
 
 log = logging.getLogger(__name__)
 
@@ -369,22 +369,8 @@ class Broker:
             )
 
     def _error(self, rid: object, stream: object, error: str) -> bytes:
-        return _encode(
-            {
-                "schema": SCHEMA,
-                "kind": "snapshot",
-                "stream": stream if isinstance(stream, str) and stream in self.owner else "broker",
-                "session": self.session,
-                "request_id": _request_id(rid),
-                "topic": None,
-                "since": 0,
-                "oldest": None,
-                "head": 0,
-                "complete": False,
-                "messages": [],
-                "error": error,
-            }
-        )
+        known = isinstance(stream, str) and stream in self.owner
+        return _encode(snapshot_reply_base(stream if known else "broker", self.session, rid, error))
 
     def _reply(self, envelope: list[bytes], data: bytes) -> None:
         assert self._router is not None

@@ -242,6 +242,24 @@ def _request_id(rid: object) -> str | int | None:
     return rid if isinstance(rid, str | int) and not isinstance(rid, bool) else None
 
 
+def snapshot_reply_base(stream: str, session: str, rid: object, error: str | None) -> dict[str, Any]:
+    """An empty snapshot reply (no messages), with `error` when the request was refused."""
+    return {
+        "schema": SCHEMA,
+        "kind": "snapshot",
+        "stream": stream,
+        "session": session,
+        "request_id": _request_id(rid),
+        "topic": None,
+        "since": 0,
+        "oldest": None,
+        "head": 0,
+        "complete": False,
+        "messages": [],
+        "error": error,
+    }
+
+
 def _shown(value: object, limit: int = 80) -> str:
     """A request's value as an error message shows it: short, whatever a client sent."""
     if isinstance(value, str | int | float | bool) or value is None:
@@ -1079,20 +1097,7 @@ class Publisher:
         return reply
 
     def _snapshot_base(self, rid: object, error: str | None) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA,
-            "kind": "snapshot",
-            "stream": self.stream,
-            "session": self.session,
-            "request_id": _request_id(rid),
-            "topic": None,
-            "since": 0,
-            "oldest": None,
-            "head": 0,
-            "complete": False,
-            "messages": [],
-            "error": error,
-        }
+        return snapshot_reply_base(self.stream, self.session, rid, error)
 
     def _snapshot_reply(self, req: dict[str, Any]) -> bytes:
         topic, since = req.get("topic"), req.get("since", 0)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import json
+import random
 import selectors
 import signal
 import socket
@@ -59,6 +61,41 @@ def free_port() -> int:
 def free_tcp_port() -> int:
     """A loopback TCP port with no listener (connections to it are refused)."""
     return free_port()
+
+
+def _fuzzed_request(rng: random.Random, limit: int) -> list[bytes]:
+    """One abusive request for a snapshot endpoint whose size limit is `limit` bytes: random
+    bytes, deep nesting, an array over the limit, wrong frame counts, or an object of wrong types."""
+    from stream.publish import TOPICS
+
+    values = [None, True, 0, -1, 2**70, 1.5, "", "event", "x" * 300, [], {}, ["event"], {"a": 1}]
+    pick = rng.randrange(6)
+    if pick == 0:
+        return [b"", rng.randbytes(rng.randrange(0, 2000))]
+    if pick == 1:
+        opener = rng.choice([b"[", b'{"a":'])
+        return [b"", opener * rng.randrange(100, limit // len(opener))]
+    if pick == 2:
+        return [b"", b"[" + b"0," * rng.randrange(limit // 2, 6 * limit) + b"0]"]
+    if pick == 3:
+        return [rng.randbytes(rng.randrange(0, 20)) for _ in range(rng.choice([0, 2, 3, 7]))] or [b""]
+    fields = {
+        "kind": rng.choice(["snapshot_request", "command", *values]),
+        "topic": rng.choice([*TOPICS, *values]),
+        "since": rng.choice(values),
+        "command": rng.choice(["neutral_restart", *values]),
+        "request_id": rng.choice(values),
+        "stream": rng.choice(["cam0", *values]),
+        "session": rng.choice(values),
+    }
+    keep = {k: v for k, v in fields.items() if rng.random() < 0.8}
+    return [b"", json.dumps(keep).encode()]
+
+
+@pytest.fixture(scope="session")
+def fuzzed_request() -> Callable[[random.Random, int], list[bytes]]:
+    """Makes one abusive snapshot-endpoint request from a seeded generator and a size limit."""
+    return _fuzzed_request
 
 
 @pytest.fixture

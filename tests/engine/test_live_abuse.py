@@ -23,10 +23,10 @@ import pytest
 import zmq
 
 from stream.listen import Listener, Received
-from stream.publish import TOPICS
 
 REPO = Path(__file__).resolve().parents[2]
 CLIP_S = 14.0  # long enough for the abuse to happen while it plays, paced in real time
+MAX_REQUEST_BYTES = 65_536  # the spotter's default request size limit
 RSS_GROWTH_LIMIT_MB = 120  # a flood used to add 340 MB, a 50 MB request 300 MB
 
 
@@ -83,7 +83,7 @@ class Collector:
         self.listener.close()
 
 
-def abuse(snapshot: str, seconds: float, seed: int = 7) -> int:
+def abuse(snapshot: str, seconds: float, fuzzed_request, seed: int = 7) -> int:
     """The table's requests, then a seeded fuzzer for `seconds`; returns how many were sent."""
     rng = random.Random(seed)
     ctx = zmq.Context()
@@ -106,28 +106,10 @@ def abuse(snapshot: str, seconds: float, seed: int = 7) -> int:
             d.send_multipart([b"", flood])
         dealer().send_multipart([b"", b"[" + b"0," * 25_000_000 + b"0]"])  # 50 MB
         sent += 2002
-        values = [None, True, 0, -1, 2**70, 1.5, "", "event", "x" * 300, [], {}, ["event"], {"a": 1}]
         fuzz = [dealer() for _ in range(3)]
         t0 = time.monotonic()
         while time.monotonic() - t0 < seconds:
-            pick = rng.randrange(5)
-            if pick == 0:
-                frames = [b"", rng.randbytes(rng.randrange(0, 2000))]
-            elif pick == 1:
-                frames = [b"", rng.choice([b"[", b'{"a":']) * rng.randrange(100, 20_000)]
-            elif pick == 2:
-                count = rng.choice([0, 2, 3, 7])  # wrong frame counts
-                frames = [rng.randbytes(rng.randrange(0, 20)) for _ in range(count)] or [b""]
-            else:
-                fields = {
-                    "kind": rng.choice(["snapshot_request", "command", *values]),
-                    "topic": rng.choice([*TOPICS, *values]),
-                    "since": rng.choice(values),
-                    "command": rng.choice(["neutral_restart", *values]),
-                    "request_id": rng.choice(values),
-                    "stream": rng.choice(["cam0", *values]),
-                }
-                frames = [b"", json.dumps({k: v for k, v in fields.items() if rng.random() < 0.8}).encode()]
+            frames = fuzzed_request(rng, MAX_REQUEST_BYTES)
             with contextlib.suppress(zmq.Again):
                 rng.choice(fuzz).send_multipart(frames, zmq.NOBLOCK)
                 sent += 1
@@ -144,7 +126,7 @@ def abuse(snapshot: str, seconds: float, seed: int = 7) -> int:
 
 @pytest.mark.timeout(150)
 def test_a_spotter_under_abuse_keeps_its_cadence_frames_memory_and_journal(
-    tmp_path: Path, looped_face, tcp_endpoint
+    tmp_path: Path, looped_face, tcp_endpoint, fuzzed_request
 ) -> None:
     clip = looped_face(CLIP_S)
     journal = tmp_path / "journal.jsonl"
@@ -159,7 +141,7 @@ def test_a_spotter_under_abuse_keeps_its_cadence_frames_memory_and_journal(
     try:
         collector.wait_beats(2, timeout_s=60.0)  # started: imports, model, first frames
         base = max(collector.rss[-5:])
-        sent = abuse(snap, seconds=4.0)
+        sent = abuse(snap, 4.0, fuzzed_request)
         output, _ = proc.communicate(timeout=90)
         time.sleep(0.3)  # the linger's last messages
     finally:

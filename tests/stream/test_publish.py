@@ -22,7 +22,6 @@ from stream.listen import Listener, Received
 from stream.publish import (
     SCHEMA,
     STATUS_KINDS,
-    TOPICS,
     CurveClient,
     CurveServer,
     Publisher,
@@ -537,7 +536,7 @@ def test_snapshots_are_paged_and_the_listener_follows_the_pages() -> None:
         assert seqs == list(range(1, 701))
 
 
-def test_seeded_fuzzer_cannot_stop_the_endpoint(ctx: zmq.Context, validator) -> None:
+def test_seeded_fuzzer_cannot_stop_the_endpoint(ctx: zmq.Context, validator, fuzzed_request) -> None:
     """Random bytes, deep nesting, huge frames, wrong frame counts and wrong types for 3 s."""
     import random
 
@@ -546,30 +545,9 @@ def test_seeded_fuzzer_cannot_stop_the_endpoint(ctx: zmq.Context, validator) -> 
     with Publisher("cam0", ANY_PORT, ANY_PORT, heartbeat_s=0.25, max_request_bytes=limit) as pub:
         pub.publish_event(me(0), fps=30.0)
         beats = Beats(pub)
-        values = [None, True, 0, -1, 2**70, 1.5, "", "event", "x" * 300, [], {}, ["event"], {"a": 1}]
 
         def request() -> list[bytes]:
-            pick = rng.randrange(6)
-            if pick == 0:
-                return [b"", rng.randbytes(rng.randrange(0, 2000))]
-            if pick == 1:
-                opener = rng.choice([b"[", b'{"a":'])
-                return [b"", opener * rng.randrange(100, limit // len(opener))]
-            if pick == 2:
-                return [b"", b"[" + b"0," * rng.randrange(limit // 2, 6 * limit) + b"0]"]
-            if pick == 3:
-                return [rng.randbytes(rng.randrange(0, 20)) for _ in range(rng.choice([0, 2, 3, 7]))] or [b""]
-            fields = {
-                "kind": rng.choice(["snapshot_request", "command", *values]),
-                "topic": rng.choice([*TOPICS, *values]),
-                "since": rng.choice(values),
-                "command": rng.choice(["neutral_restart", *values]),
-                "request_id": rng.choice(values),
-                "stream": rng.choice(["cam0", *values]),
-                "session": rng.choice(values),
-            }
-            keep = {k: v for k, v in fields.items() if rng.random() < 0.8}
-            return [b"", json.dumps(keep).encode()]
+            return fuzzed_request(rng, limit)
 
         socks = [dealer(ctx, pub) for _ in range(4)]
         sent = replies = 0
