@@ -40,12 +40,6 @@ def small_network(name: str = "mcwes", causal: bool = True, seed: int = 0) -> Sp
     return build_network(NetworkConfig(network=name, embed_dim=16, causal=causal)).eval()
 
 
-def make_bundle(folder: Path, name: str = "mcwes", causal: bool = True, **kwargs) -> Path:
-    network = small_network(name, causal)
-    config = TrainConfig(network=network.config, method="full", epochs=1)
-    return save_bundle(folder, network, config, FEATURES, **kwargs)
-
-
 def rewrite_manifest(folder: Path, **changes) -> None:
     manifest = json.loads((folder / MANIFEST).read_text())
     manifest.update(changes)
@@ -114,7 +108,7 @@ def test_round_trip(tmp_path: Path, name: str) -> None:
     assert all(isinstance(v, torch.Tensor) for v in state.values())
 
 
-def test_load_accepts_the_manifest_path(tmp_path: Path) -> None:
+def test_load_accepts_the_manifest_path(tmp_path: Path, make_bundle) -> None:
     folder = make_bundle(tmp_path / "m.mespot")
     assert load_bundle(folder / MANIFEST).path == folder
 
@@ -134,7 +128,7 @@ def test_explicit_window(tmp_path: Path) -> None:
         save_bundle(tmp_path / "short.mespot", network, config, FEATURES, window=rf - 1)
 
 
-def test_damaged_weights_name_the_file(tmp_path: Path) -> None:
+def test_damaged_weights_name_the_file(tmp_path: Path, make_bundle) -> None:
     folder = make_bundle(tmp_path / "m.mespot")
     data = bytearray((folder / WEIGHTS).read_bytes())
     data[len(data) // 2] ^= 0x01  # flip one bit in the middle
@@ -145,7 +139,7 @@ def test_damaged_weights_name_the_file(tmp_path: Path) -> None:
     assert WEIGHTS in str(info.value)
 
 
-def test_missing_weights_name_the_file(tmp_path: Path) -> None:
+def test_missing_weights_name_the_file(tmp_path: Path, make_bundle) -> None:
     folder = make_bundle(tmp_path / "m.mespot")
     (folder / WEIGHTS).unlink()
     with pytest.raises(BundleError, match="missing") as info:
@@ -157,7 +151,7 @@ def test_missing_weights_name_the_file(tmp_path: Path) -> None:
     ("fmt", "hint"),
     [("mespot-bundle/2", "upgrade mespot"), ("mespot-run/1", "not a mespot bundle"), (None, "not a mespot")],
 )
-def test_unknown_format_version(tmp_path: Path, fmt: str | None, hint: str) -> None:
+def test_unknown_format_version(tmp_path: Path, fmt: str | None, hint: str, make_bundle) -> None:
     folder = make_bundle(tmp_path / "m.mespot")
     rewrite_manifest(folder, format=fmt)
     with pytest.raises(BundleError, match="unknown bundle format") as info:
@@ -165,7 +159,7 @@ def test_unknown_format_version(tmp_path: Path, fmt: str | None, hint: str) -> N
     assert hint in str(info.value) and MANIFEST in str(info.value)
 
 
-def test_unreadable_or_missing_manifest(tmp_path: Path) -> None:
+def test_unreadable_or_missing_manifest(tmp_path: Path, make_bundle) -> None:
     with pytest.raises(BundleError, match="no such bundle folder"):
         load_bundle(tmp_path / "absent.mespot")
     empty = tmp_path / "empty.mespot"
@@ -179,7 +173,7 @@ def test_unreadable_or_missing_manifest(tmp_path: Path) -> None:
         load_bundle(folder)
 
 
-def test_manifest_cannot_point_outside_the_bundle(tmp_path: Path) -> None:
+def test_manifest_cannot_point_outside_the_bundle(tmp_path: Path, make_bundle) -> None:
     folder = make_bundle(tmp_path / "m.mespot")
     manifest = json.loads((folder / MANIFEST).read_text())
     manifest["files"]["../secret.onnx"] = {"sha256": "0" * 64}
@@ -188,7 +182,7 @@ def test_manifest_cannot_point_outside_the_bundle(tmp_path: Path) -> None:
         load_bundle(folder)
 
 
-def test_edited_feature_config_is_caught_by_its_digest(tmp_path: Path) -> None:
+def test_edited_feature_config_is_caught_by_its_digest(tmp_path: Path, make_bundle) -> None:
     folder = make_bundle(tmp_path / "m.mespot")
     manifest = json.loads((folder / MANIFEST).read_text())
     manifest["features"]["config"]["patch_radius"] = 6.0
@@ -197,7 +191,7 @@ def test_edited_feature_config_is_caught_by_its_digest(tmp_path: Path) -> None:
         load_bundle(folder)
 
 
-def test_feature_mismatch_names_the_fields(tmp_path: Path) -> None:
+def test_feature_mismatch_names_the_fields(tmp_path: Path, make_bundle) -> None:
     bundle = load_bundle(make_bundle(tmp_path / "m.mespot"))
     bundle.check_features(FEATURES)  # the same configuration passes
     with pytest.raises(FeatureMismatchError) as info:
@@ -210,7 +204,7 @@ def test_feature_mismatch_names_the_fields(tmp_path: Path) -> None:
     assert isinstance(info.value, BundleError) and isinstance(info.value, MespotError)
 
 
-def test_pickled_objects_in_the_weights_are_refused(tmp_path: Path) -> None:
+def test_pickled_objects_in_the_weights_are_refused(tmp_path: Path, make_bundle) -> None:
     folder = make_bundle(tmp_path / "m.mespot")
     torch.save({"payload": Payload()}, folder / WEIGHTS)  # an object, not a tensor state dict
     manifest = json.loads((folder / MANIFEST).read_text())
@@ -222,7 +216,7 @@ def test_pickled_objects_in_the_weights_are_refused(tmp_path: Path) -> None:
     assert info.value.path == folder / WEIGHTS
 
 
-def test_weights_of_another_network_are_refused(tmp_path: Path) -> None:
+def test_weights_of_another_network_are_refused(tmp_path: Path, make_bundle) -> None:
     folder = make_bundle(tmp_path / "m.mespot")
     other = small_network("gim")
     torch.save(other.state_dict(), folder / WEIGHTS)
@@ -234,7 +228,7 @@ def test_weights_of_another_network_are_refused(tmp_path: Path) -> None:
 
 
 def test_missing_operating_point_falls_back_to_the_method_default(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, make_bundle
 ) -> None:
     bundle = load_bundle(make_bundle(tmp_path / "m.mespot"))
     assert bundle.operating_point is None
@@ -294,7 +288,7 @@ def test_a_bundle_carries_its_lookahead(tmp_path: Path) -> None:
         load_bundle(folder)
 
 
-def test_a_bundle_from_before_the_lookahead_loads_strictly_causal(tmp_path: Path) -> None:
+def test_a_bundle_from_before_the_lookahead_loads_strictly_causal(tmp_path: Path, make_bundle) -> None:
     folder = make_bundle(tmp_path / "m.mespot")
     manifest = json.loads((folder / MANIFEST).read_text())
     assert manifest["lookahead_s"] == 0.0
@@ -306,7 +300,7 @@ def test_a_bundle_from_before_the_lookahead_loads_strictly_causal(tmp_path: Path
     assert bundle.lookahead == 0 and bundle.lookahead_s == 0.0 and bundle.network().lookahead == 0
 
 
-def test_an_existing_bundle_is_replaced_only_on_request(tmp_path: Path) -> None:
+def test_an_existing_bundle_is_replaced_only_on_request(tmp_path: Path, make_bundle) -> None:
     folder = make_bundle(tmp_path / "m.mespot")
     with pytest.raises(BundleError, match="already holds a bundle"):
         make_bundle(folder)
@@ -314,13 +308,13 @@ def test_an_existing_bundle_is_replaced_only_on_request(tmp_path: Path) -> None:
     assert load_bundle(folder).network_config.network == "gim"
 
 
-def test_non_causal_bundle_has_no_window(tmp_path: Path) -> None:
+def test_non_causal_bundle_has_no_window(tmp_path: Path, make_bundle) -> None:
     bundle = load_bundle(make_bundle(tmp_path / "m.mespot", causal=False))
     assert not bundle.causal and bundle.receptive_field is None and bundle.window is None
     assert not bundle.network().config.causal
 
 
-def test_add_file_lists_and_relists_an_artifact(tmp_path: Path) -> None:
+def test_add_file_lists_and_relists_an_artifact(tmp_path: Path, make_bundle) -> None:
     folder = make_bundle(tmp_path / "m.mespot")
     (folder / "scorer.onnx").write_bytes(b"first")
     bundle = add_file(folder, "scorer.onnx", {"role": "scorer", "format": "onnx", "precision": "fp32"})
@@ -364,7 +358,9 @@ def test_no_pickle_in_the_bundle_and_runtime_code() -> None:
         ({"classes": [["me"], "mae"]}, r"must be a list of class names"),
     ],
 )
-def test_bad_classes_are_refused_naming_the_field(tmp_path: Path, changes: dict, message: str) -> None:
+def test_bad_classes_are_refused_naming_the_field(
+    tmp_path: Path, changes: dict, message: str, make_bundle
+) -> None:
     folder = make_bundle(tmp_path / "b.mespot")
     rewrite_manifest(folder, **changes)
     with pytest.raises(BundleError, match=message) as info:
@@ -373,7 +369,7 @@ def test_bad_classes_are_refused_naming_the_field(tmp_path: Path, changes: dict,
 
 
 @pytest.mark.parametrize("thresholds", [[-5], [0.5, 1.5], [float("inf")]])
-def test_thresholds_outside_0_1_are_refused(tmp_path: Path, thresholds: list[float]) -> None:
+def test_thresholds_outside_0_1_are_refused(tmp_path: Path, thresholds: list[float], make_bundle) -> None:
     folder = make_bundle(tmp_path / "b.mespot", operating_point=ProposalConfig())
     manifest = json.loads((folder / MANIFEST).read_text())
     manifest["operating_point"]["thresholds"] = thresholds

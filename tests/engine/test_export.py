@@ -37,15 +37,8 @@ from stream.errors import ConfigError
 FEATURES = FeatureConfig(flow_scales_s=(0.1,), eye_openness=False)
 
 
-def make_bundle(folder: Path, name: str = "mcwes", causal: bool = True, seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    network = build_network(NetworkConfig(network=name, embed_dim=16, causal=causal)).eval()
-    config = TrainConfig(network=network.config, method="full", epochs=1)
-    return save_bundle(folder, network, config, FEATURES, metadata={"dataset": "test"})
-
-
 @pytest.fixture(scope="module", params=["mcwes", "gim"])
-def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, make_bundle) -> Path:
     """A small untrained causal bundle with its FP32 ONNX scorer (one export per network)."""
     folder = make_bundle(tmp_path_factory.mktemp(request.param) / f"{request.param}.mespot", request.param)
     path = export(folder, "onnx")
@@ -116,7 +109,7 @@ def test_a_damaged_graph_is_caught_on_load(exported: Path, tmp_path: Path) -> No
     assert info.value.path == copy / "scorer.onnx"
 
 
-def test_a_graph_of_another_model_is_refused(exported: Path, tmp_path: Path) -> None:
+def test_a_graph_of_another_model_is_refused(exported: Path, tmp_path: Path, make_bundle) -> None:
     other = load_bundle(make_bundle(tmp_path / "other.mespot", "gim", seed=1))
     with pytest.raises(BundleError, match="exported from another model"):
         OnnxRuntimeBackend(other, path=exported / "scorer.onnx")
@@ -150,14 +143,14 @@ def test_onnx_export_of_a_lookahead_network(tmp_path: Path, name: str) -> None:
         assert not np.array_equal(act[0, 7:], act2[0, 7:])
 
 
-def test_export_refuses_a_non_causal_network(tmp_path: Path) -> None:
+def test_export_refuses_a_non_causal_network(tmp_path: Path, make_bundle) -> None:
     folder = make_bundle(tmp_path / "offline.mespot", causal=False)
     with pytest.raises(ExportError, match="non-causal"):
         export(folder, "onnx")
     assert "scorer.onnx" not in load_bundle(folder).files
 
 
-def test_export_refuses_bad_options(tmp_path: Path) -> None:
+def test_export_refuses_bad_options(tmp_path: Path, make_bundle) -> None:
     folder = make_bundle(tmp_path / "m.mespot")
     rf = load_bundle(folder).receptive_field
     with pytest.raises(ConfigError, match="choose one of"):
@@ -177,7 +170,7 @@ def test_the_format_table_refuses_duplicates() -> None:
         register_format(ExportFormat("onnx", ".onnx", False, "again", lambda *a, **k: Path()))
 
 
-def test_cli_exports_fp16_with_a_window_and_an_out_path(tmp_path: Path) -> None:
+def test_cli_exports_fp16_with_a_window_and_an_out_path(tmp_path: Path, make_bundle) -> None:
     folder = make_bundle(tmp_path / "g.mespot", "gim")
     bundle = load_bundle(folder)
     rf = bundle.receptive_field
@@ -201,7 +194,7 @@ def test_cli_exports_fp16_with_a_window_and_an_out_path(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed here")
-def test_tensorrt_export_without_tensorrt_says_how_to_install(tmp_path: Path) -> None:
+def test_tensorrt_export_without_tensorrt_says_how_to_install(tmp_path: Path, make_bundle) -> None:
     folder = make_bundle(tmp_path / "m.mespot", "gim")
     with pytest.raises(ExportError, match=r"pip install 'mespot\[gpu\]'"):
         export(folder, "tensorrt")
@@ -209,7 +202,7 @@ def test_tensorrt_export_without_tensorrt_says_how_to_install(tmp_path: Path) ->
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_tensorrt_engine_matches_torch(tmp_path: Path, precision: str) -> None:
+def test_tensorrt_engine_matches_torch(tmp_path: Path, precision: str, make_bundle) -> None:
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install 'mespot[gpu]')")
     from engine.runtime.tensorrt_backend import TensorRTBackend, cuda_problem
 

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.bundle import Bundle, BundleError, load_bundle, save_bundle, sha256_file
+from engine.bundle import Bundle, BundleError, load_bundle, sha256_file
 from engine.data.features import VideoFeatures
 from engine.export import export, random_windows, read_onnx_metadata
-from engine.models import NetworkConfig, build_network
 from engine.runtime import (
     BACKENDS,
     BackendError,
@@ -25,7 +24,7 @@ from engine.runtime import (
     sequence_snippets,
     stream_scores,
 )
-from engine.train import TrainConfig, predict
+from engine.train import predict
 from stream.config import FeatureConfig
 from stream.errors import ConfigError
 from stream.pipeline import extract
@@ -35,16 +34,6 @@ from stream.ring import SnippetRing
 FEATURES = FeatureConfig(flow_scales_s=(0.1,), eye_openness=False)
 SNIPPET_S = FEATURES.snippet_seconds
 ATOL = 1e-5  # float32 rounding of the same arithmetic; the tolerance of record is 1e-4
-
-
-def make_bundle(
-    folder: Path, name: str = "mcwes", causal: bool = True, window: int | None = None, lookahead: int = 0
-) -> Path:
-    torch.manual_seed(0)
-    config = NetworkConfig(network=name, embed_dim=16, causal=causal, lookahead=lookahead)
-    network = build_network(config).eval()
-    config = TrainConfig(network=network.config, method="full", epochs=1)
-    return save_bundle(folder, network, config, FEATURES, window=window)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -57,7 +46,7 @@ def one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module", params=["mcwes", "gim"])
-def bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+def bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, make_bundle) -> Bundle:
     """A small untrained causal bundle with its ONNX scorer."""
     folder = make_bundle(tmp_path_factory.mktemp(request.param) / "m.mespot", request.param)
     export(folder, "onnx")
@@ -106,7 +95,7 @@ def test_stream_scorer_equals_the_whole_sequence_forward(bundle: Bundle, backend
     assert np.isnan(got[1][:3]).all() and np.isnan(got[1][40:47]).all()
 
 
-def test_a_window_of_exactly_the_receptive_field_is_enough(tmp_path: Path) -> None:
+def test_a_window_of_exactly_the_receptive_field_is_enough(tmp_path: Path, make_bundle) -> None:
     probe = load_bundle(make_bundle(tmp_path / "probe.mespot"))
     rf = probe.receptive_field
     bundle = load_bundle(make_bundle(tmp_path / "tight.mespot", window=rf))
@@ -150,7 +139,9 @@ def test_stream_scorer_reads_a_shared_ring(bundle: Bundle) -> None:
             StreamScorer(backend, SnippetRing(bundle.window - 1, 153, 153))
 
 
-def test_open_backend_auto(tmp_path: Path, bundle: Bundle, caplog: pytest.LogCaptureFixture) -> None:
+def test_open_backend_auto(
+    tmp_path: Path, bundle: Bundle, caplog: pytest.LogCaptureFixture, make_bundle
+) -> None:
     with caplog.at_level(logging.INFO, logger="engine.runtime"), open_backend(bundle.path) as backend:
         assert backend.name == "onnxruntime"  # no TensorRT engine here, an ONNX scorer is
     assert any("tensorrt skipped" in r.getMessage() for r in caplog.records)
@@ -185,7 +176,7 @@ def test_backend_interface(bundle: Bundle) -> None:
         OnnxRuntimeBackend(bundle, threads=0)
 
 
-def test_a_non_causal_bundle_cannot_be_windowed(tmp_path: Path) -> None:
+def test_a_non_causal_bundle_cannot_be_windowed(tmp_path: Path, make_bundle) -> None:
     offline = load_bundle(make_bundle(tmp_path / "offline.mespot", causal=False))
     with pytest.raises(BackendError, match="non-causal"):
         open_backend(offline, "torch")
@@ -197,7 +188,9 @@ LOOKAHEAD = 3
 
 
 @pytest.fixture(scope="module", params=["mcwes", "gim"])
-def ahead_bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+def ahead_bundle(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, make_bundle
+) -> Bundle:
     """A small untrained causal bundle with a look-ahead of 3 snippets, and its ONNX scorer."""
     folder = tmp_path_factory.mktemp(f"{request.param}-ahead") / "m.mespot"
     make_bundle(folder, request.param, lookahead=LOOKAHEAD)
@@ -284,7 +277,7 @@ def test_lookahead_on_a_shared_ring(ahead_bundle: Bundle) -> None:
         )
 
 
-def test_lookahead_window_must_exceed_it(tmp_path: Path) -> None:
+def test_lookahead_window_must_exceed_it(tmp_path: Path, make_bundle) -> None:
     """With L >= the receptive field, W = L + 1 is the shortest exact window; W = L is refused."""
     ahead = 12
     bundle = load_bundle(make_bundle(tmp_path / "g.mespot", "gim", lookahead=ahead))
@@ -297,7 +290,9 @@ def test_lookahead_window_must_exceed_it(tmp_path: Path) -> None:
     assert_rows_equal(got, whole_sequence(bundle, feats))
 
 
-def test_an_onnx_graph_of_another_lookahead_is_refused(ahead_bundle: Bundle, tmp_path: Path) -> None:
+def test_an_onnx_graph_of_another_lookahead_is_refused(
+    ahead_bundle: Bundle, tmp_path: Path, make_bundle
+) -> None:
     """Same weights, another L: the look-ahead is no weight, so the graph's metadata is checked."""
     assert read_onnx_metadata(ahead_bundle.file("scorer.onnx"))["lookahead"] == str(LOOKAHEAD)
     causal = make_bundle(tmp_path / "causal.mespot", ahead_bundle.network_config.network)
@@ -307,7 +302,7 @@ def test_an_onnx_graph_of_another_lookahead_is_refused(ahead_bundle: Bundle, tmp
 
 
 @pytest.mark.gpu
-def test_tensorrt_stream_scores_equal_the_whole_sequence(tmp_path: Path) -> None:
+def test_tensorrt_stream_scores_equal_the_whole_sequence(tmp_path: Path, make_bundle) -> None:
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install 'mespot[gpu]')")
     from engine.runtime.tensorrt_backend import cuda_problem
 

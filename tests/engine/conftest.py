@@ -1,0 +1,43 @@
+"""Fixtures shared by the engine tests: small untrained bundles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.bundle import save_bundle
+from engine.models import NetworkConfig, build_network
+from engine.train import TrainConfig
+from stream.config import FeatureConfig
+
+# single-scale flow without eye openness: 153 motion + 153 geometry inputs, a small network
+SMALL_FEATURES = FeatureConfig(flow_scales_s=(0.1,), eye_openness=False)
+
+
+def small_bundle(
+    folder: Path,
+    name: str = "mcwes",
+    causal: bool = True,
+    *,
+    seed: int = 0,
+    lookahead: int = 0,
+    **save: object,
+) -> Path:
+    """A bundle of an untrained network (`name`: mcwes or gim, 16 wide, seeded) for the `full`
+    method on `SMALL_FEATURES`; `save` goes to `save_bundle` (window, operating_point, metadata,
+    overwrite)."""
+    torch.manual_seed(seed)
+    network = build_network(
+        NetworkConfig(network=name, embed_dim=16, causal=causal, lookahead=lookahead)
+    ).eval()
+    config = TrainConfig(network=network.config, method="full", epochs=1)
+    return save_bundle(folder, network, config, SMALL_FEATURES, **save)
+
+
+@pytest.fixture(scope="session")
+def make_bundle() -> Callable[..., Path]:
+    """`small_bundle`: makes a small untrained bundle in a folder."""
+    return small_bundle
