@@ -2,7 +2,7 @@
 
     python benchmarks/soak_live.py [--minutes 30] [--density 20] [--seed 3] [--buffers N]
 
-Starts a subscriber process (``python -m stream.listen --json``, events and status with
+Starts a subscriber process (``mespot listen --json``, events and status with
 heartbeats), then ``run_live.py --source sim://...`` (real time, 30 fps, live policy) with a
 journal, on free loopback ports, for --minutes. Every 10 s it samples the runner's resident memory
 (VmRSS). At the end it prints the RSS growth (from the sample at 30 s, past start-up, to the last)
@@ -138,7 +138,17 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory() as tmp:
         journal = Path(tmp) / "soak.jsonl"
-        sub_cmd = [sys.executable, "-m", "stream.listen", pub, "--snapshot", snap, "--json", "--heartbeats"]
+        sub_cmd = [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "listen",
+            pub,
+            "--snapshot",
+            snap,
+            "--json",
+            "--heartbeats",
+        ]
         sub_cmd += ["--topics", "event", "status", "--timeout", str(seconds + 600)]
         sub = subprocess.Popen(
             sub_cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True

@@ -34,12 +34,10 @@ refused unless explicitly allowed, and then warned about loudly and recorded.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import logging
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -673,59 +671,6 @@ def plot_calibration(calibration: Calibration, out: Path, *, title: str = "") ->
 # --------------------------------------------------------------------------------------------
 
 
-def add_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``mespot calibrate`` to a CLI's subparsers (handler: `cmd_calibrate`)."""
-    from engine.cli import add_dataset_options
-
-    p = subparsers.add_parser(
-        "calibrate",
-        help="choose a bundle's operating point (proposal thresholds) on its training subjects",
-        description="Score the bundle's training subjects, sweep the proposal thresholds, min_score and "
-        "NMS IoU, and store the point of best F1 (or the highest-recall point under a false-alarm rate) "
-        "as the bundle's operating point, which mespot eval and the live runner use. One configuration "
-        "serves both classes; per-class F1 and false alarms per minute are reported.",
-    )
-    p.add_argument("bundle", help="the model bundle folder (NAME.mespot)")
-    add_dataset_options(p)
-    p.add_argument("--objective", default="f1", choices=OBJECTIVES, help="f1 (default) or false-alarms")
-    p.add_argument(
-        "--max-fa-per-min",
-        type=float,
-        help="false alarms per minute of video allowed (needed by --objective false-alarms; with f1: a cap)",
-    )
-    p.add_argument(
-        "--class",
-        dest="target_class",
-        default="overall",
-        choices=TARGET_CLASSES,
-        help="the class the objective is taken on (default overall)",
-    )
-    p.add_argument(
-        "--subjects", nargs="+", help="calibrate on these subjects (default: the bundle's training subjects)"
-    )
-    p.add_argument(
-        "--allow-other-subjects",
-        action="store_true",
-        help="allow subjects the bundle was not trained on (leaks held-out data into the operating point)",
-    )
-    p.add_argument("--plot", help="PNG of F1 against false alarms per minute (ME, MaE, overall)")
-    p.add_argument(
-        "--backend",
-        default="torch",
-        choices=BACKEND_NAMES,
-        help="score with torch (default) or the ONNX graph on onnxruntime (the live path)",
-    )
-    p.add_argument(
-        "--precision",
-        choices=("fp32", "fp16", "int8"),
-        help="onnxruntime: the bundle's graph of this precision (e.g. int8 after mespot quantize)",
-    )
-    p.add_argument("--dry-run", action="store_true", help="report the choice, leave the bundle unchanged")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_calibrate)
-    return p
-
-
 def dataset_videos(
     dataset: Any,
     media: Path | None,
@@ -749,48 +694,6 @@ def dataset_videos(
     ]
 
 
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    """Handler of ``mespot calibrate``."""
-    from engine.cli import load_annotations
-
-    if args.precision is not None and args.backend != "onnxruntime":
-        raise ConfigError("--precision picks an ONNX graph: use it with --backend onnxruntime")
-    check_objective(args.objective, args.max_fa_per_min, args.target_class)
-    bundle = load_bundle(args.bundle)
-    dataset, media = load_annotations(args)
-    subjects, others = calibration_subjects(
-        bundle, dataset.subjects(), args.subjects, allow_other_subjects=args.allow_other_subjects
-    )
-    videos = dataset_videos(dataset, media, Path(args.features), bundle, subjects, skip_empty=args.skip_empty)
-    if not videos:
-        raise CalibrationError(f"no video of subject(s) {subjects} has features in {args.features}")
-    trained_on = bundle.metadata.get("annotations")
-    given = str(Path(args.annotations).resolve())
-    if trained_on is not None and trained_on != given:
-        log.warning("%s was trained on %s; calibrating on %s", bundle.path, trained_on, given)
-    result = calibrate_bundle(
-        bundle.path,
-        videos,
-        objective=args.objective,
-        max_fa_per_min=args.max_fa_per_min,
-        target_class=args.target_class,
-        backend=args.backend,
-        precision=args.precision,
-        info={"dataset": dataset.name, "annotations": given, "other_subjects": others},
-        write=not args.dry_run,
-        plot=args.plot,
-        progress=not args.quiet,
-    )
-    print(result.table())
-    if args.plot:
-        print(f"plot -> {args.plot}", file=sys.stderr)
-    print(
-        f"operating point {'NOT written (dry run)' if args.dry_run else 'stored in ' + str(bundle.path)}",
-        file=sys.stderr,
-    )
-    return 0
-
-
 __all__ = [
     "BACKEND_NAMES",
     "CALIBRATION_GRID",
@@ -799,7 +702,6 @@ __all__ = [
     "Calibration",
     "CalibrationError",
     "GridPoint",
-    "add_calibrate_parser",
     "base_config",
     "bundle_scores",
     "calibrate",
@@ -807,7 +709,6 @@ __all__ = [
     "calibration_subjects",
     "check_objective",
     "choose",
-    "cmd_calibrate",
     "dataset_videos",
     "evaluate_point",
     "plot_calibration",

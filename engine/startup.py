@@ -16,10 +16,11 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator
 from types import FrameType
 
-__all__ = ["StartupInterrupted", "live_journal_of", "startup_signals"]
+__all__ = ["StartupInterrupted", "startup_signals", "stop_on_signals"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -34,20 +35,6 @@ class StartupInterrupted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
-
-
-def live_journal_of(argv: Sequence[str]) -> tuple[str, str] | None:
-    """(journal file, stream name) a live command line asks for, or None without ``--journal``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--journal", default=None)
-    parser.add_argument("--stream", default="cam0")
-    try:
-        known, _ = parser.parse_known_args(list(argv))
-    except SystemExit:  # a malformed command line: the real parser will say what is wrong
-        return None
-    return None if known.journal is None else (known.journal, known.stream)
 
 
 def _raise(signum: int, frame: FrameType | None) -> None:
@@ -88,3 +75,22 @@ def startup_signals(journal: Callable[[], tuple[str, str] | None] | None = None)
         for s in _SIGNALS:
             if signal.getsignal(s) in (_raise, signal.SIG_IGN):  # not replaced by the program
                 signal.signal(s, previous[s])
+
+
+def stop_on_signals(stop: threading.Event, received: list[int] | None = None) -> None:
+    """SIGINT and SIGTERM set `stop` (a second one aborts with KeyboardInterrupt); main thread only.
+
+    Args:
+        stop: the event to set.
+        received: the signal numbers are appended here (`run_live` tells a stop during start-up).
+    """
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if received is not None:
+            received.append(signum)
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)

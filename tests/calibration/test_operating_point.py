@@ -13,7 +13,6 @@ from calibration.operating_point import (
     CALIBRATION_GRID,
     CalibrationError,
     GridPoint,
-    add_calibrate_parser,
     bundle_scores,
     calibrate,
     calibration_subjects,
@@ -23,6 +22,7 @@ from calibration.operating_point import (
     plot_calibration,
 )
 from engine.bundle import load_bundle, save_bundle, set_operating_point
+from engine.cli.calibrate import add_parser as add_calibrate_parser
 from engine.data import load_dataset
 from engine.evaluate import Metrics
 from engine.live import LiveRunner

@@ -24,7 +24,6 @@ from calibration.operating_point import bundle_scores, dataset_videos
 from calibration.quantize import (
     INT8_FILE,
     QUANTIZED_OP_TYPES,
-    add_quantize_parser,
     boundary_nodes,
     f1_check,
     feature_windows,
@@ -33,6 +32,7 @@ from calibration.quantize import (
     weighted_nodes,
 )
 from engine.bundle import Bundle, load_bundle
+from engine.cli.quantize import add_parser as add_quantize_parser
 from engine.data import load_dataset
 from engine.evaluate import evaluate
 from engine.export import read_onnx_metadata

@@ -307,8 +307,10 @@ def test_train_lookahead_option(tmp_path: Path, capsys: pytest.CaptureFixture, m
     import types
 
     import engine.cli as cli
+    import engine.cli.train
     import engine.data.features
     import engine.train
+    from engine.cli import options
     from stream.errors import MespotError
 
     args = [
@@ -338,7 +340,7 @@ def test_train_lookahead_option(tmp_path: Path, capsys: pytest.CaptureFixture, m
         (["--lookahead-s", "0.1", "--hop-s", "0.1"], 1),
     ):
         ns = parser.parse_args([*args, *extra])
-        assert cli.lookahead_option(ns, cli.feature_config(ns)) == want
+        assert options.lookahead_option(ns, options.feature_config(ns)) == want
 
     # The value reaches the network configuration (hence run.json and bundle.json).
     seen = {}
@@ -348,7 +350,7 @@ def test_train_lookahead_option(tmp_path: Path, capsys: pytest.CaptureFixture, m
         raise MespotError("stop here")
 
     dataset = types.SimpleNamespace(summary=lambda: "empty", videos=[], name="empty")
-    monkeypatch.setattr(cli, "load_annotations", lambda a: (dataset, tmp_path))
+    monkeypatch.setattr(engine.cli.train, "load_annotations", lambda a: (dataset, tmp_path))
     monkeypatch.setattr(engine.data.features, "dataset_features", lambda *a, **k: {})
     monkeypatch.setattr(engine.train, "train", fake_train)
     assert main([*args, "--lookahead-s", "0.2667", "--method", "gim"]) == 2

@@ -15,13 +15,13 @@ import pytest
 import torch
 
 from engine.bundle import BundleError, load_bundle, save_bundle, sha256_file
+from engine.cli.export import add_parser as add_export_parser
 from engine.export import (
     EXPORT_FORMATS,
     TOLERANCE,
     ExportError,
     ExportFormat,
     WindowScorer,
-    add_export_parser,
     export,
     random_windows,
     read_onnx_metadata,

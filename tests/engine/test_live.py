@@ -1,7 +1,7 @@
 """The live runner end to end: real video, real processes, real sockets (engine/live.py, run_live.py).
 
 The end-to-end test replays a synthetic recording with known expressions through ``run_live.py``
-in a subprocess, while ``python -m stream.listen`` in another process subscribes; a third
+in a subprocess, while ``mespot listen`` in another process subscribes; a third
 subscriber joins after every event was published and gets them through the snapshot endpoint.
 """
 
@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from engine.bundle import FeatureMismatchError, load_bundle
+from engine.cli.live import add_live_arguments, run_live
 from engine.data import load_dataset
 from engine.data.features import VideoFeatures
 from engine.evaluate import evaluate
@@ -33,10 +34,8 @@ from engine.live import (
     LiveEvent,
     LiveRunner,
     Preview,
-    add_live_arguments,
     default_bundle,
     freeze_startup_heap,
-    run_live,
 )
 from engine.proposals import propose
 from engine.runtime import SnippetScore
@@ -166,7 +165,7 @@ def test_end_to_end_replay_publishes_to_subscribers_and_journal(
 ) -> None:
     pub, snap = tcp_endpoint(), tcp_endpoint()
     journal = tmp_path / "cam0.jsonl"
-    listen = [sys.executable, "-m", "stream.listen", pub, "--snapshot", snap, "--json"]
+    listen = [sys.executable, "-m", "engine.cli", "listen", pub, "--snapshot", snap, "--json"]
     early = Proc([*listen, "--topics", "event", "status", "--timeout", "240"])
     source = ["--source", str(recording.video), "--fast", "--journal", str(journal)]
     live = Proc([sys.executable, "run_live.py", *source, "--pub", pub, "--snapshot", snap, "--linger", "60"])
@@ -518,7 +517,8 @@ def test_preview_renders_headless_and_is_a_no_op_without_display(monkeypatch, ca
 
 
 def test_live_subcommand_parser() -> None:
-    from engine.live import add_live_parser, cmd_live
+    from engine.cli.live import add_parser as add_live_parser
+    from engine.cli.live import cmd_live
 
     parser = argparse.ArgumentParser(prog="mespot")
     add_live_parser(parser.add_subparsers(dest="command"))

