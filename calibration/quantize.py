@@ -54,15 +54,9 @@ import numpy as np
 from calibration.operating_point import bundle_scores
 from engine.bundle import Bundle, add_file, load_bundle, sha256_file, write_atomic
 from engine.evaluate import Report, evaluate
-from engine.export import (
-    INPUT_NAMES,
-    METADATA_PREFIX,
-    OUTPUT_NAMES,
-    ExportError,
-    export_onnx,
-    onnx_scorer_entry,
-)
+from engine.export import ExportError, export_onnx, onnx_scorer_entry
 from engine.proposals import ProposalConfig
+from engine.runtime.contract import INPUT_NAMES, METADATA_PREFIX, OUTPUT_NAMES
 from engine.train import Scores, Video, spot
 from stream.errors import ConfigError
 

@@ -37,7 +37,6 @@ Exports written into the bundle folder are listed in its ``bundle.json`` with th
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -50,10 +49,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from engine.bundle import (
-    BUNDLE_FORMAT,
     MANIFEST,
     WEIGHTS,
     Bundle,
@@ -63,51 +61,27 @@ from engine.bundle import (
     sha256_file,
     write_atomic,
 )
-from engine.methods import Method
+from engine.runtime.contract import (
+    INPUT_NAMES,
+    OUTPUT_NAMES,
+    PRECISIONS,
+    default_onnx_name,
+    onnx_metadata,
+    read_onnx_metadata,
+    require_causal,
+)
+from engine.runtime.tensorrt_backend import build_engine, import_tensorrt
+from engine.runtime.torch_backend import WindowScorer
 from stream.errors import ConfigError, MespotError
 
 log = logging.getLogger(__name__)
 
-INPUT_NAMES: tuple[str, ...] = ("motion", "geometry", "valid")
-OUTPUT_NAMES: tuple[str, ...] = ("class_scores", "actionness")
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 # Largest max abs difference from the torch FP32 scorer an export may show on random windows.
 TOLERANCE: Mapping[str, float] = MappingProxyType({"fp32": 1e-4, "fp16": 1e-2})
-METADATA_PREFIX = "mespot."
 
 
 class ExportError(MespotError):
     """An export cannot be made (non-causal network, missing library, failed check)."""
-
-
-class WindowScorer(nn.Module):
-    """The exported tensor path: causal network -> `Method.score_tensors` over a window.
-
-    Row t of its outputs sees rows <= t + L of the window (L: the network's look-ahead); the
-    network pads the window's end with L invalid zero snippets itself.
-
-    Attributes:
-        network: the spotting network (eval mode).
-        method: the method whose ``score_tensors`` turns outputs into proposal scores.
-    """
-
-    def __init__(self, network: nn.Module, method: Method) -> None:
-        super().__init__()
-        self.network = network
-        self.method = method
-
-    def forward(self, motion: Tensor, geometry: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
-        """Score every snippet of the windows; row t sees only rows <= t + lookahead.
-
-        Args:
-            motion: motion features. # (B, T, Dm)
-            geometry: geometry/appearance features. # (B, T, Dg)
-            valid: snippet validity. # (B, T) bool
-
-        Returns:
-            (class_scores (B, T, 2) ME/MaE, actionness (B, T)).
-        """
-        return self.method.score_tensors(self.network(motion, geometry, valid))
 
 
 @dataclass(frozen=True)
@@ -168,15 +142,6 @@ def export(bundle_path: str | Path, fmt: str, out: str | Path | None = None, **o
 # --------------------------------------------------------------------------------------------
 
 
-def _require_causal(bundle: Bundle) -> None:
-    if not bundle.causal or bundle.receptive_field is None:
-        raise ExportError(
-            f"{bundle.path}: the network is non-causal (NetworkConfig.causal=False: the papers' global "
-            "pooling and attention over the whole video), so it cannot score a sliding window and "
-            "cannot be exported for live use; train and bundle the causal network"
-        )
-
-
 def _check_precision(precision: object, allowed: tuple[str, ...]) -> str:
     if precision not in allowed:
         raise ConfigError(f"export precision={precision!r}: choose one of {', '.join(allowed)}")
@@ -189,54 +154,6 @@ def _dtype(precision: str) -> torch.dtype:
 
 def _np_dtype(precision: str) -> type:
     return np.float16 if precision == "fp16" else np.float32
-
-
-def default_onnx_name(precision: str) -> str:
-    """File name of the ONNX scorer of a precision inside a bundle."""
-    return "scorer.onnx" if precision == "fp32" else f"scorer.{precision}.onnx"
-
-
-def onnx_metadata(bundle: Bundle, window: int, precision: str) -> dict[str, str]:
-    """The ``metadata_props`` embedded in an exported graph (all values are strings)."""
-    nc = bundle.network_config
-    return {
-        f"{METADATA_PREFIX}{k}": v
-        for k, v in {
-            "bundle_format": BUNDLE_FORMAT,
-            "feature_digest": bundle.feature_digest,
-            "feature_config": json.dumps(bundle.feature_config.to_dict(), sort_keys=True),
-            "window": str(window),
-            "receptive_field": str(bundle.receptive_field),
-            "lookahead": str(bundle.lookahead),
-            "lookahead_s": repr(bundle.lookahead_s),
-            "classes": ",".join(bundle.classes),
-            "method": bundle.method_name,
-            "network": nc.network,
-            "precision": precision,
-            "weights_sha256": str(bundle.files[WEIGHTS]["sha256"]),
-            "inputs": f"motion (B,T,{nc.motion_dim}), geometry (B,T,{nc.geometry_dim}), valid (B,T) bool; "
-            f"1 <= T <= {window}, oldest snippet first",
-            "outputs": "class_scores (B,T,2) me/mae, actionness (B,T); "
-            + (
-                "the last row scores the newest snippet"
-                if bundle.lookahead == 0
-                else f"row T-1-{bundle.lookahead} scores the newest snippet whose look-ahead of "
-                f"{bundle.lookahead} snippets is complete (the last {bundle.lookahead} rows: end of stream)"
-            ),
-        }.items()
-    }
-
-
-def read_onnx_metadata(path: str | Path) -> dict[str, str]:
-    """The ``mespot.*`` metadata of an ONNX graph, keys without the prefix (no weights loaded)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return {
-        p.key[len(METADATA_PREFIX) :]: p.value
-        for p in model.metadata_props
-        if p.key.startswith(METADATA_PREFIX)
-    }
 
 
 def random_windows(
@@ -380,7 +297,7 @@ def export_onnx(
 
     precision = _check_precision(precision, ("fp32", "fp16"))
     bundle = load_bundle(bundle_path)
-    _require_causal(bundle)
+    require_causal(bundle, ExportError)
     window = check_window(
         bundle.window if window is None else window, bundle.receptive_field, "window", bundle.lookahead
     )
@@ -430,78 +347,6 @@ def export_onnx(
 # --------------------------------------------------------------------------------------------
 
 
-def import_tensorrt() -> Any:
-    """Import ``tensorrt`` (lazily: GPU libraries are never imported at package import time).
-
-    Raises:
-        ExportError: TensorRT is not installed.
-    """
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise ExportError(
-            "TensorRT is not installed (it needs an NVIDIA GPU): pip install 'mespot[gpu]' "
-            f"(tensorrt>=11, pycuda); {exc}"
-        ) from exc
-    return tensorrt
-
-
-def build_engine(
-    onnx_path: str | Path,
-    *,
-    window: int,
-    max_batch: int = 8,
-    workspace_mb: int = 1024,
-    tf32: bool = False,
-) -> bytes:
-    """Build a serialized TensorRT engine from an ONNX window-scorer graph (TensorRT 11 API).
-
-    The network is strongly typed (TensorRT 11 has no other kind), so the engine's precision is
-    the graph's: FP32, FP16 (a float16 graph) or INT8 (a Q/DQ graph). One optimization profile
-    covers batch 1..max_batch and time 1..window, tuned for (1, window), the live shape.
-
-    Args:
-        onnx_path: the graph (``scorer.onnx``, ``scorer.fp16.onnx`` or a Q/DQ graph).
-        window: W, the largest time length.
-        max_batch: the largest batch.
-        workspace_mb: builder workspace limit in MiB.
-        tf32: allow TF32 math for FP32 layers (faster, ~1e-3 relative error); off by default so
-            an FP32 engine matches torch.
-
-    Returns:
-        The serialized engine.
-
-    Raises:
-        ExportError: TensorRT missing, or the graph cannot be parsed or built.
-    """
-    trt = import_tensorrt()
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    flags = 0
-    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    if strongly_typed is not None:  # implied (and ignored) in TensorRT 11, needed on 10.x
-        flags |= 1 << int(strongly_typed)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ExportError(f"{onnx_path}: TensorRT cannot parse the ONNX graph: {errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    if not tf32 and hasattr(trt.BuilderFlag, "TF32"):
-        config.clear_flag(trt.BuilderFlag.TF32)
-    profile = builder.create_optimization_profile()
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        rest = tuple(int(d) for d in tuple(tensor.shape)[2:])  # feature width, () for valid
-        profile.set_shape(tensor.name, (1, 1, *rest), (1, window, *rest), (max_batch, window, *rest))
-    config.add_optimization_profile(profile)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise ExportError(f"{onnx_path}: TensorRT could not build an engine (see its log above)")
-    return bytes(serialized)
-
-
 def export_tensorrt(
     bundle_path: str | Path,
     out: str | Path | None = None,
@@ -539,11 +384,11 @@ def export_tensorrt(
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= 4096:
         raise ConfigError(f"export max_batch={max_batch!r}: must be an integer in [1, 4096]")
     bundle = load_bundle(bundle_path)
-    _require_causal(bundle)
+    require_causal(bundle, ExportError)
     window = check_window(
         bundle.window if window is None else window, bundle.receptive_field, "window", bundle.lookahead
     )
-    trt = import_tensorrt()
+    trt = import_tensorrt(ExportError)
     if onnx is not None:
         source = Path(onnx)
         if not source.is_file():
@@ -564,7 +409,9 @@ def export_tensorrt(
         source = bundle.file(found[0][0]) if found else export_onnx(bundle.path, precision=precision)
     target = Path(out) if out is not None else bundle.path / f"scorer.{precision}.engine"
     listed = _inside(bundle.path, target)
-    engine = build_engine(source, window=window, max_batch=max_batch, workspace_mb=workspace_mb)
+    engine = build_engine(
+        source, window=window, max_batch=max_batch, workspace_mb=workspace_mb, error=ExportError
+    )
     write_atomic(target, engine)
     diff = None
     if check:
@@ -626,21 +473,12 @@ register_format(
 
 __all__ = [
     "EXPORT_FORMATS",
-    "INPUT_NAMES",
-    "OUTPUT_NAMES",
-    "PRECISIONS",
     "TOLERANCE",
     "ExportError",
     "ExportFormat",
-    "WindowScorer",
-    "build_engine",
-    "default_onnx_name",
     "export",
     "export_onnx",
     "export_tensorrt",
-    "import_tensorrt",
-    "onnx_metadata",
     "random_windows",
-    "read_onnx_metadata",
     "register_format",
 ]

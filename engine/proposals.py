@@ -28,6 +28,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from numbers import Real
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -409,6 +410,24 @@ _MODES = ("threshold", "top")
 _TYPE_RULES = ("duration", "class", "apex")
 _OIC_SOURCES = ("class", "actionness")
 _NMS_MODES = ("class", "joint")
+
+
+# Operating-point grid searched on the training videos (small: it runs once per fold).
+OPERATING_GRID: Mapping[str, tuple[Any, ...]] = MappingProxyType(
+    {
+        "thresholds": (
+            (0.5,),
+            (0.3, 0.5, 0.7),
+            (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+            # Sparse actionness (attention under a sparsity loss) rarely passes 0.1.
+            (0.03, 0.05, 0.1, 0.15, 0.2),
+        ),
+        "min_score": (None, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+        # On the 4-frame grid a score run breaks into pieces that overlap a whole expression by
+        # less than IoU 0.5; a lower NMS overlap lets the best piece suppress the rest.
+        "nms_iou": (0.5, 0.1),
+    }
+)
 
 
 @dataclass(frozen=True)

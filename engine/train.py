@@ -40,7 +40,7 @@ from engine.evaluate import Report, evaluate, evaluate_folds
 from engine.methods import METHODS, Method, build_method
 from engine.models import NetworkConfig, SpottingNetwork, build_network
 from engine.models.spotter import set_input_statistics
-from engine.proposals import ProposalConfig, propose
+from engine.proposals import OPERATING_GRID, ProposalConfig, propose
 from stream.config import refuse_unknown_keys
 from stream.errors import ConfigError
 from stream.intervals import Interval
@@ -50,23 +50,6 @@ log = logging.getLogger(__name__)
 # (class_scores (T, 2) ME/MaE, actionness (T,)) of one video; NaN at invalid snippets.
 Scores = tuple[np.ndarray, np.ndarray]
 Video = tuple[VideoRecord, VideoFeatures]
-
-# Operating-point grid searched on the training videos (small: it runs once per fold).
-OPERATING_GRID: Mapping[str, tuple[Any, ...]] = MappingProxyType(
-    {
-        "thresholds": (
-            (0.5,),
-            (0.3, 0.5, 0.7),
-            (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-            # Sparse actionness (attention under a sparsity loss) rarely passes 0.1.
-            (0.03, 0.05, 0.1, 0.15, 0.2),
-        ),
-        "min_score": (None, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
-        # On the 4-frame grid a score run breaks into pieces that overlap a whole expression by
-        # less than IoU 0.5; a lower NMS overlap lets the best piece suppress the rest.
-        "nms_iou": (0.5, 0.1),
-    }
-)
 
 
 def _check_number(name: str, value: object, lo: float, hi: float, integer: bool = False) -> None:

@@ -142,8 +142,8 @@ class FeatureConfig:
                 f"feature config window_s={self.window_s!r}: at most 256 frames ({window} given)"
             )
         self._check_feature_options()
-        from stream.features import ROI_SETS
         from stream.flow import FLOWS
+        from stream.roi import ROI_SETS
 
         if self.flow not in FLOWS:
             raise ConfigError(f"feature config flow={self.flow!r}: choose one of {FLOWS.names()}")

@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from engine.export import EXPORT_FORMATS, PRECISIONS, export
+from engine.export import EXPORT_FORMATS, export
+from engine.runtime.contract import PRECISIONS
 from stream.errors import ConfigError
 
 

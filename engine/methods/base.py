@@ -170,8 +170,8 @@ class Method(ABC):
     @classmethod
     def operating_grid(cls) -> Mapping[str, Sequence[Any]]:
         """The `ProposalConfig` fields and values the trainer searches on the training videos
-        (``engine.train.choose_operating_point``); default ``engine.train.OPERATING_GRID``."""
-        from engine.train import OPERATING_GRID  # the trainer owns the shared grid
+        (``engine.train.choose_operating_point``); default ``engine.proposals.OPERATING_GRID``."""
+        from engine.proposals import OPERATING_GRID
 
         return OPERATING_GRID
 

@@ -1,6 +1,7 @@
 """The one backend interface every runtime implements, and the backend registry ``BACKENDS``.
 
-A backend scores windows of snippets with a bundle's window scorer (``engine.export.WindowScorer``):
+A backend scores windows of snippets with a bundle's window scorer
+(``engine.runtime.torch_backend.WindowScorer``; inputs and outputs in `engine.runtime.contract`):
 
     score(motion (B, T, Dm), geometry (B, T, Dg), valid (B, T) bool)
         -> (class_scores (B, T, 2) float32 ME/MaE, actionness (B, T) float32),  1 <= T <= window
@@ -22,6 +23,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from engine.bundle import Bundle, check_window
+from engine.runtime.contract import require_causal
 from stream.errors import ConfigError, MespotError
 from stream.registry import Registry
 
@@ -54,11 +56,7 @@ class Backend(ABC):
             ConfigError: the window is shorter than the receptive field or not longer than the
                 look-ahead.
         """
-        if not bundle.causal or bundle.receptive_field is None:
-            raise BackendError(
-                f"{bundle.path}: the network is non-causal, so it cannot score windows live; "
-                "use engine.train.predict on whole videos, or bundle the causal network"
-            )
+        require_causal(bundle, BackendError)
         self.bundle = bundle
         self.lookahead = bundle.lookahead
         self.window = check_window(

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.bundle import WEIGHTS, Bundle, BundleError
-from engine.export import INPUT_NAMES, METADATA_PREFIX, OUTPUT_NAMES, PRECISIONS
 from engine.runtime.base import BACKENDS, Backend, BackendError, check_threads
+from engine.runtime.contract import INPUT_NAMES, METADATA_PREFIX, OUTPUT_NAMES, PRECISIONS
 from stream.errors import ConfigError
 
 log = logging.getLogger(__name__)

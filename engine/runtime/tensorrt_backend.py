@@ -16,18 +16,89 @@ from typing import Any
 import numpy as np
 
 from engine.bundle import Bundle, BundleError
-from engine.export import INPUT_NAMES, OUTPUT_NAMES
 from engine.runtime.base import BACKENDS, Backend, BackendError
+from engine.runtime.contract import INPUT_NAMES, OUTPUT_NAMES
+from stream.errors import MespotError
+
+
+def import_tensorrt(error: type[MespotError] = BackendError) -> Any:
+    """Import ``tensorrt``, the one place it is imported (lazily: GPU libraries are never imported
+    at package import time).
+
+    Raises:
+        error: TensorRT is not installed (`BackendError` for the backend, `ExportError` for an
+            export).
+    """
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise error(
+            "TensorRT is not installed (it needs an NVIDIA GPU): pip install 'mespot[gpu]' "
+            f"(tensorrt>=11, pycuda); {exc}"
+        ) from exc
+    return tensorrt
+
+
+def build_engine(
+    onnx_path: str | Path,
+    *,
+    window: int,
+    max_batch: int = 8,
+    workspace_mb: int = 1024,
+    tf32: bool = False,
+    error: type[MespotError] = BackendError,
+) -> bytes:
+    """Build a serialized TensorRT engine from an ONNX window-scorer graph (TensorRT 11 API).
+
+    The network is strongly typed (TensorRT 11 has no other kind), so the engine's precision is
+    the graph's: FP32, FP16 (a float16 graph) or INT8 (a Q/DQ graph). One optimization profile
+    covers batch 1..max_batch and time 1..window, tuned for (1, window), the live shape.
+
+    Args:
+        onnx_path: the graph (``scorer.onnx``, ``scorer.fp16.onnx`` or a Q/DQ graph).
+        window: W, the largest time length.
+        max_batch: the largest batch.
+        workspace_mb: builder workspace limit in MiB.
+        tf32: allow TF32 math for FP32 layers (faster, ~1e-3 relative error); off by default so
+            an FP32 engine matches torch.
+
+    Returns:
+        The serialized engine.
+
+    Raises:
+        error: TensorRT missing, or the graph cannot be parsed or built.
+    """
+    trt = import_tensorrt(error)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if strongly_typed is not None:  # implied (and ignored) in TensorRT 11, needed on 10.x
+        flags |= 1 << int(strongly_typed)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise error(f"{onnx_path}: TensorRT cannot parse the ONNX graph: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    if not tf32 and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        rest = tuple(int(d) for d in tuple(tensor.shape)[2:])  # feature width, () for valid
+        profile.set_shape(tensor.name, (1, 1, *rest), (1, window, *rest), (max_batch, window, *rest))
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise error(f"{onnx_path}: TensorRT could not build an engine (see its log above)")
+    return bytes(serialized)
 
 
 def import_gpu() -> tuple[Any, Any]:
     """Import (tensorrt, pycuda.driver), with a clear error when either is missing."""
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise BackendError(
-            f"the tensorrt backend needs TensorRT: pip install 'mespot[gpu]' (tensorrt>=11, pycuda); {exc}"
-        ) from exc
+    trt = import_tensorrt()
     try:
         import pycuda.driver as cuda
     except ImportError as exc:

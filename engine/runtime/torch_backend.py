@@ -4,10 +4,41 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
 from engine.bundle import Bundle
-from engine.export import WindowScorer
+from engine.methods import Method
 from engine.runtime.base import BACKENDS, Backend
+
+
+class WindowScorer(nn.Module):
+    """The exported tensor path: causal network -> `Method.score_tensors` over a window.
+
+    Row t of its outputs sees rows <= t + L of the window (L: the network's look-ahead); the
+    network pads the window's end with L invalid zero snippets itself.
+
+    Attributes:
+        network: the spotting network (eval mode).
+        method: the method whose ``score_tensors`` turns outputs into proposal scores.
+    """
+
+    def __init__(self, network: nn.Module, method: Method) -> None:
+        super().__init__()
+        self.network = network
+        self.method = method
+
+    def forward(self, motion: Tensor, geometry: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+        """Score every snippet of the windows; row t sees only rows <= t + lookahead.
+
+        Args:
+            motion: motion features. # (B, T, Dm)
+            geometry: geometry/appearance features. # (B, T, Dg)
+            valid: snippet validity. # (B, T) bool
+
+        Returns:
+            (class_scores (B, T, 2) ME/MaE, actionness (B, T)).
+        """
+        return self.method.score_tensors(self.network(motion, geometry, valid))
 
 
 @BACKENDS.register("torch")

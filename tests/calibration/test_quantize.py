@@ -35,8 +35,8 @@ from engine.bundle import Bundle, load_bundle
 from engine.cli.quantize import add_parser as add_quantize_parser
 from engine.data import load_dataset
 from engine.evaluate import evaluate
-from engine.export import read_onnx_metadata
 from engine.runtime import BackendError, OnnxRuntimeBackend, open_backend, stream_scores
+from engine.runtime.contract import read_onnx_metadata
 from engine.train import spot
 from stream.errors import ConfigError
 

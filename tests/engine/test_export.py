@@ -21,14 +21,14 @@ from engine.export import (
     TOLERANCE,
     ExportError,
     ExportFormat,
-    WindowScorer,
     export,
     random_windows,
-    read_onnx_metadata,
     register_format,
 )
 from engine.models import NetworkConfig, build_network
 from engine.runtime import OnnxRuntimeBackend, TorchBackend
+from engine.runtime.contract import read_onnx_metadata
+from engine.runtime.torch_backend import WindowScorer
 from engine.train import TrainConfig
 from stream.config import FeatureConfig
 from stream.errors import ConfigError

@@ -407,7 +407,7 @@ def test_smoothness_penalises_bursty_attention() -> None:
 
 def test_the_operating_grid_lets_training_identities_choose_mode_and_type_rule() -> None:
     from engine.methods import GimMethod, PwesMethod
-    from engine.train import OPERATING_GRID
+    from engine.proposals import OPERATING_GRID
 
     grid = McwesMethod.operating_grid()
     assert grid["mode"] == ("top", "threshold") and grid["type_rule"] == ("class", "duration")

@@ -13,7 +13,7 @@ import torch
 
 from engine.bundle import Bundle, BundleError, load_bundle, sha256_file
 from engine.data.features import VideoFeatures
-from engine.export import export, random_windows, read_onnx_metadata
+from engine.export import export, random_windows
 from engine.runtime import (
     BACKENDS,
     BackendError,
@@ -24,6 +24,7 @@ from engine.runtime import (
     sequence_snippets,
     stream_scores,
 )
+from engine.runtime.contract import read_onnx_metadata
 from engine.train import predict
 from stream.config import FeatureConfig
 from stream.errors import ConfigError
