@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import logging
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -173,11 +171,11 @@ def network_inputs(feats: VideoFeatures, network: NetworkConfig) -> VideoFeature
     """The features as the network sees them: with the neutral baseline applied when configured.
 
     The same function serves training and `predict`; the live scorer applies the same
-    `calibration.baseline` normalisation snippet by snippet.
+    `calibration.neutral` normalisation snippet by snippet.
     """
     if network.neutral_s is None:
         return feats
-    from calibration.baseline import normalise_video
+    from calibration.neutral import normalise_video
 
     m, g, ok, _ = normalise_video(
         feats.motion, feats.geometry, feats.valid, feats.snippet_s, network.neutral_s
@@ -615,52 +613,7 @@ def loso(
     )
 
 
-def save_run(
-    path: str | Path,
-    network: torch.nn.Module,
-    config: TrainConfig,
-    report: Report | None = None,
-    *,
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write ``weights.pt`` (plain state dict) and ``run.json`` (configs, metrics) into a folder.
-
-    Args:
-        path: the run folder (created).
-        network: the trained network.
-        config: its training configuration.
-        report: its evaluation, if any (pooled and per-fold metrics go to run.json).
-        extra: more JSON-ready metadata (operating point, wall time, ...).
-
-    Returns:
-        The folder.
-    """
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
-    torch.save(state, folder / "weights.pt")
-    run = {
-        "format": "mespot-run/1",
-        "train_config": config.to_dict(),
-        "metrics": None if report is None else report.to_dict(),
-        "extra": dict(extra or {}),
-    }
-    (folder / "run.json").write_text(json.dumps(run, indent=2, default=_json_default))
-    return folder
-
-
 def _json_default(value: object) -> object:
     if dataclasses.is_dataclass(value) and hasattr(value, "to_dict"):
         return value.to_dict()
     raise TypeError(f"run.json: {type(value).__name__} is not JSON serialisable")
-
-
-def load_run(path: str | Path) -> tuple[SpottingNetwork, TrainConfig, dict[str, Any]]:
-    """Read a folder written by `save_run`: (network in eval mode, config, the run.json dict)."""
-    folder = Path(path)
-    run = json.loads((folder / "run.json").read_text())
-    config = TrainConfig.from_dict(run["train_config"])
-    network = build_network(config.network)
-    network.load_state_dict(torch.load(folder / "weights.pt", weights_only=True))
-    network.eval()
-    return network, config, run

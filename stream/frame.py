@@ -7,6 +7,10 @@ from enum import StrEnum
 
 import numpy as np
 
+# The image files a frame folder may hold (the folder source, the dataset loaders); here, in a
+# module without OpenCV, so that loading annotations does not import it.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
+
 
 @dataclass(frozen=True, slots=True)
 class Frame:

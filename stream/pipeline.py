@@ -24,7 +24,7 @@ from stream.features import ROI_SETS, FrameFeatures, RegionFeaturizer, feature_n
 from stream.flow import FLOWS, MultiScaleFlow
 from stream.frame import Frame, SourceEvent
 from stream.resample import Resampler, TimeGap
-from stream.ring import Snippet, SnippetAssembler, SnippetRing
+from stream.ring import Snippet, SnippetAssembler
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +99,11 @@ class Pipeline:
 
     Args:
         config: the feature configuration.
-        ring_snippets: how many recent snippets `recent` keeps (the scorer's window source).
         flow_options: extra keyword arguments for the flow estimator (e.g. device for tvl1);
             they must not change the features' meaning.
     """
 
-    def __init__(
-        self, config: FeatureConfig | None = None, *, ring_snippets: int = 256, **flow_options: object
-    ) -> None:
+    def __init__(self, config: FeatureConfig | None = None, **flow_options: object) -> None:
         self.config = config = config or FeatureConfig()
         self.resampler = Resampler(config.fps, max_hold_s=config.max_hold_s)
         self.tracker = FaceTracker()
@@ -121,7 +118,6 @@ class Pipeline:
             len(self.motion_names),
             len(self.geometry_names),
         )
-        self.recent = SnippetRing(ring_snippets, 3 * len(self.motion_names), 3 * len(self.geometry_names))
         self.times = StageTimes()
         # first-half state (the worker thread's when threaded)
         self._last_source_index: int | None = None
@@ -260,7 +256,6 @@ class Pipeline:
             t1 = time.monotonic_ns()
             feats = self.featurizer.push(frame.index, aligned, flows)
         for snippet in self.assembler.push(feats, frame.capture_ns):
-            self.recent.append(snippet)
             out.append(snippet)
         self.times.ns["flow"] += t1 - t0
         self.times.ns["features"] += time.monotonic_ns() - t1

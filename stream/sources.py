@@ -50,12 +50,11 @@ from stream.errors import (
     StreamUnreachable,
     redact_url,
 )
-from stream.frame import Frame, SourceEvent, SourceEventKind
+from stream.frame import IMAGE_SUFFIXES, Frame, SourceEvent, SourceEventKind
 from stream.registry import Registry
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 DEFAULT_FOLDER_FPS = 30.0
 # Used when neither the container/driver nor the caller gives a usable rate.
 FALLBACK_FPS = 30.0

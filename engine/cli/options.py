@@ -6,8 +6,6 @@ import argparse
 from importlib import resources
 from pathlib import Path
 
-VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
-
 LIST_SUFFIXES = {".txt", ".lst", ".list", ".csv"}
 
 # The network each method's paper uses, when --network is not given.

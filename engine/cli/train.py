@@ -213,7 +213,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     tr.add_argument(
         "--neutral-s",
         type=float,
-        help="normalise each video / stream by its first S seconds of resting face (calibration.baseline)",
+        help="normalise each video / stream by its first S seconds of resting face (calibration.neutral)",
     )
     tr.add_argument(
         "--no-input-norm", action="store_true", help="feed raw features (no training-set standardisation)"

@@ -45,7 +45,8 @@ from engine.data.generic import (
     read_workbook,
     text,
 )
-from engine.data.records import DATASETS, IMAGE_SUFFIXES, Blink, Dataset
+from engine.data.records import DATASETS, Blink, Dataset
+from stream.frame import IMAGE_SUFFIXES
 from stream.intervals import ExpressionType
 
 log = logging.getLogger(__name__)

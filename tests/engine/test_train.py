@@ -18,10 +18,8 @@ from engine.proposals import ProposalConfig
 from engine.train import (
     TrainConfig,
     choose_operating_point,
-    load_run,
     loso,
     predict,
-    save_run,
     train,
 )
 from stream.errors import ConfigError
@@ -194,24 +192,6 @@ def test_full_loss_is_masked_and_class_balanced() -> None:
     assert loss.item() == pytest.approx(np.log(3), rel=1e-5) and parts["ce"] == pytest.approx(loss.item())
     cls, act = method.scores({"tcam": logits})
     assert cls.shape == (5, 2) and act[0] == pytest.approx(2 / 3)
-
-
-def test_save_run_round_trip(data, tmp_path) -> None:
-    dataset, features = data
-    cfg = TrainConfig(epochs=1, batch_size=2, window=32, steps_per_epoch=1, network=NET)
-    net, _ = train(pairs_of(dataset, features, {"s1"}), cfg, progress=False)
-    report = train_module.evaluate({}, {"s1_v0": list(dataset.video("s1_v0").expressions)}, FPS)
-    folder = save_run(tmp_path / "run", net, cfg, report, extra={"operating_point": cfg.proposals})
-    state = torch.load(folder / "weights.pt", weights_only=True)
-    assert state.keys() == net.state_dict().keys()
-    run = json.loads((folder / "run.json").read_text())
-    assert run["train_config"]["network"]["embed_dim"] == 32
-    assert run["metrics"]["pooled"]["overall"]["fn"] == 8
-    assert run["extra"]["operating_point"]["type_rule"] == "class"
-    loaded, loaded_cfg, _ = load_run(folder)
-    assert loaded_cfg == cfg
-    for a, b in zip(loaded.state_dict().values(), net.state_dict().values(), strict=True):
-        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize(

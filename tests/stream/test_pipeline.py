@@ -36,16 +36,6 @@ def test_streaming_equals_batch_extraction(videos: Path, name: str) -> None:
     assert [(e.kind, e.frame_index) for e in live.events] == [(e.kind, e.frame_index) for e in batch.events]
 
 
-def test_the_snippet_ring_holds_the_newest_window(videos: Path) -> None:
-    config = FeatureConfig()
-    with open_source(videos / "single_face.mp4") as src, Pipeline(config, ring_snippets=4) as pipe:
-        snippets = [o for o in pipe.run(iter(src.read, None), threaded=False) if isinstance(o, Snippet)]
-    window = pipe.recent.window(10)  # asks for more than it holds: gets the newest 4
-    assert len(pipe.recent) == 4 and window["first_index"] == len(snippets) - 4
-    np.testing.assert_array_equal(window["motion"], np.stack([s.motion for s in snippets[-4:]]))
-    np.testing.assert_array_equal(window["valid"], [s.valid for s in snippets[-4:]])
-
-
 def test_face_present_throughout(videos: Path) -> None:
     config = FeatureConfig()
     result = extract(videos / "single_face.mp4", config)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from calibration.baseline import NeutralBaseline, NeutralCollector, normalise_video, resting_snippets
+from calibration.neutral import NeutralBaseline, NeutralCollector, normalise_video, resting_snippets
 from engine.bundle import load_bundle, save_bundle
 from engine.data.features import VideoFeatures
 from engine.export import export, random_windows
