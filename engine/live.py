@@ -77,9 +77,9 @@ from stream.capture import Capture, CaptureError, Policy
 from stream.config import FeatureConfig
 from stream.errors import ConfigError
 from stream.face import FaceState
-from stream.frame import Frame, SourceEvent, SourceEventKind
+from stream.frame import Frame, SourceEvent, SourceEventKind, StatusEvent
 from stream.intervals import Interval
-from stream.pipeline import Pipeline, StatusEvent
+from stream.pipeline import Pipeline
 from stream.publish import Publisher
 from stream.ring import Snippet
 from stream.sources import Source, open_source

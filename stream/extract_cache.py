@@ -29,7 +29,8 @@ import numpy as np
 from stream.config import FeatureConfig
 from stream.errors import ConfigError, SourceEmpty
 from stream.feature_view import FeatureView, try_feature_view
-from stream.pipeline import Extraction, StatusEvent
+from stream.frame import StatusEvent
+from stream.pipeline import Extraction
 
 _SAMPLE = 65536  # bytes hashed at each end of a file: a content identity at the cost of two reads
 

@@ -57,3 +57,31 @@ class SourceEvent:
     capture_ns: int
     detail: str = ""
     gap_s: float = 0.0
+
+
+class StatusKind(StrEnum):
+    FACE_FOUND = "face_found"
+    FACE_LOST = "face_lost"
+    TIME_GAP = "time_gap"  # canonical frames no source frame covered
+    SOURCE = "source"  # a SourceEvent passed through (disconnect, reconnect, bad frame, end)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """Something a subscriber or a log should know that is not a snippet.
+
+    Attributes:
+        kind: what happened.
+        frame_index: canonical frame index it applies to (-1 when not tied to a frame).
+        media_time_s: media time it applies to.
+        capture_ns: monotonic capture time it was noticed at.
+        detail: free text (for SOURCE: the SourceEvent kind and detail).
+        source_event: the SourceEvent, for SOURCE.
+    """
+
+    kind: StatusKind
+    frame_index: int
+    media_time_s: float
+    capture_ns: int
+    detail: str = ""
+    source_event: SourceEvent | None = None

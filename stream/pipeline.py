@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -22,39 +21,11 @@ from stream.config import FeatureConfig
 from stream.face import FaceTracker
 from stream.features import ROI_SETS, FrameFeatures, RegionFeaturizer, feature_names
 from stream.flow import FLOWS, MultiScaleFlow
-from stream.frame import Frame, SourceEvent
+from stream.frame import Frame, SourceEvent, StatusEvent, StatusKind
 from stream.resample import Resampler, TimeGap
 from stream.ring import Snippet, SnippetAssembler
 
 log = logging.getLogger(__name__)
-
-
-class StatusKind(StrEnum):
-    FACE_FOUND = "face_found"
-    FACE_LOST = "face_lost"
-    TIME_GAP = "time_gap"  # canonical frames no source frame covered
-    SOURCE = "source"  # a SourceEvent passed through (disconnect, reconnect, bad frame, end)
-
-
-@dataclass(frozen=True, slots=True)
-class StatusEvent:
-    """Something a subscriber or a log should know that is not a snippet.
-
-    Attributes:
-        kind: what happened.
-        frame_index: canonical frame index it applies to (-1 when not tied to a frame).
-        media_time_s: media time it applies to.
-        capture_ns: monotonic capture time it was noticed at.
-        detail: free text (for SOURCE: the SourceEvent kind and detail).
-        source_event: the SourceEvent, for SOURCE.
-    """
-
-    kind: StatusKind
-    frame_index: int
-    media_time_s: float
-    capture_ns: int
-    detail: str = ""
-    source_event: SourceEvent | None = None
 
 
 Output = Snippet | StatusEvent

@@ -60,6 +60,7 @@ from typing import Any
 import zmq
 
 from stream.errors import ConfigError, MespotError
+from stream.frame import StatusKind
 from stream.intervals import Interval
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,8 @@ __all__ = [
 
 SCHEMA = "mespot.events/1"
 TOPICS = ("event", "score", "status")
-# "heartbeat" plus the kinds of stream.pipeline.StatusKind (kept equal by a test; not imported here
-# because the pipeline module pulls in the whole vision stack).
-STATUS_KINDS = ("heartbeat", "face_found", "face_lost", "time_gap", "source")
+# "heartbeat" (the publisher's own) plus the pipeline's status kinds.
+STATUS_KINDS = ("heartbeat", *(k.value for k in StatusKind))
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 DEFAULT_SNAPSHOT_ENDPOINT = "tcp://127.0.0.1:5557"
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -633,7 +633,7 @@ class Publisher:
         return msg
 
     def publish_status_event(self, event: Any) -> dict[str, Any]:
-        """Publish a `stream.pipeline.StatusEvent` (or anything with its attributes)."""
+        """Publish a `stream.frame.StatusEvent` (or anything with its attributes)."""
         return self.publish_status(
             event.kind,
             frame_index=event.frame_index,

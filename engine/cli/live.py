@@ -15,7 +15,7 @@ from engine.live import LiveEvent, LiveRunner, Preview, default_bundle, freeze_s
 from engine.runtime import SnippetScore
 from engine.startup import stop_on_signals
 from stream.errors import ConfigError, MespotError
-from stream.pipeline import StatusEvent
+from stream.frame import StatusEvent
 from stream.publish import DEFAULT_ENDPOINT, DEFAULT_SNAPSHOT_ENDPOINT, CurveServer, Publisher
 
 log = logging.getLogger(__name__)

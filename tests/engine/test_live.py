@@ -41,9 +41,10 @@ from engine.proposals import propose
 from engine.runtime import SnippetScore
 from engine.train import predict
 from stream.config import FeatureConfig
+from stream.frame import StatusEvent
 from stream.intervals import ExpressionType, Interval
 from stream.listen import Listener, Received
-from stream.pipeline import StatusEvent, extract
+from stream.pipeline import extract
 from stream.publish import Publisher
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from stream.config import FeatureConfig
-from stream.frame import Frame
-from stream.pipeline import Extraction, Pipeline, StatusEvent, StatusKind, extract
+from stream.frame import Frame, StatusEvent, StatusKind
+from stream.pipeline import Extraction, Pipeline, extract
 from stream.ring import Snippet
 from stream.sources import open_source
 
