@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from stream.config import refuse_unknown_keys
+from stream.config import check_number, refuse_unknown_keys
 from stream.errors import ConfigError
 from stream.intervals import MAE_MAX_SECONDS, ME_MAX_SECONDS, ExpressionType, Interval
 
@@ -510,9 +510,7 @@ class ProposalConfig:
             if getattr(self, name) not in choices:
                 raise ConfigError(f"proposal config {name}={getattr(self, name)!r}: choose one of {choices}")
         for name, (lo, hi) in self._RANGES.items():
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
-                raise ConfigError(f"proposal config {name}={v!r}: must be a number in [{lo}, {hi}]")
+            check_number("proposal config", name, getattr(self, name), lo, hi)
         if self.min_duration_s >= self.max_duration_s:
             raise ConfigError(
                 f"proposal config min_duration_s={self.min_duration_s} must be below "

@@ -39,7 +39,7 @@ from engine.methods import METHODS, Method, build_method
 from engine.models import NetworkConfig, SpottingNetwork, build_network
 from engine.models.spotter import set_input_statistics
 from engine.proposals import OPERATING_GRID, ProposalConfig, propose
-from stream.config import refuse_unknown_keys
+from stream.config import check_number, refuse_unknown_keys
 from stream.errors import ConfigError
 from stream.intervals import Interval
 
@@ -48,13 +48,6 @@ log = logging.getLogger(__name__)
 # (class_scores (T, 2) ME/MaE, actionness (T,)) of one video; NaN at invalid snippets.
 Scores = tuple[np.ndarray, np.ndarray]
 Video = tuple[VideoRecord, VideoFeatures]
-
-
-def _check_number(name: str, value: object, lo: float, hi: float, integer: bool = False) -> None:
-    kind = int if integer else int | float
-    if isinstance(value, bool) or not isinstance(value, kind) or not lo <= value <= hi:  # type: ignore[arg-type]
-        what = "an integer" if integer else "a number"
-        raise ConfigError(f"train config {name}={value!r}: must be {what} in [{lo}, {hi}]")
 
 
 @dataclass(frozen=True)
@@ -97,21 +90,19 @@ class TrainConfig:
     augment: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_number("epochs", self.epochs, 1, 10_000, integer=True)
-        _check_number("augment", self.augment, 0.0, 1.0)
-        _check_number("batch_size", self.batch_size, 1, 4096, integer=True)
-        _check_number("window", self.window, 2, 100_000, integer=True)
+        check_number("train config", "epochs", self.epochs, 1, 10_000, integer=True)
+        check_number("train config", "augment", self.augment, 0.0, 1.0)
+        check_number("train config", "batch_size", self.batch_size, 1, 4096, integer=True)
+        check_number("train config", "window", self.window, 2, 100_000, integer=True)
         if self.steps_per_epoch is not None:
-            _check_number("steps_per_epoch", self.steps_per_epoch, 1, 1_000_000, integer=True)
-        _check_number("lr", self.lr, 0.0, 1.0)
-        if self.lr <= 0:
-            raise ConfigError(f"train config lr={self.lr!r}: must be a number in (0, 1]")
-        _check_number("weight_decay", self.weight_decay, 0.0, 1.0)
+            check_number("train config", "steps_per_epoch", self.steps_per_epoch, 1, 1_000_000, integer=True)
+        check_number("train config", "lr", self.lr, 0.0, 1.0, lo_open=True)
+        check_number("train config", "weight_decay", self.weight_decay, 0.0, 1.0)
         if self.grad_clip is not None:
-            _check_number("grad_clip", self.grad_clip, 0.0, 1e6)
+            check_number("train config", "grad_clip", self.grad_clip, 0.0, 1e6)
             if self.grad_clip <= 0:
                 raise ConfigError(f"train config grad_clip={self.grad_clip!r}: must be > 0 or None")
-        _check_number("seed", self.seed, 0, 2**63 - 1, integer=True)
+        check_number("train config", "seed", self.seed, 0, 2**63 - 1, integer=True)
         if not isinstance(self.network, NetworkConfig):
             raise ConfigError(
                 f"train config network: must be a NetworkConfig, got {type(self.network).__name__}"
@@ -558,7 +549,7 @@ def loso(
         log.warning("%d video(s) have no features and are left out: %s", len(missing), missing[:5])
     plan = dataset.folds(group)
     if folds is not None:
-        _check_number("folds", folds, 1, len(plan), integer=True)
+        check_number("train config", "folds", folds, 1, len(plan), integer=True)
         plan = plan[:folds]
     fold_reports: dict[str, Report] = {}
     points: dict[str, ProposalConfig] = {}

@@ -9,11 +9,43 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 from stream.errors import ConfigError
+
+
+def check_number(
+    prefix: str,
+    name: str,
+    value: object,
+    lo: float,
+    hi: float,
+    *,
+    integer: bool = False,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> None:
+    """The one range check of mespot's configurations: refuse `value` unless it is a finite number
+    (an integer when `integer`; never a bool) in [lo, hi], or (lo, ... / ..., hi) where open.
+
+    Raises:
+        ConfigError: ``"{prefix} {name}={value!r}: must be a number in [lo, hi]"``.
+    """
+    kind = int if integer else int | float
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, kind)
+        and math.isfinite(value)  # type: ignore[arg-type]
+        and (lo < value if lo_open else lo <= value)  # type: ignore[operator]
+        and (value < hi if hi_open else value <= hi)  # type: ignore[operator]
+    )
+    if not ok:
+        what = "an integer" if integer else "a number"
+        span = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise ConfigError(f"{prefix} {name}={value!r}: must be {what} in {span}")
 
 
 def refuse_unknown_keys(cls: type, data: Mapping[str, Any], what: str) -> None:
@@ -121,9 +153,7 @@ class FeatureConfig:
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in self._RANGES.items():
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
-                raise ConfigError(f"feature config {name}={v!r}: must be a number in [{lo}, {hi}]")
+            check_number("feature config", name, getattr(self, name), lo, hi)
         for name in ("crop_size",):
             if not isinstance(getattr(self, name), int):
                 raise ConfigError(f"feature config {name}={getattr(self, name)!r}: must be an integer")

@@ -19,6 +19,7 @@ from engine.data.features import VideoFeatures
 from engine.data.labels import BACKGROUND, full_labels
 from engine.data.records import VideoRecord
 from engine.methods.base import Method, MethodConfig
+from stream.config import check_number
 from stream.errors import ConfigError
 
 
@@ -40,11 +41,8 @@ class FullConfig(MethodConfig):
     def __post_init__(self) -> None:
         if not isinstance(self.class_balance, bool):
             raise ConfigError(f"full config class_balance={self.class_balance!r}: must be true or false")
-        for name, lo, hi in (("max_class_weight", 1.0, 1000.0), ("label_smoothing", 0.0, 0.5)):
-            v = getattr(self, name)
-            upper_ok = v <= hi if name == "max_class_weight" else v < hi
-            if isinstance(v, bool) or not isinstance(v, int | float) or not (lo <= v and upper_ok):
-                raise ConfigError(f"full config {name}={v!r}: must be a number in [{lo}, {hi}]")
+        check_number("full config", "max_class_weight", self.max_class_weight, 1.0, 1000.0)
+        check_number("full config", "label_smoothing", self.label_smoothing, 0.0, 0.5, hi_open=True)
 
 
 def balanced_weights(counts: np.ndarray, cap: float) -> np.ndarray:

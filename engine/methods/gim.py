@@ -101,6 +101,7 @@ from engine.data.labels import PointFrame, point_frames, point_free_background, 
 from engine.data.records import VideoRecord
 from engine.methods.base import Method, MethodConfig, eval_outputs
 from engine.proposals import PRESETS, ProposalConfig
+from stream.config import check_number
 from stream.errors import ConfigError
 from stream.intervals import ExpressionType
 
@@ -237,9 +238,7 @@ class GimConfig(MethodConfig):
                 f"gim config theta_end={v!r}: must be a number in (0, theta_start={self.theta_start}]"
             )
         for name in ("theta_epochs", "stage1_epochs", "stage2_epochs"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 10_000:
-                raise ConfigError(f"gim config {name}={v!r}: must be an integer in [0, 10000]")
+            check_number("gim config", name, getattr(self, name), 0, 10_000, integer=True)
         if not isinstance(self.soft_labels, bool):
             raise ConfigError(f"gim config soft_labels={self.soft_labels!r}: must be true or false")
         if self.point_mode not in POINT_MODES:

@@ -57,7 +57,6 @@ Where this differs from the paper:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -73,6 +72,7 @@ from engine.data.labels import BACKGROUND, MAE, ME, video_level_vector
 from engine.data.records import VideoRecord
 from engine.methods.base import Method, MethodConfig
 from engine.proposals import ProposalConfig, top_k_from_divisor
+from stream.config import check_number
 from stream.errors import ConfigError
 
 _EPS = 1e-8
@@ -80,21 +80,6 @@ SIMILARITIES = ("cosine", "dot")
 # Softmax temperature of eq. 12 over cosine similarities (in [-1, 1], a plain softmax over the k
 # selected snippets would be nearly uniform and its max carry no signal).
 COSINE_TEMPERATURE = 0.1
-
-
-def check_number(
-    prefix: str, name: str, value: object, lo: float, hi: float, *, integer: bool = False
-) -> None:
-    """Raise ConfigError naming `prefix name=value` unless it is a number (an int) in [lo, hi]."""
-    kind = int if integer else int | float
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, kind)
-        or not math.isfinite(value)  # type: ignore[arg-type]
-        or not lo <= value <= hi  # type: ignore[operator]
-    ):
-        what = "an integer" if integer else "a number"
-        raise ConfigError(f"{prefix} {name}={value!r}: must be {what} in [{lo}, {hi}]")
 
 
 def check_bool(prefix: str, name: str, value: object) -> None:

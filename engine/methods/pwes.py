@@ -76,8 +76,9 @@ from engine.data.features import VideoFeatures
 from engine.data.labels import BACKGROUND, CLASS_OF, MAE, ME, point_free_background, point_labels
 from engine.data.records import VideoRecord
 from engine.methods.base import MethodConfig, eval_outputs
-from engine.methods.mcwes import McwesConfig, McwesMethod, check_bool, check_number
+from engine.methods.mcwes import McwesConfig, McwesMethod, check_bool
 from engine.proposals import MAE_MAX_SECONDS
+from stream.config import check_number
 from stream.errors import ConfigError
 
 _EPS = 1e-6
@@ -155,15 +156,9 @@ class PwesConfig(McwesConfig):
         check_bool(p, "use_mplg", self.use_mplg)
         check_bool(p, "use_dfcl", self.use_dfcl)
         check_number(p, "pretrain_steps", self.pretrain_steps, 0, 1_000_000, integer=True)
-        check_number(p, "select_ratio", self.select_ratio, 0.0, 1.0)
-        if self.select_ratio <= 0:
-            raise ConfigError(f"{p} select_ratio={self.select_ratio!r}: must be a number in (0, 1]")
-        check_number(p, "fg_threshold", self.fg_threshold, 0.0, 1.0)
-        if self.fg_threshold >= 1:
-            raise ConfigError(f"{p} fg_threshold={self.fg_threshold!r}: must be a number in [0, 1)")
-        check_number(p, "temperature", self.temperature, 0.0, 100.0)
-        if self.temperature <= 0:
-            raise ConfigError(f"{p} temperature={self.temperature!r}: must be a number in (0, 100]")
+        check_number(p, "select_ratio", self.select_ratio, 0.0, 1.0, lo_open=True)
+        check_number(p, "fg_threshold", self.fg_threshold, 0.0, 1.0, hi_open=True)
+        check_number(p, "temperature", self.temperature, 0.0, 100.0, lo_open=True)
         for name in ("regions_background", "regions_me", "regions_mae"):
             check_number(p, name, getattr(self, name), 1, 256, integer=True)
         if self.background_gap_s is not None:

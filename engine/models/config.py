@@ -7,14 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from stream.config import refuse_unknown_keys
+from stream.config import check_number, refuse_unknown_keys
 from stream.errors import ConfigError
-
-
-def _check_int(name: str, value: object, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(f"network config {name}={value!r}: must be an integer in [{lo}, {hi}]")
-
 
 #: The largest look-ahead in snippets (256 snippets of 4 frames at 30 fps ~ 34 s).
 MAX_LOOKAHEAD = 256
@@ -102,23 +96,23 @@ class NetworkConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.network, str) or not self.network:
             raise ConfigError(f"network config network={self.network!r}: must be a non-empty name")
-        _check_int("motion_dim", self.motion_dim, 1, 65536)
-        _check_int("geometry_dim", self.geometry_dim, 1, 65536)
-        _check_int("embed_dim", self.embed_dim, 2, 1024)
-        _check_int("window", self.window, 1, 4096)
-        _check_int("kernel_size", self.kernel_size, 1, 15)
+        check_number("network config", "motion_dim", self.motion_dim, 1, 65536, integer=True)
+        check_number("network config", "geometry_dim", self.geometry_dim, 1, 65536, integer=True)
+        check_number("network config", "embed_dim", self.embed_dim, 2, 1024, integer=True)
+        check_number("network config", "window", self.window, 1, 4096, integer=True)
+        check_number("network config", "kernel_size", self.kernel_size, 1, 15, integer=True)
         raw = self.dilations
         if isinstance(raw, str | bytes) or not isinstance(raw, Sequence):
             raise ConfigError(f"network config dilations={raw!r}: must be a sequence of integers")
         # Lists (from JSON) become tuples so the config stays hashable.
         object.__setattr__(self, "dilations", tuple(raw))
         for d in self.dilations:
-            _check_int("dilations", d, 1, 64)
+            check_number("network config", "dilations", d, 1, 64, integer=True)
         if len(self.dilations) > 8:
             raise ConfigError(f"network config dilations={raw!r}: at most 8 blocks")
         if not isinstance(self.causal, bool):
             raise ConfigError(f"network config causal={self.causal!r}: must be true or false")
-        _check_int("lookahead", self.lookahead, 0, MAX_LOOKAHEAD)
+        check_number("network config", "lookahead", self.lookahead, 0, MAX_LOOKAHEAD, integer=True)
         if self.lookahead > 0 and not self.causal:
             raise ConfigError(
                 f"network config lookahead={self.lookahead!r}: a look-ahead applies to the causal network "
@@ -134,12 +128,7 @@ class NetworkConfig:
             )
         if not isinstance(self.input_norm, bool):
             raise ConfigError(f"network config input_norm={self.input_norm!r}: must be true or false")
-        if (
-            isinstance(self.dropout, bool)
-            or not isinstance(self.dropout, int | float)
-            or not 0.0 <= self.dropout < 1.0
-        ):
-            raise ConfigError(f"network config dropout={self.dropout!r}: must be a number in [0, 1)")
+        check_number("network config", "dropout", self.dropout, 0.0, 1.0, hi_open=True)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
