@@ -29,7 +29,7 @@ from stream.capture import Capture
 from stream.config import FeatureConfig
 from stream.frame import Frame, SourceEvent, SourceEventKind
 from stream.pipeline import Pipeline
-from stream.sources import Source, open_source
+from stream.sources import PacedSource, open_source
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,33 +50,6 @@ def make_video(seconds: float, out: Path) -> Path:
         writer.write(loop[i % len(loop)])
     writer.release()
     return out
-
-
-class PacedSource(Source):
-    """Releases a file's frames at their media times on the wall clock, as a camera would."""
-
-    is_live = True
-
-    def __init__(self, inner: Source) -> None:
-        super().__init__(f"paced:{inner.name}", inner.nominal_fps)
-        self.inner = inner
-        self._t0: int | None = None
-
-    def _next(self) -> Frame | SourceEvent:
-        item = self.inner.read()
-        if item is None:
-            return self._event(SourceEventKind.END)
-        if not isinstance(item, Frame):
-            return item
-        if self._t0 is None:
-            self._t0 = time.monotonic_ns()
-        wait = (self._t0 + int(item.media_time_s * 1e9) - time.monotonic_ns()) / 1e9
-        if wait > 0 and self._closed.wait(wait):
-            return self._event(SourceEventKind.END, "closed")
-        return Frame(item.index, item.media_time_s, time.monotonic_ns(), item.image, item.source_index)
-
-    def _release(self) -> None:
-        self.inner.close()
 
 
 def replay(path: Path, config: FeatureConfig, threaded: bool) -> dict[str, object]:

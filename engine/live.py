@@ -82,7 +82,7 @@ from stream.intervals import Interval
 from stream.pipeline import Pipeline
 from stream.publish import Publisher
 from stream.ring import Snippet
-from stream.sources import Source, open_source
+from stream.sources import PacedSource, Source, open_source
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,6 @@ __all__ = [
     "LiveReport",
     "LiveRunner",
     "Mode",
-    "PacedSource",
     "Preview",
     "default_bundle",
     "open_live_source",
@@ -119,44 +118,6 @@ def default_bundle() -> Path:
 # ------------------------------------------------------------------------------------------
 # Sources
 # ------------------------------------------------------------------------------------------
-
-
-class PacedSource(Source):
-    """A recording delivered like a camera: each frame is released at its media time.
-
-    Frames are read from the wrapped source and handed out at ``t0 + media_time_s`` on the
-    monotonic clock (``t0``: when the first frame was read), with ``capture_ns`` set to that release
-    time. A consumer that cannot keep up loses frames to the live capture policy, as with a camera.
-    `close` wakes a wait at once.
-
-    Args:
-        inner: an open, finite source (file, folder).
-    """
-
-    is_live = True
-
-    def __init__(self, inner: Source) -> None:
-        super().__init__(inner.name, inner.nominal_fps)
-        self.inner = inner
-        self._t0_ns: int | None = None
-        self._t0_media = 0.0
-
-    def _next(self) -> Frame | SourceEvent:
-        item = self.inner.read()
-        if item is None:
-            return self._event(SourceEventKind.END, "source already ended")
-        if not isinstance(item, Frame):
-            return item
-        now = time.monotonic_ns()
-        if self._t0_ns is None:
-            self._t0_ns, self._t0_media = now, item.media_time_s
-        due = self._t0_ns + round((item.media_time_s - self._t0_media) * 1e9)
-        if due > now and self._closed.wait((due - now) / 1e9):  # an Event: close() wakes it
-            return self._event(SourceEventKind.END, "closed")
-        return dataclasses.replace(item, capture_ns=time.monotonic_ns())
-
-    def _release(self) -> None:
-        self.inner.close()
 
 
 def freeze_startup_heap() -> float:

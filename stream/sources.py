@@ -24,6 +24,7 @@ reconnection gap shows in the media times.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import logging
@@ -768,12 +769,51 @@ def open_source(spec: str | int | Path, *, fps: float | None = None, **options: 
     raise SourceNotFound(spec, "no such file or folder")
 
 
+class PacedSource(Source):
+    """A recording delivered like a camera: each frame is released at its media time.
+
+    Frames are read from the wrapped source and handed out at ``t0 + media_time_s`` on the
+    monotonic clock (``t0``: when the first frame was read), with ``capture_ns`` set to that release
+    time. A consumer that cannot keep up loses frames to the live capture policy, as with a camera.
+    `close` wakes a wait at once.
+
+    Args:
+        inner: an open, finite source (file, folder).
+    """
+
+    is_live = True
+
+    def __init__(self, inner: Source) -> None:
+        super().__init__(inner.name, inner.nominal_fps)
+        self.inner = inner
+        self._t0_ns: int | None = None
+        self._t0_media = 0.0
+
+    def _next(self) -> Frame | SourceEvent:
+        item = self.inner.read()
+        if item is None:
+            return self._event(SourceEventKind.END, "source already ended")
+        if not isinstance(item, Frame):
+            return item
+        now = time.monotonic_ns()
+        if self._t0_ns is None:
+            self._t0_ns, self._t0_media = now, item.media_time_s
+        due = self._t0_ns + round((item.media_time_s - self._t0_media) * 1e9)
+        if due > now and self._closed.wait((due - now) / 1e9):  # an Event: close() wakes it
+            return self._event(SourceEventKind.END, "closed")
+        return dataclasses.replace(item, capture_ns=time.monotonic_ns())
+
+    def _release(self) -> None:
+        self.inner.close()
+
+
 __all__ = [
     "DEFAULT_FOLDER_FPS",
     "IMAGE_SUFFIXES",
     "SOURCE_SCHEMES",
     "CameraSource",
     "FolderSource",
+    "PacedSource",
     "RtspSource",
     "Source",
     "SourceFactory",
