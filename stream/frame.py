@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -10,6 +11,15 @@ import numpy as np
 # The image files a frame folder may hold (the folder source, the dataset loaders); here, in a
 # module without OpenCV, so that loading annotations does not import it.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
+_LAST_INT = re.compile(r"(\d+)(?!.*\d)")
+
+
+def frame_number(stem: str) -> int | None:
+    """A frame image's number: the last integer in its file name stem (``img12`` -> 12,
+    ``006_1_00012`` -> 12, ``frame12_l`` -> 12), or None without one. The folder source orders
+    frames by it and the dataset loaders read a folder's numbering with it."""
+    m = _LAST_INT.search(stem)
+    return None if m is None else int(m.group(1))
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,7 @@ from stream.errors import (
     StreamUnreachable,
     redact_url,
 )
-from stream.frame import IMAGE_SUFFIXES, Frame, SourceEvent, SourceEventKind
+from stream.frame import IMAGE_SUFFIXES, Frame, SourceEvent, SourceEventKind, frame_number
 from stream.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -298,7 +298,6 @@ class VideoFileSource(Source):
 
 
 # -- folders of images ---------------------------------------------------------------------
-_LAST_INT = re.compile(r"(\d+)(?!.*\d)")
 
 
 def frame_sort_key(path: Path) -> tuple[int, int, str]:
@@ -307,10 +306,10 @@ def frame_sort_key(path: Path) -> tuple[int, int, str]:
     ``img2.jpg`` sorts before ``img10.jpg``; ``006_1_00002.jpg`` sorts by 2. Names without a
     number come after the numbered ones, by name.
     """
-    m = _LAST_INT.search(path.stem)
-    if m is None:
+    number = frame_number(path.stem)
+    if number is None:
         return (1, 0, path.name)
-    return (0, int(m.group(1)), path.name)
+    return (0, number, path.name)
 
 
 def list_frame_images(folder: Path) -> list[Path]:

@@ -29,13 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stream.errors import ConfigError
-from stream.frame import IMAGE_SUFFIXES
+from stream.frame import IMAGE_SUFFIXES, frame_number
 from stream.intervals import MAE_MAX_SECONDS, ME_MAX_SECONDS, ExpressionType, Interval
 from stream.registry import Registry
 
 log = logging.getLogger(__name__)
-
-_TRAILING_NUMBER = re.compile(r"(\d+)$")
 
 
 def natural_key(text: str) -> tuple[object, ...]:
@@ -133,15 +131,16 @@ def scan_frames(folder: Path) -> FrameScan:
     """Count a folder's frame images and read their numbering from the file names.
 
     The number of a file is the last integer of its stem (``img12.jpg`` -> 12,
-    ``006_1_00012.jpg`` -> 12), as `stream.sources` orders them.
+    ``006_1_00012.jpg`` -> 12, ``frame12_l.jpg`` -> 12: `stream.frame.frame_number`), the
+    number `stream.sources` orders them by.
     """
     files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
     numbers: list[int] = []
     for p in files:
-        m = _TRAILING_NUMBER.search(p.stem)
-        if m is None:
+        number = frame_number(p.stem)
+        if number is None:
             return FrameScan(len(files), None, None)
-        numbers.append(int(m.group(1)))
+        numbers.append(number)
     if not numbers:
         return FrameScan(0, None, None)
     if len(set(numbers)) != len(numbers):

@@ -86,6 +86,18 @@ def test_scan_frames_reads_numbering(tmp_path: Path) -> None:
     assert scan.runs == ((1, 5), (9, 11))
 
 
+def test_scan_frames_numbers_frames_as_the_folder_source_orders_them(tmp_path: Path) -> None:
+    """A suffix after the number (``frame12_l.jpg``): the loader's numbering and the folder
+    source's order both use the last integer in the name."""
+    from stream.sources import list_frame_images
+
+    for n in (3, 4, 5, 12):
+        (tmp_path / f"frame{n}_l.jpg").touch()
+    scan = scan_frames(tmp_path)
+    assert (scan.n_frames, scan.first_frame, scan.runs) == (4, 3, ((3, 5), (12, 12)))
+    assert [p.name for p in list_frame_images(tmp_path)] == [f"frame{n}_l.jpg" for n in (3, 4, 5, 12)]
+
+
 def test_blink_validation() -> None:
     assert Blink(3, 7, 5).length == 5
     with pytest.raises(ValueError):
