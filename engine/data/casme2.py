@@ -29,7 +29,8 @@ import re
 from pathlib import Path
 
 from engine.data.errors import AnnotationError, FramesNotFound
-from engine.data.generic import (
+from engine.data.records import DATASETS, Dataset
+from engine.data.tables import (
     Col,
     RepairLog,
     Row,
@@ -42,7 +43,6 @@ from engine.data.generic import (
     read_workbook,
     text,
 )
-from engine.data.records import DATASETS, Dataset
 from stream.intervals import ExpressionType
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,8 @@ import re
 from pathlib import Path
 
 from engine.data.errors import AnnotationError, FramesNotFound
-from engine.data.generic import (
+from engine.data.records import DATASETS, Blink, Dataset
+from engine.data.tables import (
     Col,
     RepairLog,
     Row,
@@ -45,7 +46,6 @@ from engine.data.generic import (
     read_workbook,
     text,
 )
-from engine.data.records import DATASETS, Blink, Dataset
 from stream.frame import IMAGE_SUFFIXES
 from stream.intervals import ExpressionType
 
