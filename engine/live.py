@@ -76,7 +76,6 @@ from engine.runtime.base import Backend
 from stream.capture import Capture, CaptureError, Policy
 from stream.config import FeatureConfig
 from stream.errors import ConfigError
-from stream.face import FaceState
 from stream.frame import Frame, SourceEvent, SourceEventKind, StatusEvent
 from stream.intervals import Interval
 from stream.pipeline import Pipeline
@@ -614,23 +613,12 @@ class LiveRunner:
             detail = NEUTRAL_COLLECTING if self.uses_neutral else NEUTRAL_NONE
             log.info("snippet %d: %s", snippet.index, detail)
             self._publish_status("source", detail=detail)
-        ring = self.scorer.ring
-        while ring.total < snippet.index:  # snippets lost to a processing error: invalid, as gaps are
-            j = ring.total
-            ring.append(
-                Snippet(
-                    j,
-                    j * self.snippet_s,
-                    (j + 1) * self.snippet_s,
-                    np.zeros(self.backend.motion_dim, np.float32),
-                    np.zeros(self.backend.geometry_dim, np.float32),
-                    self.feature_config.window_frames,
-                    0,
-                    snippet.capture_ns,
-                )
-            )
-            # Scored like any snippet: with a look-ahead this emits an earlier, real snippet's score.
-            self._on_score(self.scorer.score_newest())
+        # Snippets lost to a processing error are scored as invalid, as gaps are.
+        gap = self.scorer.fill_gap(
+            snippet.index, self.snippet_s, self.feature_config.window_frames, snippet.capture_ns
+        )
+        for score in gap:
+            self._on_score(score)
         self._on_score(self.scorer.push(snippet))
         self._consecutive_errors = 0
         self._update_health(time.monotonic_ns())
@@ -724,7 +712,7 @@ class LiveRunner:
                 self.publisher.set_health(
                     fps=fps,
                     drops=self.report.dropped,
-                    face=None if frames == 0 else pipe.tracker.state is FaceState.PRESENT,
+                    face=None if frames == 0 else pipe.face_present,
                     latency_s=self.report.score_latency_s[-1] if self.report.score_latency_s else None,
                 )
 

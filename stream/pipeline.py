@@ -18,7 +18,7 @@ import numpy as np
 
 from stream.align import AlignedFace, Aligner
 from stream.config import FeatureConfig
-from stream.face import FaceTracker
+from stream.face import FaceState, FaceTracker
 from stream.features import ROI_SETS, FrameFeatures, RegionFeaturizer, feature_names
 from stream.flow import FLOWS, MultiScaleFlow
 from stream.frame import Frame, SourceEvent, StatusEvent, StatusKind
@@ -96,6 +96,17 @@ class Pipeline:
         self._last_index = -1
         # second-half state
         self._last_aligned: AlignedFace | None = None
+
+    @property
+    def face_present(self) -> bool:
+        """Whether the face tracker sees a face now."""
+        return self.tracker.state is FaceState.PRESENT
+
+    @property
+    def last_aligned(self) -> AlignedFace | None:
+        """The last aligned face (None without a face); the featurizing thread's state, for a
+        preview that draws it."""
+        return self._last_aligned
 
     def push(self, item: Frame | SourceEvent) -> list[Output]:
         """Feed one source frame or source event; returns the outputs it completed."""

@@ -273,7 +273,7 @@ def run_live(
 
             def on_score(score: SnippetScore) -> None:
                 user_preview.add_score(score)
-                aligned = getattr(pipeline, "_last_aligned", None)  # the consumer thread's own state
+                aligned = pipeline.last_aligned
                 if not user_preview.show(None if aligned is None else aligned.crop):
                     stop.set()
 

@@ -122,6 +122,39 @@ class StreamScorer:
         self.ring.append(snippet)
         return self.score_newest()
 
+    def fill_gap(
+        self, before: int, snippet_s: float, window_frames: int, capture_ns: int
+    ) -> list[SnippetScore]:
+        """Append invalid zero snippets for the indices missing before snippet `before` (lost to a
+        processing error upstream), as a gap in the stream is scored, and return their scores
+        (with a look-ahead, the scores of earlier, real snippets that these complete).
+
+        Args:
+            before: the index of the snippet about to be pushed.
+            snippet_s: the snippet hop in seconds (the filler snippets' times).
+            window_frames: frames a snippet spans (the filler snippets' size).
+            capture_ns: the capture time the filler snippets carry.
+        """
+        scores = []
+        while self.ring.total < before:
+            j = self.ring.total
+            self.ring.append(
+                Snippet(
+                    j,
+                    j * snippet_s,
+                    (j + 1) * snippet_s,
+                    np.zeros(self.backend.motion_dim, np.float32),
+                    np.zeros(self.backend.geometry_dim, np.float32),
+                    window_frames,
+                    0,
+                    capture_ns,
+                )
+            )
+            score = self.score_newest()
+            if score is not None:
+                scores.append(score)
+        return scores
+
     def restart_neutral(self) -> None:
         """Collect the neutral baseline afresh (a new person); no-op without one."""
         if self.neutral is not None:

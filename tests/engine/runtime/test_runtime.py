@@ -140,6 +140,35 @@ def test_stream_scorer_reads_a_shared_ring(bundle: Bundle) -> None:
             StreamScorer(backend, SnippetRing(bundle.window - 1, 153, 153))
 
 
+def test_snippets_lost_upstream_are_scored_as_invalid_and_the_rest_as_the_whole_sequence(
+    bundle: Bundle,
+) -> None:
+    """`StreamScorer.fill_gap`: snippets 5-9 never arrive; they score NaN, and every other snippet
+    scores as the whole-sequence forward of the same stream with 5-9 invalid."""
+    feats = synthetic(bundle.window + 20, seed=3)
+    lost = range(5, 10)
+    valid = feats.valid.copy()
+    valid[list(lost)] = False
+    motion, geometry = feats.motion.copy(), feats.geometry.copy()
+    motion[list(lost)] = 0.0
+    geometry[list(lost)] = 0.0
+    want = whole_sequence(bundle, VideoFeatures("v", motion, geometry, valid, SNIPPET_S, 30.0))
+    rows = {}
+    with TorchBackend(bundle) as backend:
+        scorer = StreamScorer(backend)
+        for snippet in sequence_snippets(feats.motion, feats.geometry, feats.valid, SNIPPET_S):
+            if snippet.index in lost:
+                continue
+            for row in [*scorer.fill_gap(snippet.index, SNIPPET_S, 8, 0), scorer.push(snippet)]:
+                rows[row.index] = row
+    assert sorted(rows) == list(range(len(valid)))
+    for j, row in rows.items():
+        if j in lost:
+            assert not row.valid and np.isnan(row.actionness)
+        elif valid[j]:
+            assert row.actionness == pytest.approx(want[1][j], abs=ATOL)
+
+
 def test_open_backend_auto(
     tmp_path: Path, bundle: Bundle, caplog: pytest.LogCaptureFixture, make_bundle
 ) -> None:
