@@ -41,3 +41,15 @@ def small_bundle(
 def make_bundle() -> Callable[..., Path]:
     """`small_bundle`: makes a small untrained bundle in a folder."""
     return small_bundle
+
+
+@pytest.fixture(scope="session", params=["mcwes", "gim"])
+def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small untrained causal bundle of each network with its FP32 ONNX scorer, exported once
+    for the whole session (tests read it; one that changes a bundle copies it first)."""
+    from engine.export import export
+
+    folder = small_bundle(tmp_path_factory.mktemp(request.param) / f"{request.param}.mespot", request.param)
+    path = export(folder, "onnx")
+    assert path == folder / "scorer.onnx"
+    return folder

@@ -37,15 +37,6 @@ from stream.errors import ConfigError
 FEATURES = FeatureConfig(flow_scales_s=(0.1,), eye_openness=False)
 
 
-@pytest.fixture(scope="module", params=["mcwes", "gim"])
-def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, make_bundle) -> Path:
-    """A small untrained causal bundle with its FP32 ONNX scorer (one export per network)."""
-    folder = make_bundle(tmp_path_factory.mktemp(request.param) / f"{request.param}.mespot", request.param)
-    path = export(folder, "onnx")
-    assert path == folder / "scorer.onnx"
-    return folder
-
-
 def max_diff(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> float:
     return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b, strict=True))
 

@@ -46,12 +46,10 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module", params=["mcwes", "gim"])
-def bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, make_bundle) -> Bundle:
-    """A small untrained causal bundle with its ONNX scorer."""
-    folder = make_bundle(tmp_path_factory.mktemp(request.param) / "m.mespot", request.param)
-    export(folder, "onnx")
-    return load_bundle(folder)
+@pytest.fixture
+def bundle(exported: Path) -> Bundle:
+    """A small untrained causal bundle with its ONNX scorer (tests/engine/conftest.py)."""
+    return load_bundle(exported)
 
 
 @pytest.fixture(scope="module")
