@@ -236,6 +236,7 @@ def test_plot_a_video_with_its_ground_truth(tmp_path: Path, videos: Path) -> Non
     assert main([*args, "--quiet", "--video", "other"]) == 2
 
 
+@pytest.mark.slow  # 10 s or more: run with -m slow
 def test_synth_then_train_leave_one_identity_out(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """The whole researcher path on a tiny synthetic dataset: synth -> extract -> train --loso."""
     data = tmp_path / "synth"

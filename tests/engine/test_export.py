@@ -106,6 +106,9 @@ def test_a_graph_of_another_model_is_refused(exported: Path, tmp_path: Path, mak
         OnnxRuntimeBackend(other, path=exported / "scorer.onnx")
 
 
+# 10 s or more: run with -m slow (the fast tier streams the same look-ahead graphs through
+# onnxruntime against the whole-sequence forward: test_runtime's lookahead tests)
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mcwes", "gim"])
 def test_onnx_export_of_a_lookahead_network(tmp_path: Path, name: str) -> None:
     """The exported graph pads the window's end with the look-ahead itself: rows equal torch on
@@ -161,6 +164,7 @@ def test_the_format_table_refuses_duplicates() -> None:
         register_format(ExportFormat("onnx", ".onnx", False, "again", lambda *a, **k: Path()))
 
 
+@pytest.mark.slow  # 10 s or more: run with -m slow
 def test_cli_exports_fp16_with_a_window_and_an_out_path(tmp_path: Path, make_bundle) -> None:
     folder = make_bundle(tmp_path / "g.mespot", "gim")
     bundle = load_bundle(folder)

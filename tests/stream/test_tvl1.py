@@ -107,6 +107,7 @@ def test_recovers_a_subpixel_translation(
     assert epe(inner, np.float32([dx, dy])).mean() < 0.06  # measured 0.019 and 0.030
 
 
+@pytest.mark.slow  # 10 s or more: run with -m slow
 def test_matches_opencv_on_real_pairs(
     faces: list[np.ndarray], faces2: list[np.ndarray], tvl1: TorchTVL1
 ) -> None:
@@ -124,6 +125,7 @@ def test_matches_opencv_on_real_pairs(
     assert e_all.mean() / np.stack(mags).mean() < 0.05  # measured 0.020
 
 
+@pytest.mark.slow  # 10 s or more: run with -m slow
 def test_warm_start_is_opencvs_initial_flow_and_stays_near_cold(faces: list[np.ndarray]) -> None:
     cold_ref = opencv_tvl1()
     warm = TorchTVL1(device="cpu", warm_scales=1)

@@ -37,6 +37,7 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), list(reader)
 
 
+@pytest.mark.slow  # 10 s or more: run with -m slow
 def test_synth_writes_a_small_dataset_from_an_unseen_face(
     astronaut_crop: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
