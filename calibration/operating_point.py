@@ -72,6 +72,17 @@ CALIBRATION_GRID: Mapping[str, tuple[Any, ...]] = MappingProxyType(
     }
 )
 _LABELS = {"me": "ME", "mae": "MaE", "overall": "overall"}
+
+
+def calibration_grid(method: str) -> Mapping[str, tuple[Any, ...]]:
+    """`CALIBRATION_GRID` over a method's own training grid (`Method.operating_grid`: the
+    proposal mode and type rule for MC-WES and PWES, the duration check for GIM), so that
+    calibration offers the training subjects every choice training did."""
+    from engine.methods import METHODS
+
+    return MappingProxyType({**METHODS.get(method).operating_grid(), **CALIBRATION_GRID})
+
+
 _EPS = 1e-9  # slack on the false-alarm cap (rates are ratios of integers and minutes)
 
 
@@ -535,7 +546,7 @@ def calibrate_bundle(
     objective: str = "f1",
     max_fa_per_min: float | None = None,
     target_class: str = "overall",
-    grid: Mapping[str, Sequence[Any]] = CALIBRATION_GRID,
+    grid: Mapping[str, Sequence[Any]] | None = None,
     backend: str = "torch",
     precision: str | None = None,
     info: Mapping[str, Any] | None = None,
@@ -552,7 +563,7 @@ def calibrate_bundle(
         bundle_path: the bundle folder.
         videos: the calibration videos with their features (the bundle's feature configuration).
         objective, max_fa_per_min, target_class: as in `choose`.
-        grid: the grid (`CALIBRATION_GRID`).
+        grid: the grid; None: `calibration_grid` of the bundle's method.
         backend, precision: the scorer (`bundle_scores`).
         info: more JSON-ready facts for ``metadata.calibration``.
         write: store the choice into ``bundle.json`` (`store`).
@@ -573,7 +584,7 @@ def calibrate_bundle(
         objective=objective,
         max_fa_per_min=max_fa_per_min,
         target_class=target_class,
-        grid=grid,
+        grid=calibration_grid(bundle.method_name) if grid is None else grid,
         previous=bundle.proposal_config(),
         info={"scorer": scorer, **dict(info or {})},
         progress=progress,

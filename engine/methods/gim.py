@@ -733,6 +733,15 @@ class GimMethod(Method):
         """GIM sec. 3.6.3: multi-threshold spans of the intensity, OIC on it, class-wise NMS."""
         return PRESETS["gim"]
 
+    @classmethod
+    def operating_grid(cls) -> Mapping[str, Sequence[Any]]:
+        """The shared grid plus the duration check on the apex type (an apex-typed ME longer than
+        an ME can last becomes a MaE), off (the paper's rule) or on, whichever the training videos
+        prefer."""
+        grid = dict(super().operating_grid())
+        grid["duration_check"] = (False, True)
+        return MappingProxyType(grid)
+
     def score_tensors(self, outputs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """ME/MaE action softmax (B, T, 2) and the expression intensity (B, T) as actionness."""
         return torch.softmax(outputs["action"], dim=-1), outputs["intensity"]

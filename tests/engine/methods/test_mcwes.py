@@ -412,4 +412,12 @@ def test_the_operating_grid_lets_training_identities_choose_mode_and_type_rule()
     grid = McwesMethod.operating_grid()
     assert grid["mode"] == ("top", "threshold") and grid["type_rule"] == ("class", "duration")
     assert {k: v for k, v in grid.items() if k in OPERATING_GRID} == dict(OPERATING_GRID)
-    assert PwesMethod.operating_grid() == grid and GimMethod.operating_grid() == OPERATING_GRID
+    assert PwesMethod.operating_grid() == grid
+    # GIM: the duration check on the apex type, off (the paper's rule) first.
+    assert dict(GimMethod.operating_grid()) == {**OPERATING_GRID, "duration_check": (False, True)}
+    # Calibration offers the same choices over its wider thresholds.
+    from calibration.operating_point import CALIBRATION_GRID, calibration_grid
+
+    for name, method in (("mcwes", McwesMethod), ("gim", GimMethod)):
+        extra = {k: v for k, v in method.operating_grid().items() if k not in OPERATING_GRID}
+        assert dict(calibration_grid(name)) == {**CALIBRATION_GRID, **extra}
