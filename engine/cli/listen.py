@@ -60,7 +60,7 @@ def add_listen_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=None, help="exit after this many seconds")
     p.add_argument(
         "--command",
-        dest="send_command",  # not "command": CLIs name their subcommand so (engine/cli.py)
+        dest="send_command",  # not "command": the subcommand goes there (engine/cli/__init__.py)
         default=None,
         metavar="NAME",
         help="send this command (e.g. neutral_restart) to the snapshot endpoint, print the reply and exit "
