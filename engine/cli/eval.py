@@ -23,7 +23,8 @@ def retune_fold(bundle, network, dataset, features, trained_on, base, fields: li
         fields: FIELD=V1,V2,... pairs (values JSON, else text).
 
     Returns:
-        The chosen ProposalConfig.
+        (the chosen ProposalConfig, its overall F1 on the training subjects' videos): the F1 is
+        the number a choice between retuned runs may be made on.
     """
     import json
 
@@ -53,7 +54,7 @@ def retune_fold(bundle, network, dataset, features, trained_on, base, fields: li
     log.info(
         "%s: retuned on %d training videos, train F1 %.3f", bundle.path, len(train_videos), report.overall.f1
     )
-    return point
+    return point, report.overall.f1
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -83,6 +84,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     identity_of = {v.subject: v.identity for v in dataset.videos}
     reports, predictions, per_fold, shared_identities = {}, {}, {}, {}
     per_fold_points: dict[str, dict] = {}
+    train_f1: dict[str, float] = {}
     for bundle, subjects in plan:
         meta = bundle.metadata
         # a fold's bundle: its held-out subjects (every subject of the held-out identity)
@@ -116,7 +118,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.retune:
             if not held_out_subjects:
                 raise ConfigError("--retune: only for a leave-one-out run folder (fold bundles)")
-            point = retune_fold(bundle, network, dataset, features, trained_on, point, args.retune)
+            point, train_f1[held_out] = retune_fold(
+                bundle, network, dataset, features, trained_on, point, args.retune
+            )
             per_fold_points[held_out] = point.to_dict()
         _, preds, report = spot_and_evaluate(network, bundle.method(network), point, videos)
         key = held_out if held_out is not None else "all"
@@ -143,6 +147,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 "shared_identities": shared_identities,
                 "retune": args.retune or [],
                 "operating_points": per_fold_points,
+                # each fold's F1 on its own training subjects at the retuned point
+                "train_f1": train_f1,
             },
             indent=2,
         )
