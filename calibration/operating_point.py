@@ -35,7 +35,6 @@ refused unless explicitly allowed, and then warned about loudly and recorded.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -51,7 +50,7 @@ from tqdm import tqdm
 from engine.bundle import Bundle, load_bundle, set_operating_point
 from engine.evaluate import Metrics, evaluate
 from engine.proposals import ProposalConfig
-from engine.train import OPERATING_GRID, Scores, Video, predict, spot
+from engine.train import OPERATING_GRID, Scores, Video, predict, spot, spot_grid
 from stream.errors import ConfigError, MespotError
 
 log = logging.getLogger(__name__)
@@ -289,19 +288,33 @@ def sweep(
         progress: a tqdm bar.
 
     Returns:
-        The grid points in grid order (itertools.product of the fields in grid order).
+        The grid points in grid order (itertools.product of the fields in grid order, the
+        post-NMS fields moved last: `engine.train.spot_grid`).
     """
     if not videos:
         raise CalibrationError("calibration: no videos to calibrate on")
     if video_minutes(videos) <= 0:
         raise CalibrationError("calibration: the videos last 0 minutes")
     fields = relevant_grid(base, grid)
-    names = list(fields)
-    combos = list(itertools.product(*(fields[n] for n in names)))
+    total = math.prod(len(values) for values in fields.values())
+    truths = {rec.video: list(rec.expressions) for rec, _ in videos}
+    fps = {rec.video: feats.fps for rec, feats in videos}
+    minutes = video_minutes(videos)
     points = []
-    for values in tqdm(combos, desc="operating points", disable=not progress, leave=False):
-        setting = dict(zip(names, values, strict=True))
-        points.append(evaluate_point(videos, scores, dataclasses.replace(base, **setting), setting))
+    combos = spot_grid(videos, scores, base, fields)
+    for setting, config, preds in tqdm(
+        combos, total=total, desc="operating points", disable=not progress, leave=False
+    ):
+        report = evaluate(preds, truths, fps)
+        points.append(
+            GridPoint(
+                config=config,
+                setting=MappingProxyType(setting),
+                me=report.me,
+                mae=report.mae,
+                minutes=minutes,
+            )
+        )
     return points
 
 

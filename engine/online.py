@@ -77,7 +77,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.proposals import ProposalConfig, outer_band, propose, span_to_frames
+from engine.proposals import ProposalConfig, clip_offset, outer_band, propose, shift_offsets, span_to_frames
 from stream.errors import ConfigError
 from stream.intervals import ExpressionType, Interval
 from stream.ring import Ring
@@ -189,6 +189,7 @@ class OnlineSpotter:
         self._open: list[int | None] = [None] * len(self._thresholds)  # open run start per level
         self._spans: dict[tuple[int, int], int] = {}  # closed candidate runs at/after A -> band end
         self._recent: list[Interval] = []  # top mode: published intervals that may still overlap
+        self._held: list[Interval] = []  # final, offset shifted later: waiting for that frame
         self._finished = False
 
     # ---------------------------------------------------------------------------------------
@@ -197,8 +198,12 @@ class OnlineSpotter:
 
     @property
     def max_latency_snippets(self) -> int:
-        """Most snippets seen after an interval's last snippet before it is published."""
-        return self.lmax + self.bmax if self.config.mode == "threshold" else self.bmax
+        """Most snippets seen after an interval's last snippet before it is published (its
+        offset as published, after `ProposalConfig.offset_shift_s`)."""
+        base = self.lmax + self.bmax if self.config.mode == "threshold" else self.bmax
+        # An offset moved earlier makes the interval end that many frames sooner.
+        earlier = round(-min(0.0, *self.config.offset_shift_s) * self.fps)
+        return base + math.ceil(earlier / self._g - 1e-9)
 
     @property
     def max_latency_s(self) -> float:
@@ -271,7 +276,7 @@ class OnlineSpotter:
             out += self._advance(final=False)
         self._append(cls[0], cls[1], act, _NO_CAPTURE if capture_ns is None else int(capture_ns))
         out += self._advance(final=False)
-        return out
+        return self._publish(out, final=False)
 
     def flush(self, n_frames: int | None = None) -> list[SpottedInterval]:
         """End of stream: finalise everything still pending.
@@ -290,7 +295,7 @@ class OnlineSpotter:
                 if start is not None:
                     self._close_run(start, self._n)
                     self._open[k] = None
-        return self._advance(final=True, n_frames=n_frames)
+        return self._publish(self._advance(final=True, n_frames=n_frames), final=True, n_frames=n_frames)
 
     # ---------------------------------------------------------------------------------------
     # Internals
@@ -340,6 +345,8 @@ class OnlineSpotter:
         return rows[:, :2], rows[:, 2]
 
     def _propose(self, first: int, n_frames: int | None) -> list[Interval]:
+        """`propose` on the window from snippet ``first``, before the offset shift (finalisation
+        works on the spans NMS kept; `_publish` shifts what it publishes)."""
         cls, act = self._window(first)  # (n, 2), (n,)
         return propose(
             cls,
@@ -351,12 +358,37 @@ class OnlineSpotter:
             snippet_offset=first,
             frame_offset=self.frame_offset,
             n_frames=n_frames,
+            shift=False,
         )
+
+    def _publish(
+        self, finalised: list[SpottedInterval], *, final: bool, n_frames: int | None = None
+    ) -> list[SpottedInterval]:
+        """Finalised intervals with their offsets shifted (`shift_offsets`, as `propose` does
+        offline), in time order. One whose offset moved past the newest frame seen waits until
+        that frame arrives, or until the end of the stream clips it as `propose` clips with
+        ``n_frames``: nothing published ends in the future."""
+        self._held += shift_offsets(
+            [s.interval for s in finalised],
+            self.config,
+            self.fps,
+            frame_offset=self.frame_offset,
+            n_frames=n_frames if final else None,
+        )
+        if final:
+            last = None if n_frames is None else self.frame_offset + n_frames - 1
+            ready, self._held = [clip_offset(iv, last) for iv in self._held], []
+        else:
+            seen = self._frame_of(self._n) - 1  # the last frame of the newest snippet
+            ready = [iv for iv in self._held if iv.offset <= seen]
+            self._held = [iv for iv in self._held if iv.offset > seen]
+        return sorted((self._spotted(iv) for iv in ready), key=_time_key)
 
     def _spotted(self, iv: Interval) -> SpottedInterval:
         start = math.floor((iv.onset - self.frame_offset) / self._g + 1e-6)
         end = math.floor((iv.offset - self.frame_offset) / self._g + 1e-6) + 1
-        cap = int(self._capture[end - 1 - self._origin]) if end - 1 >= self._n - len(self._capture) else -1
+        seen = self._n - len(self._capture) <= end - 1 < self._n
+        cap = int(self._capture[end - 1 - self._origin]) if seen else _NO_CAPTURE
         return SpottedInterval(iv, start, end, self._n - 1, None if cap == _NO_CAPTURE else cap)
 
     def _advance(self, *, final: bool, n_frames: int | None = None) -> list[SpottedInterval]:

@@ -24,6 +24,7 @@ See docs/evaluation.md for the parameters and where this differs from the papers
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -42,6 +43,7 @@ __all__ = [
     "PRESETS",
     "ProposalConfig",
     "Span",
+    "clip_offset",
     "interval_to_span",
     "multi_threshold_proposals",
     "multi_top_proposals",
@@ -49,6 +51,7 @@ __all__ = [
     "outer_band",
     "outer_inner_contrast",
     "propose",
+    "shift_offsets",
     "span_to_frames",
     "span_to_interval",
     "top_k_from_divisor",
@@ -426,8 +429,19 @@ OPERATING_GRID: Mapping[str, tuple[Any, ...]] = MappingProxyType(
         # On the 4-frame grid a score run breaks into pieces that overlap a whole expression by
         # less than IoU 0.5; a lower NMS overlap lets the best piece suppress the rest.
         "nms_iou": (0.5, 0.1),
+        # (ME, MaE) seconds added to each proposal's offset (`ProposalConfig.offset_shift_s`):
+        # a score run ends later than a short ME (the 0.2 s flow still spans the ME after its
+        # offset) and earlier than a MaE's slow release. Up to 0.2 s earlier for MEs and 0.27 s
+        # later for MaEs (6 and 8 frames at 30 fps); no shift first, so ties keep it.
+        "offset_shift_s": tuple(
+            (me, mae) for me in (0.0, -1 / 15, -2 / 15, -0.2) for mae in (0.0, 2 / 15, 4 / 15)
+        ),
     }
 )
+
+# Proposal fields applied after NMS: a grid search spots once per setting of the other fields
+# and varies these on the same proposals (`engine.train.spot_grid`).
+POST_NMS_FIELDS: frozenset[str] = frozenset({"offset_shift_s"})
 
 
 @dataclass(frozen=True)
@@ -470,6 +484,12 @@ class ProposalConfig:
             an ME can (``me_max_s`` plus ``duration_tolerance_hops`` grid steps) is a MaE: class
             scores alone type long, low-intensity expressions ME (GIM's apex typing has no
             duration check).
+        offset_shift_s: (ME, MaE) seconds added to the offset of each kept proposal of that type
+            after NMS (rounded to whole frames; the offset stays within [onset, last frame]). A
+            score lags the motion by its features' temporal support, and runs above a threshold
+            end late on a short ME and early on a MaE's slow release (`shift_offsets`); each in
+            [-2, 2]. (0, 0): off. The online spotter publishes an interval whose offset moved
+            later only once that frame has been seen.
     """
 
     mode: str = "threshold"
@@ -488,6 +508,7 @@ class ProposalConfig:
     min_score: float | None = None
     class_spans: bool = False
     duration_check: bool = False
+    offset_shift_s: tuple[float, float] = (0.0, 0.0)
 
     _RANGES: ClassVar[dict[str, tuple[float, float]]] = {
         "outer_ratio": (1e-3, 4.0),
@@ -532,6 +553,14 @@ class ProposalConfig:
             raise ConfigError("proposal config thresholds: mode 'threshold' needs at least one level")
         if self.mode == "top" and not self.top_divisors:
             raise ConfigError("proposal config top_divisors: mode 'top' needs at least one h")
+        shift = self.offset_shift_s
+        if isinstance(shift, np.ndarray):
+            shift = shift.tolist()
+        if isinstance(shift, str | bytes) or not isinstance(shift, Sequence) or len(shift) != 2:
+            raise ConfigError(f"proposal config offset_shift_s={shift!r}: must be two numbers (ME, MaE)")
+        for v in shift:
+            check_number("proposal config", "offset_shift_s", v, -2.0, 2.0)
+        object.__setattr__(self, "offset_shift_s", (float(shift[0]), float(shift[1])))
         if self.min_score is not None and (
             isinstance(self.min_score, bool)
             or not isinstance(self.min_score, int | float)
@@ -545,6 +574,7 @@ class ProposalConfig:
         d = asdict(self)
         d["thresholds"] = list(self.thresholds)
         d["top_divisors"] = list(self.top_divisors)
+        d["offset_shift_s"] = list(self.offset_shift_s)
         return d
 
     @classmethod
@@ -633,6 +663,7 @@ def propose(
     snippet_offset: int = 0,
     frame_offset: int = 0,
     n_frames: int | None = None,
+    shift: bool = True,
 ) -> list[Interval]:
     """Snippet scores -> scored expression intervals in frames (the one proposal path).
 
@@ -647,6 +678,7 @@ def propose(
        ``"class"``: the class with the higher mean score inside, scored with that class's OIC;
        ``"apex"``: the class with the higher score at the apex snippet (highest actionness).
     5. ``min_score`` filter, then NMS (class-wise or joint).
+    6. Each kept interval's offset moves by ``offset_shift_s`` of its type (`shift_offsets`).
 
     Args:
         scores: (T, 2) class scores in ``CLASS_ORDER`` (ME, MaE), a dict with both classes, or a
@@ -660,6 +692,8 @@ def propose(
         snippet_offset: absolute snippet index of ``scores[0]`` (a live window's start).
         frame_offset: number of the video's first frame (frames are ``frame_offset + ...``).
         n_frames: frames in the video; the last interval is clipped to it.
+        shift: apply step 6 (False: the intervals as NMS kept them; the online spotter finalises
+            those and shifts each when it publishes it).
 
     Returns:
         The proposals, in descending score (ties by onset, offset, type).
@@ -766,4 +800,44 @@ def propose(
         )
         if iv is not None:
             candidates.append(iv)
-    return nms_1d(candidates, config.nms_iou, class_wise=config.nms == "class")
+    kept = nms_1d(candidates, config.nms_iou, class_wise=config.nms == "class")
+    if not shift:
+        return kept
+    return shift_offsets(kept, config, fps, frame_offset=frame_offset, n_frames=n_frames)
+
+
+def shift_offsets(
+    intervals: Sequence[Interval],
+    config: ProposalConfig,
+    fps: float,
+    *,
+    frame_offset: int = 0,
+    n_frames: int | None = None,
+) -> list[Interval]:
+    """Each interval's offset moved by ``config.offset_shift_s`` of its type (step 6 of `propose`).
+
+    The shift is rounded to whole frames; the offset stays at or after the onset and, when
+    ``n_frames`` is given, at or before the last frame (``frame_offset + n_frames - 1``). An apex
+    left outside the interval moves to its offset. Order and scores are kept.
+    """
+    me_s, mae_s = config.offset_shift_s
+    if me_s == 0 and mae_s == 0:
+        return list(intervals)
+    last = None if n_frames is None else frame_offset + n_frames - 1
+    out = []
+    for iv in intervals:
+        frames = round((me_s if iv.type == ExpressionType.ME else mae_s) * fps)
+        offset = max(iv.onset, iv.offset + frames)
+        apex = None if iv.apex is None else min(iv.apex, offset)
+        out.append(clip_offset(dataclasses.replace(iv, offset=offset, apex=apex), last))
+    return out
+
+
+def clip_offset(interval: Interval, last: int | None) -> Interval:
+    """The interval with its offset (and apex) at most ``last``, never before its onset; None:
+    unchanged."""
+    if last is None or interval.offset <= last:
+        return interval
+    offset = max(interval.onset, last)
+    apex = None if interval.apex is None else min(interval.apex, offset)
+    return dataclasses.replace(interval, offset=offset, apex=apex)

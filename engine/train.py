@@ -38,7 +38,7 @@ from engine.evaluate import Report, evaluate, evaluate_folds
 from engine.methods import METHODS, Method, build_method
 from engine.models import NetworkConfig, SpottingNetwork, build_network
 from engine.models.spotter import set_input_statistics
-from engine.proposals import OPERATING_GRID, ProposalConfig, propose
+from engine.proposals import OPERATING_GRID, POST_NMS_FIELDS, ProposalConfig, propose, shift_offsets
 from stream.config import check_number, refuse_unknown_keys
 from stream.errors import ConfigError
 from stream.intervals import Interval
@@ -412,8 +412,9 @@ def predict(network: SpottingNetwork, method: Method, feats: VideoFeatures) -> S
     return np.where(ok[:, None], cls, np.nan), np.where(ok, act, np.nan)
 
 
-def spot(scores: Scores, video: Video, config: ProposalConfig) -> list[Interval]:
-    """The proposals of one video at an operating point (frames of the video's own numbering)."""
+def spot(scores: Scores, video: Video, config: ProposalConfig, *, shift: bool = True) -> list[Interval]:
+    """The proposals of one video at an operating point (frames of the video's own numbering);
+    ``shift=False``: before the offset shift (`engine.proposals.propose`)."""
     record, feats = video
     cls, act = scores
     if not np.isfinite(act).any():
@@ -426,7 +427,39 @@ def spot(scores: Scores, video: Video, config: ProposalConfig) -> list[Interval]
         actionness=act,
         frame_offset=feats.first_frame,
         n_frames=record.n_frames,
+        shift=shift,
     )
+
+
+def spot_grid(
+    videos: Sequence[Video],
+    scores: Mapping[str, Scores],
+    base: ProposalConfig,
+    grid: Mapping[str, Sequence[Any]],
+) -> Iterator[tuple[dict[str, Any], ProposalConfig, dict[str, list[Interval]]]]:
+    """Every grid point's proposals on the videos: (setting, configuration, video id -> intervals).
+
+    Points come in the order of ``itertools.product`` over the grid's fields with the post-NMS
+    fields (`engine.proposals.POST_NMS_FIELDS`) moved last, so they vary fastest: the videos are
+    spotted once per setting of the other fields and those proposals are shifted for each
+    post-NMS setting, which gives the same intervals as spotting every point afresh.
+    """
+    pre = [name for name in grid if name not in POST_NMS_FIELDS]
+    post = [name for name in grid if name in POST_NMS_FIELDS]
+    for values in itertools.product(*(grid[name] for name in pre)):
+        setting = dict(zip(pre, values, strict=True))
+        first = dataclasses.replace(base, **setting)
+        raw = {rec.video: spot(scores[rec.video], (rec, feats), first, shift=False) for rec, feats in videos}
+        for post_values in itertools.product(*(grid[name] for name in post)):
+            extra = dict(zip(post, post_values, strict=True))
+            config = dataclasses.replace(first, **extra)
+            preds = {
+                rec.video: shift_offsets(
+                    raw[rec.video], config, feats.fps, frame_offset=feats.first_frame, n_frames=rec.n_frames
+                )
+                for rec, feats in videos
+            }
+            yield {**setting, **extra}, config, preds
 
 
 def spot_and_evaluate(
@@ -465,13 +498,10 @@ def choose_operating_point(
     Returns:
         (the chosen configuration, its report on these videos).
     """
-    names = list(grid)
     truths = {rec.video: list(rec.expressions) for rec, _ in videos}
     fps = {rec.video: feats.fps for rec, feats in videos}
     best: tuple[tuple[float, float], ProposalConfig, Report] | None = None
-    for values in itertools.product(*(grid[n] for n in names)):
-        cfg = dataclasses.replace(base, **dict(zip(names, values, strict=True)))
-        preds = {rec.video: spot(scores[rec.video], (rec, feats), cfg) for rec, feats in videos}
+    for _, cfg, preds in spot_grid(videos, scores, base, grid):
         report = evaluate(preds, truths, fps)
         key = (report.overall.f1, report.me.f1)
         if best is None or key > best[0]:  # strict: the first (coarsest) grid point wins ties

@@ -30,6 +30,8 @@ CONFIGS = {
         me_max_s=0.3,
     ),
     "video-weight": ProposalConfig(video_score_weight=0.5, nms="joint", nms_iou=0.3),
+    # MEs end 0.2 s sooner, MaEs 0.27 s later: published only once that frame is seen.
+    "offset-shift": ProposalConfig(type_rule="class", offset_shift_s=(-0.2, 4 / 15)),
 }
 RATES = [(SNIPPET_S, 30.0), (SNIPPET_S, 200.0), (4 / 30, 30.0)]  # g = 8, 53.33, 4 frames
 
@@ -80,9 +82,13 @@ def test_online_equals_offline_exactly(name: str, kind: str) -> None:
     for seed in range(3):
         cls, act = make_scores(100 * seed + len(name), 260, kind)
         for snippet_s, fps in RATES:
-            offline = propose(cls, config, snippet_s=snippet_s, fps=fps, actionness=act, video_scores=video)
+            # The stream's length in frames: a shifted offset is clipped to its last frame.
+            end = {"n_frames": int(len(act) * snippet_s * fps + 1e-6)}
+            offline = propose(
+                cls, config, snippet_s=snippet_s, fps=fps, actionness=act, video_scores=video, **end
+            )
             spotter = OnlineSpotter(config, snippet_s, fps, video_scores=video)
-            online = stream_all(spotter, cls, act)
+            online = stream_all(spotter, cls, act, **end)
             # Same intervals, same scores (Interval equality is exact, floats included) ...
             assert by_time([s.interval for s in online]) == by_time(offline)
             # ... each published once ...
@@ -92,6 +98,19 @@ def test_online_equals_offline_exactly(name: str, kind: str) -> None:
             for s in online:
                 assert s.finalised_at >= s.end - 1
                 assert s.latency_snippets <= spotter.max_latency_snippets
+            if name == "offset-shift":
+                moved = propose(
+                    cls,
+                    config,
+                    snippet_s=snippet_s,
+                    fps=fps,
+                    actionness=act,
+                    video_scores=video,
+                    shift=False,
+                    **end,
+                )
+                assert {iv.type for iv in offline} == set(ExpressionType)
+                assert by_time(offline) != by_time(moved)  # the shift did move offsets
             checked += len(offline)
     assert checked > 10  # the sequences do produce proposals
 
@@ -249,3 +268,48 @@ def test_multi_top_is_sane() -> None:
     found = {b for b in bumps for iv in ivs if iv.onset <= b * 8 + 12 <= iv.offset}
     assert found == {b for b in bumps if not 300 <= b < 320}
     assert spotter.window_len <= spotter.capacity == round(30.0 / SNIPPET_S)
+
+
+def test_offset_shift_moves_offsets_by_type_and_clips_at_the_end() -> None:
+    """MaE offsets move later, ME offsets sooner (never before the onset); a MaE whose new offset
+    passes the stream's end is clipped to the last frame, online as offline."""
+    config = ProposalConfig(type_rule="duration", offset_shift_s=(-0.5, 1.0))
+    act = np.zeros(120)
+    act[10:13] = 0.9  # 3 snippets of 8 frames: 24 frames at 30 fps, an ME by duration
+    act[40:52] = 0.9  # 96 frames: a MaE
+    act[-10:] = 0.9  # a MaE touching the end
+    cls = np.stack([act, act], axis=1)
+    n_frames = 120 * 8
+    plain = propose(
+        cls,
+        dataclasses.replace(config, offset_shift_s=(0.0, 0.0)),
+        snippet_s=SNIPPET_S,
+        fps=30.0,
+        actionness=act,
+        n_frames=n_frames,
+    )
+    shifted = propose(cls, config, snippet_s=SNIPPET_S, fps=30.0, actionness=act, n_frames=n_frames)
+    assert [iv.onset for iv in shifted] == [iv.onset for iv in plain]
+    for a, b in zip(plain, shifted, strict=True):
+        if a.type == ExpressionType.ME:
+            assert b.offset == max(a.onset, a.offset - 15)
+        else:
+            assert b.offset == min(a.offset + 30, n_frames - 1)
+    assert max(iv.offset for iv in shifted) == n_frames - 1
+    spotter = OnlineSpotter(config, SNIPPET_S, 30.0)
+    online = stream_all(spotter, cls, act, n_frames=n_frames)
+    assert by_time([s.interval for s in online]) == by_time(shifted)
+    for s in online:  # nothing published ends after the newest frame seen
+        assert s.interval.offset <= (s.finalised_at + 1) * 8 - 1
+
+
+def test_offset_shift_is_validated_and_round_trips() -> None:
+    config = ProposalConfig(offset_shift_s=[-0.1, 0.2])
+    assert config.offset_shift_s == (-0.1, 0.2)
+    assert ProposalConfig.from_dict(config.to_dict()) == config
+    assert ProposalConfig.from_dict(
+        {k: v for k, v in config.to_dict().items() if k != "offset_shift_s"}
+    ).offset_shift_s == (0.0, 0.0)
+    for bad in ((0.1,), (0.0, 3.0), (0.0, float("nan")), "ab", (True, 0.0)):
+        with pytest.raises(ConfigError, match="offset_shift_s"):
+            ProposalConfig(offset_shift_s=bad)

@@ -14,12 +14,14 @@ from engine.data.features import VideoFeatures
 from engine.data.records import Dataset, VideoRecord
 from engine.methods import METHODS, FullConfig, FullMethod, build_method
 from engine.models import NetworkConfig
-from engine.proposals import ProposalConfig
+from engine.proposals import OPERATING_GRID, ProposalConfig
 from engine.train import (
     TrainConfig,
     choose_operating_point,
     loso,
     predict,
+    spot,
+    spot_grid,
     train,
 )
 from stream.errors import ConfigError
@@ -250,3 +252,32 @@ def test_augmentation_keeps_training_reproducible_and_changes_the_batches() -> N
     torch.testing.assert_close(g0, geometry)
     with pytest.raises(ConfigError, match="augment"):
         TrainConfig(augment=2.0)
+
+
+def test_the_grid_search_spots_each_point_as_a_fresh_spot_would(data) -> None:
+    """`spot_grid` spots once per setting of the pre-NMS fields and shifts those proposals per
+    offset shift; every point equals spotting it afresh, and the shift's grid order is kept."""
+    dataset, features = data
+    videos = pairs_of(dataset, features, {"s1", "s2"})
+    rng = np.random.default_rng(3)
+    scores = {}
+    for record, feats in videos:
+        act = np.clip(feats.motion[:, :26].mean(axis=1) + rng.normal(0, 0.05, T), 0, 1)  # (T,)
+        scores[record.video] = (np.stack([act, rng.uniform(0, 1, T)], axis=1), act)  # (T, 2), (T,)
+    grid = {
+        "offset_shift_s": ((0.0, 0.0), (-0.2, 0.4)),
+        "thresholds": ((0.1, 0.3), (0.2,)),
+        "nms_iou": (0.5, 0.1),
+    }
+    base = ProposalConfig(type_rule="class")
+    points = list(spot_grid(videos, scores, base, grid))
+    assert len(points) == 8
+    assert [p[0]["offset_shift_s"] for p in points[:2]] == [(0.0, 0.0), (-0.2, 0.4)]  # varies fastest
+    moved = 0
+    for setting, config, preds in points:
+        assert config == dataclasses.replace(base, **setting)
+        for record, feats in videos:
+            assert preds[record.video] == spot(scores[record.video], (record, feats), config)
+        moved += setting["offset_shift_s"] != (0.0, 0.0) and any(preds.values())
+    assert moved
+    assert "offset_shift_s" in OPERATING_GRID and OPERATING_GRID["offset_shift_s"][0] == (0.0, 0.0)
