@@ -50,7 +50,7 @@ from tqdm import tqdm
 from engine.bundle import Bundle, load_bundle, set_operating_point
 from engine.evaluate import Metrics, evaluate
 from engine.proposals import ProposalConfig
-from engine.train import OPERATING_GRID, Scores, Video, predict, spot, spot_grid
+from engine.train import OPERATING_GRID, Scores, Video, grid_counts, predict, spot
 from stream.errors import ConfigError, MespotError
 
 log = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ def sweep(
 
     Returns:
         The grid points in grid order (itertools.product of the fields in grid order, the
-        post-NMS fields moved last: `engine.train.spot_grid`).
+        post-NMS fields moved last: `engine.train.grid_counts`).
     """
     if not videos:
         raise CalibrationError("calibration: no videos to calibrate on")
@@ -297,23 +297,14 @@ def sweep(
         raise CalibrationError("calibration: the videos last 0 minutes")
     fields = relevant_grid(base, grid)
     total = math.prod(len(values) for values in fields.values())
-    truths = {rec.video: list(rec.expressions) for rec, _ in videos}
-    fps = {rec.video: feats.fps for rec, feats in videos}
     minutes = video_minutes(videos)
     points = []
-    combos = spot_grid(videos, scores, base, fields)
-    for setting, config, preds in tqdm(
+    combos = grid_counts(videos, scores, base, fields)
+    for setting, config, me, mae in tqdm(
         combos, total=total, desc="operating points", disable=not progress, leave=False
     ):
-        report = evaluate(preds, truths, fps)
         points.append(
-            GridPoint(
-                config=config,
-                setting=MappingProxyType(setting),
-                me=report.me,
-                mae=report.mae,
-                minutes=minutes,
-            )
+            GridPoint(config=config, setting=MappingProxyType(setting), me=me, mae=mae, minutes=minutes)
         )
     return points
 

@@ -431,10 +431,14 @@ OPERATING_GRID: Mapping[str, tuple[Any, ...]] = MappingProxyType(
         "nms_iou": (0.5, 0.1),
         # (ME, MaE) seconds added to each proposal's offset (`ProposalConfig.offset_shift_s`):
         # a score run ends later than a short ME (the 0.2 s flow still spans the ME after its
-        # offset) and earlier than a MaE's slow release. Up to 0.2 s earlier for MEs and 0.27 s
-        # later for MaEs (6 and 8 frames at 30 fps); no shift first, so ties keep it.
+        # offset) and earlier than a MaE's slow release. MEs up to 0.2 s earlier: an ME's event
+        # latency counts from its published offset, and 0.2 s more keeps it within the 0.5 s
+        # budget; MaEs up to 0.67 s later (20 frames at 30 fps; the MaE budget is 1.5 s and a
+        # later offset is published once seen). No shift first, so ties keep it.
         "offset_shift_s": tuple(
-            (me, mae) for me in (0.0, -1 / 15, -2 / 15, -0.2) for mae in (0.0, 2 / 15, 4 / 15)
+            (me, mae)
+            for me in (0.0, -1 / 15, -2 / 15, -0.2)
+            for mae in (0.0, 2 / 15, 4 / 15, 0.4, 8 / 15, 2 / 3)
         ),
     }
 )

@@ -34,14 +34,14 @@ from tqdm import tqdm
 
 from engine.data.features import VideoFeatures
 from engine.data.records import Dataset, Fold, VideoRecord
-from engine.evaluate import Report, evaluate, evaluate_folds
+from engine.evaluate import Metrics, Report, evaluate, evaluate_folds, match
 from engine.methods import METHODS, Method, build_method
 from engine.models import NetworkConfig, SpottingNetwork, build_network
 from engine.models.spotter import set_input_statistics
 from engine.proposals import OPERATING_GRID, POST_NMS_FIELDS, ProposalConfig, propose, shift_offsets
 from stream.config import check_number, refuse_unknown_keys
 from stream.errors import ConfigError
-from stream.intervals import Interval
+from stream.intervals import ExpressionType, Interval
 
 log = logging.getLogger(__name__)
 
@@ -431,35 +431,62 @@ def spot(scores: Scores, video: Video, config: ProposalConfig, *, shift: bool = 
     )
 
 
-def spot_grid(
+def grid_counts(
     videos: Sequence[Video],
     scores: Mapping[str, Scores],
     base: ProposalConfig,
     grid: Mapping[str, Sequence[Any]],
-) -> Iterator[tuple[dict[str, Any], ProposalConfig, dict[str, list[Interval]]]]:
-    """Every grid point's proposals on the videos: (setting, configuration, video id -> intervals).
+) -> Iterator[tuple[dict[str, Any], ProposalConfig, Metrics, Metrics]]:
+    """Every grid point's pooled ME and MaE counts on the videos: (setting, configuration, ME
+    counts, MaE counts), as `evaluate` of `spot` at that point would give them.
 
     Points come in the order of ``itertools.product`` over the grid's fields with the post-NMS
-    fields (`engine.proposals.POST_NMS_FIELDS`) moved last, so they vary fastest: the videos are
-    spotted once per setting of the other fields and those proposals are shifted for each
-    post-NMS setting, which gives the same intervals as spotting every point afresh.
+    fields (`engine.proposals.POST_NMS_FIELDS`: the offset shift) moved last, so they vary
+    fastest. The videos are spotted once per setting of the other fields. A prediction matches
+    only truths of its own type and the shift moves each type by its own amount, so each type's
+    counts are taken once per value of its shift and the points add them up: the cost grows
+    with the number of ME plus MaE shifts, not with their product.
     """
     pre = [name for name in grid if name not in POST_NMS_FIELDS]
     post = [name for name in grid if name in POST_NMS_FIELDS]
+    truths = {rec.video: list(rec.expressions) for rec, _ in videos}
     for values in itertools.product(*(grid[name] for name in pre)):
         setting = dict(zip(pre, values, strict=True))
         first = dataclasses.replace(base, **setting)
         raw = {rec.video: spot(scores[rec.video], (rec, feats), first, shift=False) for rec, feats in videos}
-        for post_values in itertools.product(*(grid[name] for name in post)):
-            extra = dict(zip(post, post_values, strict=True))
-            config = dataclasses.replace(first, **extra)
-            preds = {
-                rec.video: shift_offsets(
-                    raw[rec.video], config, feats.fps, frame_offset=feats.first_frame, n_frames=rec.n_frames
-                )
-                for rec, feats in videos
-            }
-            yield {**setting, **extra}, config, preds
+        points = [
+            dataclasses.replace(first, **dict(zip(post, v, strict=True)))
+            for v in itertools.product(*(grid[name] for name in post))
+        ]
+        counts = {
+            (etype, seconds): _type_counts(videos, raw, truths, first, etype, seconds)
+            for etype, k in ((ExpressionType.ME, 0), (ExpressionType.MAE, 1))
+            for seconds in dict.fromkeys(p.offset_shift_s[k] for p in points)
+        }
+        for config in points:
+            me_s, mae_s = config.offset_shift_s
+            extra = {name: getattr(config, name) for name in post}
+            me, mae = counts[(ExpressionType.ME, me_s)], counts[(ExpressionType.MAE, mae_s)]
+            yield {**setting, **extra}, config, me, mae
+
+
+def _type_counts(
+    videos: Sequence[Video],
+    raw: Mapping[str, list[Interval]],
+    truths: Mapping[str, list[Interval]],
+    config: ProposalConfig,
+    etype: ExpressionType,
+    seconds: float,
+) -> Metrics:
+    """One type's pooled counts of the unshifted proposals ``raw`` with that type's offsets moved
+    by ``seconds`` (the other type's predictions cannot change them)."""
+    moved = dataclasses.replace(config, offset_shift_s=(seconds, seconds))
+    total = Metrics()
+    for rec, feats in videos:
+        own = [iv for iv in raw[rec.video] if iv.type == etype]
+        own = shift_offsets(own, moved, feats.fps, frame_offset=feats.first_frame, n_frames=rec.n_frames)
+        total = total + match(own, truths[rec.video]).of(etype)
+    return total
 
 
 def spot_and_evaluate(
@@ -498,17 +525,17 @@ def choose_operating_point(
     Returns:
         (the chosen configuration, its report on these videos).
     """
-    truths = {rec.video: list(rec.expressions) for rec, _ in videos}
-    fps = {rec.video: feats.fps for rec, feats in videos}
-    best: tuple[tuple[float, float], ProposalConfig, Report] | None = None
-    for _, cfg, preds in spot_grid(videos, scores, base, grid):
-        report = evaluate(preds, truths, fps)
-        key = (report.overall.f1, report.me.f1)
+    best: tuple[tuple[float, float], ProposalConfig] | None = None
+    for _, cfg, me, mae in grid_counts(videos, scores, base, grid):
+        key = ((me + mae).f1, me.f1)
         if best is None or key > best[0]:  # strict: the first (coarsest) grid point wins ties
-            best = (key, cfg, report)
+            best = (key, cfg)
     if best is None:
         raise ConfigError("choose_operating_point: empty grid")
-    return best[1], best[2]
+    chosen = best[1]
+    preds = {rec.video: spot(scores[rec.video], (rec, feats), chosen) for rec, feats in videos}
+    truths = {rec.video: list(rec.expressions) for rec, _ in videos}
+    return chosen, evaluate(preds, truths, {rec.video: feats.fps for rec, feats in videos})
 
 
 @dataclass

@@ -12,16 +12,17 @@ import torch
 import engine.train as train_module
 from engine.data.features import VideoFeatures
 from engine.data.records import Dataset, VideoRecord
+from engine.evaluate import evaluate
 from engine.methods import METHODS, FullConfig, FullMethod, build_method
 from engine.models import NetworkConfig
 from engine.proposals import OPERATING_GRID, ProposalConfig
 from engine.train import (
     TrainConfig,
     choose_operating_point,
+    grid_counts,
     loso,
     predict,
     spot,
-    spot_grid,
     train,
 )
 from stream.errors import ConfigError
@@ -254,9 +255,10 @@ def test_augmentation_keeps_training_reproducible_and_changes_the_batches() -> N
         TrainConfig(augment=2.0)
 
 
-def test_the_grid_search_spots_each_point_as_a_fresh_spot_would(data) -> None:
-    """`spot_grid` spots once per setting of the pre-NMS fields and shifts those proposals per
-    offset shift; every point equals spotting it afresh, and the shift's grid order is kept."""
+def test_the_grid_search_counts_each_point_as_a_fresh_spot_would(data) -> None:
+    """`grid_counts` spots once per setting of the pre-NMS fields and counts each type once per
+    value of its offset shift; every point's counts equal evaluating a fresh `spot` there, and
+    the shift varies fastest."""
     dataset, features = data
     videos = pairs_of(dataset, features, {"s1", "s2"})
     rng = np.random.default_rng(3)
@@ -264,20 +266,21 @@ def test_the_grid_search_spots_each_point_as_a_fresh_spot_would(data) -> None:
     for record, feats in videos:
         act = np.clip(feats.motion[:, :26].mean(axis=1) + rng.normal(0, 0.05, T), 0, 1)  # (T,)
         scores[record.video] = (np.stack([act, rng.uniform(0, 1, T)], axis=1), act)  # (T, 2), (T,)
-    grid = {
-        "offset_shift_s": ((0.0, 0.0), (-0.2, 0.4)),
-        "thresholds": ((0.1, 0.3), (0.2,)),
-        "nms_iou": (0.5, 0.1),
-    }
+    shifts = ((0.0, 0.0), (-0.2, 0.0), (0.0, 0.4), (-0.2, 0.4))
+    grid = {"offset_shift_s": shifts, "thresholds": ((0.1, 0.3), (0.2,)), "nms_iou": (0.5, 0.1)}
     base = ProposalConfig(type_rule="class")
-    points = list(spot_grid(videos, scores, base, grid))
-    assert len(points) == 8
-    assert [p[0]["offset_shift_s"] for p in points[:2]] == [(0.0, 0.0), (-0.2, 0.4)]  # varies fastest
-    moved = 0
-    for setting, config, preds in points:
+    truths = {record.video: list(record.expressions) for record, _ in videos}
+    points = list(grid_counts(videos, scores, base, grid))
+    assert [p[0]["offset_shift_s"] for p in points[:4]] == list(shifts)  # varies fastest
+    assert len(points) == 16
+    seen = set()
+    for setting, config, me, mae in points:
         assert config == dataclasses.replace(base, **setting)
-        for record, feats in videos:
-            assert preds[record.video] == spot(scores[record.video], (record, feats), config)
-        moved += setting["offset_shift_s"] != (0.0, 0.0) and any(preds.values())
-    assert moved
+        preds = {
+            record.video: spot(scores[record.video], (record, feats), config) for record, feats in videos
+        }
+        report = evaluate(preds, truths, FPS)
+        assert (me, mae) == (report.me, report.mae)
+        seen.add((me, mae))
+    assert len(seen) > 4  # the shifts do change the counts
     assert "offset_shift_s" in OPERATING_GRID and OPERATING_GRID["offset_shift_s"][0] == (0.0, 0.0)
