@@ -78,7 +78,9 @@ def classify(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("predictions", type=Path)
     parser.add_argument("annotations", type=Path)
     parser.add_argument("--dataset", default="csv", help="annotation layout (default csv)")

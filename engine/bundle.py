@@ -72,7 +72,7 @@ import torch
 from engine.methods import METHODS, Method, build_method
 from engine.models import ACTION_CLASSES, NetworkConfig, SpottingNetwork, build_network
 from engine.proposals import ProposalConfig
-from engine.train import TrainConfig
+from engine.train_config import TrainConfig
 from stream.config import FeatureConfig
 from stream.errors import ConfigError, MespotError
 

@@ -99,3 +99,14 @@ def test_arguments_are_parsed_only_in_the_command_line_package() -> None:
             if isinstance(node, ast.Attribute) and node.attr == "add_argument":
                 offenders.append(f"{module}:{node.lineno}: add_argument")
     assert offenders == []
+
+
+def test_reading_a_bundle_and_its_onnx_scorer_never_imports_the_training_loop() -> None:
+    """The runtime side (bundle, backends) depends on the training configuration, not on the
+    training code (`engine.train_config` holds `TrainConfig`)."""
+    import subprocess
+    import sys
+
+    code = "import sys, engine.runtime.onnx_backend, engine.bundle; print('engine.train' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
