@@ -52,6 +52,16 @@ snippets (``Bundle.lookahead``) scores snippet s only when snippet s + L has arr
 ``L + max_latency_snippets`` snippets after its last one; ``engine.live.LiveRunner.max_latency_s``
 adds ``Bundle.lookahead_s`` to `max_latency_s`.
 
+Offset shift
+------------
+``ProposalConfig.offset_shift_s`` moves each kept interval's offset after NMS (`propose` step 6).
+Finalisation above works on the unshifted spans; `_publish` shifts what it publishes, and holds an
+interval whose offset moved later until that frame has been captured (or the stream ends, which
+clips it to ``n_frames`` as `propose` does), so nothing published ends in the future and the
+streamed intervals still equal `propose` on the whole sequence. Latencies count from the
+published offset: a shift earlier by s frames adds up to ``ceil(s / g)`` snippets
+(`max_latency_snippets` includes them).
+
 Multi-top mode (MC-WES): approximate
 ------------------------------------
 ``k = max(1, floor(T / h))`` depends on the whole length T, so it cannot be streamed exactly.
