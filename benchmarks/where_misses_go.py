@@ -77,6 +77,15 @@ def classify(
     return truth_out, alarm_out
 
 
+def table(title: str, classes: tuple[str, ...], counts: Counter) -> str:
+    """A markdown table: one row per expression type, one column per class, and the total."""
+    lines = ["", f"| {title} | " + " | ".join(classes) + " | total |", "|---" * (len(classes) + 2) + "|"]
+    for etype in (ExpressionType.ME, ExpressionType.MAE):
+        row = [counts[(etype, k)] for k in classes]
+        lines.append(f"| {etype.value} | " + " | ".join(map(str, row)) + f" | {sum(row)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -98,18 +107,8 @@ def main() -> None:
         truths_n += t
         alarms_n += a
     print(f"{args.predictions} against {args.annotations}, IoU >= {args.iou}")
-    print()
-    print("| truths | " + " | ".join(TRUTH_CLASSES) + " | total |")
-    print("|---" * (len(TRUTH_CLASSES) + 2) + "|")
-    for etype in (ExpressionType.ME, ExpressionType.MAE):
-        row = [truths_n[(etype, k)] for k in TRUTH_CLASSES]
-        print(f"| {etype.value} | " + " | ".join(map(str, row)) + f" | {sum(row)} |")
-    print()
-    print("| false alarms typed | " + " | ".join(ALARM_CLASSES) + " | total |")
-    print("|---" * (len(ALARM_CLASSES) + 2) + "|")
-    for etype in (ExpressionType.ME, ExpressionType.MAE):
-        row = [alarms_n[(etype, k)] for k in ALARM_CLASSES]
-        print(f"| {etype.value} | " + " | ".join(map(str, row)) + f" | {sum(row)} |")
+    print(table("truths", TRUTH_CLASSES, truths_n))
+    print(table("false alarms typed", ALARM_CLASSES, alarms_n))
 
 
 if __name__ == "__main__":
