@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -26,8 +27,6 @@ def retune_fold(bundle, network, dataset, features, trained_on, base, fields: li
         (the chosen ProposalConfig, its overall F1 on the training subjects' videos): the F1 is
         the number a choice between retuned runs may be made on.
     """
-    import json
-
     from engine.train import choose_operating_point, predict
     from stream.errors import ConfigError
 
@@ -37,13 +36,11 @@ def retune_fold(bundle, network, dataset, features, trained_on, base, fields: li
         name, sep, raw = pair.partition("=")
         if not sep or not name or not raw:
             raise ConfigError(f"--retune {pair!r}: expected FIELD=V1,V2,...")
-        values = []
-        for item in raw.split(","):
-            try:
-                values.append(json.loads(item))
-            except json.JSONDecodeError:
-                values.append(item)
-        grid[name] = tuple(values)
+        try:  # JSON values, which may hold commas themselves: offset_shift_s=[0,0],[-0.067,0.27]
+            values = json.loads(f"[{raw}]")
+        except json.JSONDecodeError:  # plain text values: type_rule=apex,duration
+            values = [_json_or_text(item) for item in raw.split(",")]
+        grid[name] = tuple(tuple(v) if isinstance(v, list) else v for v in values)
     train_videos = [
         (v, features[v.video]) for v in dataset.videos if v.subject in trained_on and v.video in features
     ]
@@ -57,10 +54,15 @@ def retune_fold(bundle, network, dataset, features, trained_on, base, fields: li
     return point, report.overall.f1
 
 
+def _json_or_text(item: str):
+    try:
+        return json.loads(item)
+    except json.JSONDecodeError:
+        return item
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a bundle on a dataset, or re-evaluate a LOSO run from its per-fold bundles."""
-    import json
-
     from engine.bundle import load_bundle
     from engine.evaluate import evaluate_folds, write_megc_csv
     from engine.train import spot_and_evaluate
@@ -175,9 +177,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         action="append",
         metavar="FIELD=V1,V2,...",
         help="leave-one-out runs: choose each fold's operating point again on its own training "
-        "subjects, over the method's grid with this proposal field's values (JSON each, else "
-        "text) added or replaced; repeat for several fields. The held-out subjects never reach "
-        "the choice.",
+        "subjects, over the method's grid with this proposal field's values (JSON each, e.g. "
+        "offset_shift_s=[0,0],[-0.067,0.27]; else text) added or replaced; repeat for several "
+        "fields. The held-out subjects never reach the choice.",
     )
     ev.add_argument("--out", required=True, help="folder for eval_report.json and predictions.csv")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -276,11 +276,12 @@ def test_synth_then_train_leave_one_identity_out(tmp_path: Path, capsys: pytest.
     assert again["shared_identities"] == {}
     # --retune chooses each fold's point again on its training identity and reports that
     # identity's F1 at the new point (the number a choice between retuned runs may use).
-    retune = ["--retune", "min_score=0.1,0.5", "--out", str(tmp_path / "rt")]
-    assert main(["eval", str(out), *common, *retune]) == 0
+    retune = ["--retune", "min_score=0.1,0.5", "--retune", "offset_shift_s=[0,0],[-0.1,0.2]"]
+    assert main(["eval", str(out), *common, *retune, "--out", str(tmp_path / "rt")]) == 0
     retuned = json.loads((tmp_path / "rt" / "eval_report.json").read_text())
     assert set(retuned["operating_points"]) == set(retuned["train_f1"]) == {"ann", "bob"}
     assert all(p["min_score"] in (0.1, 0.5) for p in retuned["operating_points"].values())
+    assert all(p["offset_shift_s"] in ([0, 0], [-0.1, 0.2]) for p in retuned["operating_points"].values())
     assert all(0.0 <= f <= 1.0 for f in retuned["train_f1"].values())
     # The training-free baseline with subject folds names its folds by subject.
     assert main(["baseline", *common[:3], "--group", "subject", "--report", str(tmp_path / "bl")]) == 0
