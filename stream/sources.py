@@ -41,6 +41,7 @@ from typing import Any
 
 import cv2
 
+from stream.config import check_number
 from stream.errors import (
     CameraUnavailable,
     ConfigError,
@@ -60,6 +61,7 @@ DEFAULT_FOLDER_FPS = 30.0
 # Used when neither the container/driver nor the caller gives a usable rate.
 FALLBACK_FPS = 30.0
 _MAX_FPS = 10_000.0
+_MAX_WAIT_S = 86_400.0  # a day: a longer timeout or back-off is a typo
 
 SourceFactory = Callable[..., "Source"]
 #: scheme (without ``://``) -> factory ``f(spec: str, *, fps: float | None, **options) -> Source``.
@@ -75,8 +77,7 @@ _SCHEME_MODULES = {"sim": "stream.synth.source"}
 def _check_fps(fps: float | None, name: str = "fps") -> float | None:
     if fps is None:
         return None
-    if not (isinstance(fps, int | float) and math.isfinite(fps) and 0 < fps <= _MAX_FPS):
-        raise ConfigError(f"{name} must be a number in (0, {_MAX_FPS:g}], got {fps!r}")
+    check_number("source", name, fps, 0.0, _MAX_FPS, lo_open=True)
     return float(fps)
 
 
@@ -401,16 +402,10 @@ class _ReconnectingSource(Source):
         max_reconnect_s: float | None,
     ) -> None:
         fps = _check_fps(fps)
-        if not (math.isfinite(backoff_initial_s) and backoff_initial_s > 0):
-            raise ConfigError(f"backoff_initial_s must be > 0, got {backoff_initial_s!r}")
-        if not (math.isfinite(backoff_max_s) and backoff_max_s >= backoff_initial_s):
-            raise ConfigError(
-                f"backoff_max_s must be >= backoff_initial_s ({backoff_initial_s}), got {backoff_max_s!r}"
-            )
-        if max_reconnect_s is not None and not max_reconnect_s >= 0:
-            raise ConfigError(
-                f"max_reconnect_s must be >= 0 or None (never give up), got {max_reconnect_s!r}"
-            )
+        check_number("source", "backoff_initial_s", backoff_initial_s, 0.0, _MAX_WAIT_S, lo_open=True)
+        check_number("source", "backoff_max_s", backoff_max_s, backoff_initial_s, _MAX_WAIT_S)
+        if max_reconnect_s is not None:  # None: never give up
+            check_number("source", "max_reconnect_s", max_reconnect_s, 0.0, math.inf)
         super().__init__(name, fps or FALLBACK_FPS)
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
@@ -657,8 +652,7 @@ class RtspSource(_ReconnectingSource):
                 for live use) never gives up.
         """
         for key, value in (("open_timeout_s", open_timeout_s), ("read_timeout_s", read_timeout_s)):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ConfigError(f"{key} must be > 0 seconds, got {value!r}")
+            check_number("rtsp source", key, value, 0.0, _MAX_WAIT_S, lo_open=True)
         if not re.fullmatch(r"[a-z_]+", transport):
             raise ConfigError(
                 f"transport must be an FFmpeg rtsp_transport name like 'tcp', got {transport!r}"

@@ -197,14 +197,15 @@ class GimConfig(MethodConfig):
     half_max_s: tuple[float, float] = (_frames(8), _frames(18))
 
     # name -> (check, the range as the message writes it)
-    _NUMBERS: ClassVar[dict[str, tuple[Any, str]]] = {
-        "delta": (lambda v: 1.0 <= v <= 10.0, "[1, 10]"),
-        "theta_start": (lambda v: 0.0 < v < 1.0, "(0, 1)"),
-        "point_sigma": (lambda v: 0.0 <= v <= 1.0, "[0, 1]"),
-        "temperature": (lambda v: 0.0 < v <= 10.0, "(0, 10]"),
-        "lambda_smooth": (lambda v: 0.0 <= v <= 1000.0, "[0, 1000]"),
-        "lambda_norm": (lambda v: 0.0 <= v <= 1000.0, "[0, 1000]"),
-        "lambda_iac": (lambda v: 0.0 <= v <= 1000.0, "[0, 1000]"),
+    # field -> (lo, hi, lo_open, hi_open) for `check_number`
+    _NUMBERS: ClassVar[dict[str, tuple[float, float, bool, bool]]] = {
+        "delta": (1.0, 10.0, False, False),
+        "theta_start": (0.0, 1.0, True, True),
+        "point_sigma": (0.0, 1.0, False, False),
+        "temperature": (0.0, 10.0, True, False),
+        "lambda_smooth": (0.0, 1000.0, False, False),
+        "lambda_norm": (0.0, 1000.0, False, False),
+        "lambda_iac": (0.0, 1000.0, False, False),
     }
 
     def __post_init__(self) -> None:
@@ -222,21 +223,13 @@ class GimConfig(MethodConfig):
             if isinstance(raw, str | bytes) or not isinstance(raw, Sequence) or len(raw) != 2:
                 raise ConfigError(f"gim config {name}={raw!r}: must be two numbers (ME, MaE) in seconds")
             for v in raw:
-                number = not isinstance(v, bool) and isinstance(v, int | float)
-                if not number or not ((v > lo if exclusive else v >= lo) and v <= 10.0):
-                    span = "(0, 10]" if exclusive else "[0, 10]"
-                    raise ConfigError(f"gim config {name}={raw!r}: each value must be a number in {span}")
+                check_number("gim config", name, v, lo, 10.0, lo_open=exclusive)
             # Lists (from JSON) become tuples so the config stays hashable.
             object.__setattr__(self, name, (float(raw[0]), float(raw[1])))
-        for name, (check, span) in self._NUMBERS.items():
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not check(v):
-                raise ConfigError(f"gim config {name}={v!r}: must be a number in {span}")
-        v = self.theta_end
-        if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 < v <= self.theta_start:
-            raise ConfigError(
-                f"gim config theta_end={v!r}: must be a number in (0, theta_start={self.theta_start}]"
-            )
+        for name, (lo, hi, lo_open, hi_open) in self._NUMBERS.items():
+            check_number("gim config", name, getattr(self, name), lo, hi, lo_open=lo_open, hi_open=hi_open)
+        # (0, theta_start]: the threshold only falls
+        check_number("gim config", "theta_end", self.theta_end, 0.0, self.theta_start, lo_open=True)
         for name in ("theta_epochs", "stage1_epochs", "stage2_epochs"):
             check_number("gim config", name, getattr(self, name), 0, 10_000, integer=True)
         if not isinstance(self.soft_labels, bool):
