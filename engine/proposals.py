@@ -448,7 +448,7 @@ OPERATING_GRID: Mapping[str, tuple[Any, ...]] = MappingProxyType(
 )
 
 # Proposal fields applied after NMS: a grid search spots once per setting of the other fields
-# and varies these on the same proposals (`engine.train.spot_grid`).
+# and varies these on the same proposals (`engine.train.grid_counts`).
 POST_NMS_FIELDS: frozenset[str] = frozenset({"offset_shift_s"})
 
 
