@@ -280,7 +280,7 @@ class OnlineSpotter:
             self._origin = self._n = self._a = int(index)
         elif index < self._n:
             raise ValueError(f"snippet {index} pushed after snippet {self._n - 1}: indices must increase")
-        out: list[SpottedInterval] = []
+        out: list[Interval] = []
         while self._n < index:  # a hole in the indices: invalid snippets
             self._append(math.nan, math.nan, math.nan, _NO_CAPTURE)
             out += self._advance(final=False)
@@ -372,14 +372,14 @@ class OnlineSpotter:
         )
 
     def _publish(
-        self, finalised: list[SpottedInterval], *, final: bool, n_frames: int | None = None
+        self, finalised: list[Interval], *, final: bool, n_frames: int | None = None
     ) -> list[SpottedInterval]:
         """Finalised intervals with their offsets shifted (`shift_offsets`, as `propose` does
         offline), in time order. One whose offset moved past the newest frame seen waits until
         that frame arrives, or until the end of the stream clips it as `propose` clips with
         ``n_frames``: nothing published ends in the future."""
         self._held += shift_offsets(
-            [s.interval for s in finalised],
+            finalised,
             self.config,
             self.fps,
             frame_offset=self.frame_offset,
@@ -394,14 +394,19 @@ class OnlineSpotter:
             self._held = [iv for iv in self._held if iv.offset > seen]
         return sorted((self._spotted(iv) for iv in ready), key=_time_key)
 
+    def _end_snippet(self, iv: Interval) -> int:
+        """One past the snippet holding the interval's offset frame."""
+        return math.floor((iv.offset - self.frame_offset) / self._g + 1e-6) + 1
+
     def _spotted(self, iv: Interval) -> SpottedInterval:
         start = math.floor((iv.onset - self.frame_offset) / self._g + 1e-6)
-        end = math.floor((iv.offset - self.frame_offset) / self._g + 1e-6) + 1
+        end = self._end_snippet(iv)
         seen = self._n - len(self._capture) <= end - 1 < self._n
         cap = int(self._capture[end - 1 - self._origin]) if seen else _NO_CAPTURE
         return SpottedInterval(iv, start, end, self._n - 1, None if cap == _NO_CAPTURE else cap)
 
-    def _advance(self, *, final: bool, n_frames: int | None = None) -> list[SpottedInterval]:
+    def _advance(self, *, final: bool, n_frames: int | None = None) -> list[Interval]:
+        """The intervals this step finalises, before the offset shift (`_publish` shifts them)."""
         if self.config.mode == "top":
             return self._advance_top(final=final, n_frames=n_frames)
         n, a = self._n, self._a
@@ -423,18 +428,18 @@ class OnlineSpotter:
                         b, moved = start, True
         if b <= a:
             return []
-        out: list[SpottedInterval] = []
+        out: list[Interval] = []
         if any(a <= start and end <= b for start, end in self._spans):
             lo, hi = self._frame_of(a), self._frame_of(b)
             first = max(self._origin, a - self._margin)  # type: ignore[type-var]
             for iv in self._propose(first, n_frames if final else None):
                 if lo <= iv.onset < hi:
-                    out.append(self._spotted(iv))
+                    out.append(iv)
         self._a = b
         self._spans = {sp: be for sp, be in self._spans.items() if sp[0] >= b}
-        return sorted(out, key=_time_key)
+        return out
 
-    def _advance_top(self, *, final: bool, n_frames: int | None) -> list[SpottedInterval]:
+    def _advance_top(self, *, final: bool, n_frames: int | None) -> list[Interval]:
         n = self._n
         judged_end = n - self.bmax  # runs ending here have their right band inside the window
         first = max(self._origin, n - self._top_window)  # type: ignore[type-var]
@@ -443,21 +448,21 @@ class OnlineSpotter:
                 return []
             if math.isnan(self._scores[judged_end - 1 - self._origin][2]):  # type: ignore[operator]
                 return []  # a run ends on a valid snippet
-        out: list[SpottedInterval] = []
+        out: list[Interval] = []
         iou, class_wise = self.config.nms_iou, self.config.nms == "class"
         for iv in self._propose(first, n_frames if final else None):  # descending score
-            spotted = self._spotted(iv)
+            end = self._end_snippet(iv)
             # Each span end is judged once: at N = end + bmax, or at flush for the last bmax.
-            if spotted.end != judged_end if not final else spotted.end <= judged_end:
+            if end != judged_end if not final else end <= judged_end:
                 continue
             if any((not class_wise or p.type == iv.type) and p.iou(iv) > iou for p in self._recent):
                 continue
             self._recent.append(iv)
-            out.append(spotted)
+            out.append(iv)
         # Published intervals ending before any span still to be judged can begin are let go.
         keep_from = self._frame_of(max(0, judged_end + 1 - self.lmax))
         self._recent = [p for p in self._recent if p.offset >= keep_from]
-        return sorted(out, key=_time_key)
+        return out
 
 
 def _time_key(s: SpottedInterval) -> tuple[int, int, str]:
