@@ -1,21 +1,25 @@
-"""The live runner: source -> capture -> pipeline -> scorer -> online spotter -> publisher.
+"""The live runner: source -> capture -> pipeline -> scorer -> online spotter -> sinks.
 
-    with LiveRunner("sim://", publisher=Publisher("cam0")) as runner:
+    with LiveRunner("sim://", publisher=Publisher("cam0"), sinks=[ConsoleSink("cam0")]) as runner:
         report = runner.run()            # until the end of the stream or runner.stop()
+
+The runner computes; its sinks (`engine.sinks`) deliver: every snippet, score, finalised interval,
+status event and health update is handed to each sink in turn, the publisher first
+(`PublisherSink`), then the console, a preview (`engine.preview`) or a caller's own.
 
 `LiveRunner` wires the same objects offline evaluation uses, nothing re-implemented (DESIGN
 invariant 1): `stream.pipeline.Pipeline` turns frames into snippets, the bundle's exported scorer
 (`engine.runtime.open_backend` + `StreamScorer`) scores each snippet from the last W, and
 `engine.online.OnlineSpotter` at the bundle's operating point calls `engine.proposals.propose`
 and finalises intervals. Every snippet's scores, every finalised interval and every status event
-(face found / lost, time gap, source events) go to the `stream.publish.Publisher`, whose
+(face found / lost, time gap, source events) go to the sinks; the `stream.publish.Publisher`'s
 heartbeats carry the runner's health (processing fps, dropped frames, face present, capture-to-
 score latency).
 
 Time and latency: each snippet carries the monotonic capture time of its newest frame; an
 interval's offset frame is the last frame of its last snippet, so ``capture_ns`` of an event is
 the capture time of its offset frame and its latency (``latency_s`` in the event message, and
-`LiveEvent.latency_s`) is publish time minus that capture time.
+`engine.sinks.LiveEvent.latency_s`) is publish (hand-over) time minus that capture time.
 
 Look-ahead: a bundle whose network sees L snippets past the one it scores (``Bundle.lookahead``,
 ``lookahead_s`` = L x hop seconds) has each snippet's score only when snippet + L arrives, so its
@@ -46,7 +50,7 @@ and freezes what is alive, so later collections walk only what the stream alloca
 ``run_live`` calls it just before the stream starts (a process embedding `LiveRunner` decides for
 itself).
 
-``run_live.py`` and ``mespot live`` are the command line (`add_live_parser`, `run_live`).
+``run_live.py`` and ``mespot live`` are the command line (`engine.cli.live`).
 """
 
 from __future__ import annotations
@@ -57,15 +61,14 @@ import dataclasses
 import gc
 import logging
 import math
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -73,10 +76,11 @@ from engine.bundle import Bundle, load_bundle
 from engine.online import OnlineSpotter, SpottedInterval
 from engine.runtime import SnippetScore, StreamScorer, open_backend
 from engine.runtime.base import Backend
+from engine.sinks import CallbackSink, Health, LiveEvent, PublisherSink, Sink
 from stream.capture import Capture, CaptureError, Policy
 from stream.config import FeatureConfig
 from stream.errors import ConfigError
-from stream.frame import Frame, SourceEvent, SourceEventKind, StatusEvent
+from stream.frame import Frame, SourceEvent, SourceEventKind, StatusEvent, StatusKind
 from stream.intervals import Interval
 from stream.pipeline import Pipeline
 from stream.publish import Publisher
@@ -92,7 +96,6 @@ __all__ = [
     "LiveReport",
     "LiveRunner",
     "Mode",
-    "Preview",
     "default_bundle",
     "open_live_source",
 ]
@@ -199,27 +202,6 @@ def _frame_problem(frame: Frame) -> str | None:
 # ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LiveEvent:
-    """A finalised interval as the runner published it.
-
-    Attributes:
-        spotted: the online spotter's interval (frames on the canonical clock, snippets).
-        message: the event message as published (None without a publisher).
-        latency_s: publish time minus the capture time of the offset frame (None when unknown).
-        flushed: True when it was finalised by the end-of-stream flush.
-    """
-
-    spotted: SpottedInterval
-    message: dict[str, Any] | None
-    latency_s: float | None
-    flushed: bool = False
-
-    @property
-    def interval(self) -> Interval:
-        return self.spotted.interval
-
-
 @dataclass
 class LiveReport:
     """What a run did (filled while it runs; final after `LiveRunner.run` returns).
@@ -324,17 +306,20 @@ class LiveRunner:
         feature_config: the pipeline's feature configuration; None: the bundle's. A configuration
             the bundle was not trained on is refused (`engine.bundle.FeatureMismatchError`).
         publisher: where to publish (the runner owns it: `close` closes it); None: publish
-            nothing (events are still in the report and passed to ``on_event``).
+            nothing (events are still in the report and handed to the sinks). It becomes the first
+            sink (`engine.sinks.PublisherSink`) and serves the runner's commands.
+        sinks: where else each snippet, score, event, status and health goes, in this order
+            after the publisher (`engine.sinks.Sink`: the console, a preview, ...); the runner
+            owns them (`close` closes them).
         stop: set it (from any thread or a signal handler) to stop the run; the runner sets it
             too when the run ends. None: a fresh event (`stop` method).
         duration_s: stop after this many seconds of stream (media time); None: no limit.
         source_fps: frame rate of a frame folder (a source given by name).
         threaded: run face tracking in a worker thread beside the rest (`Pipeline.run`).
         queue_size: the capture queue's size.
-        on_event: called with each `LiveEvent` as it is published (the runner's thread).
-        on_status: called with each `StatusEvent` as it is published.
-        on_score: called with each snippet's `SnippetScore`.
-        on_snippet: called with each `Snippet` before it is scored (e.g. a preview).
+        on_event, on_status, on_score, on_snippet: plain functions called with each `LiveEvent`,
+            `StatusEvent`, `SnippetScore` and `Snippet` (before it is scored), as a last sink
+            (`engine.sinks.CallbackSink`), on the runner's thread.
         max_consecutive_errors: processing errors in a row after which the run gives up.
     """
 
@@ -349,6 +334,7 @@ class LiveRunner:
         backend_options: dict[str, Any] | None = None,
         feature_config: FeatureConfig | None = None,
         publisher: Publisher | None = None,
+        sinks: Sequence[Sink] = (),
         stop: threading.Event | None = None,
         duration_s: float | None = None,
         source_fps: float | None = None,
@@ -365,14 +351,18 @@ class LiveRunner:
         if max_consecutive_errors < 1:
             raise ConfigError(f"max_consecutive_errors={max_consecutive_errors}: must be >= 1")
         self.publisher = publisher
+        callbacks = CallbackSink(
+            on_snippet=on_snippet, on_score=on_score, on_event=on_event, on_status=on_status
+        )
+        self.sinks: list[Sink] = [
+            *([PublisherSink(publisher)] if publisher is not None else []),
+            *sinks,
+            *([callbacks] if any((on_snippet, on_score, on_event, on_status)) else []),
+        ]
         self.stop_event = stop if stop is not None else threading.Event()
         self.duration_s = duration_s
         self.threaded = threaded
         self.queue_size = queue_size
-        self.on_event = on_event
-        self.on_status = on_status
-        self.on_score = on_score
-        self.on_snippet = on_snippet
         self.max_consecutive_errors = max_consecutive_errors
         self.backend: Backend | None = None
         self.pipeline: Pipeline | None = None
@@ -411,6 +401,7 @@ class LiveRunner:
         )
         self._health_lock = threading.Lock()
         self._health_mark: tuple[int, int] | None = None  # (monotonic ns, canonical frames)
+        self._health: Health | None = None  # the newest handed to the sinks
         self._start_ns = 0
         self._first_media: float | None = None
         self._last_media = 0.0
@@ -431,6 +422,17 @@ class LiveRunner:
         """Worst-case delay after an interval's last snippet before it is published: the network's
         look-ahead plus the online spotter's finalisation delay."""
         return self.lookahead_s + self.spotter.max_latency_s
+
+    def add_sink(self, sink: Sink) -> None:
+        """Hand everything from now on to one more sink (after the others); before `run`. The
+        runner owns it (`close` closes it).
+
+        Raises:
+            RuntimeError: the run has started.
+        """
+        if self._ran:
+            raise RuntimeError("LiveRunner.add_sink: add sinks before run()")
+        self.sinks.append(sink)
 
     def stop(self) -> None:
         """Ask the run to stop (any thread); it flushes and returns promptly."""
@@ -529,8 +531,11 @@ class LiveRunner:
             self.pipeline = None
         if self.backend is not None:
             self.backend.close()
-        if self.publisher is not None:
-            self.publisher.close()
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # one sink's failure must not keep the others open
+                log.error("closing sink %r failed: %r", sink, exc)
 
     def __enter__(self) -> LiveRunner:
         return self
@@ -605,8 +610,8 @@ class LiveRunner:
     # -- the consumer side ------------------------------------------------------------------
 
     def _on_snippet(self, snippet: Snippet) -> None:
-        if self.on_snippet is not None:
-            self.on_snippet(snippet)
+        for sink in self.sinks:
+            sink.snippet(snippet)
         if self._neutral_restart.is_set():
             self._neutral_restart.clear()
             self.scorer.restart_neutral()
@@ -635,17 +640,8 @@ class LiveRunner:
         capture_ns = score.capture_ns
         if capture_ns is not None:  # the scored snippet's capture: the look-ahead counts
             report.score_latency_s.append((now - capture_ns) / 1e9)
-        if self.on_score is not None:
-            self.on_score(score)
-        if self.publisher is not None:
-            self.publisher.publish_scores(
-                score.index,
-                score.class_scores,
-                score.actionness,
-                start_s=score.start_s,
-                end_s=score.end_s,
-                capture_ns=capture_ns,
-            )
+        for sink in self.sinks:
+            sink.score(score)
         for spotted in self.spotter.push(
             score.index, score.class_scores, score.actionness, capture_ns=capture_ns
         ):
@@ -657,29 +653,22 @@ class LiveRunner:
             self._flush_spotter()  # the intervals still pending come before the end of the stream
         kind = event.kind.value
         self.report.status[kind] = self.report.status.get(kind, 0) + 1
-        if self.publisher is not None:
-            self.publisher.publish_status_event(event)
-        if self.on_status is not None:
-            self.on_status(event)
+        for sink in self.sinks:
+            sink.status(event)
 
     def _publish_status(self, kind: str, *, detail: str) -> None:
-        self.report.status[kind] = self.report.status.get(kind, 0) + 1
-        if self.publisher is not None:
-            self.publisher.publish_status(kind, capture_ns=time.monotonic_ns(), detail=detail)
+        """The runner's own status (start, errors, neutral baseline), not tied to a frame."""
+        self._on_status(StatusEvent(StatusKind(kind), -1, math.nan, time.monotonic_ns(), detail))
 
     def _publish_event(self, spotted: SpottedInterval, *, flushed: bool = False) -> None:
-        message = None
-        if self.publisher is not None:
-            message = self.publisher.publish_event(spotted, fps=self.fps)
-            latency = message.get("latency_s")
-        else:
-            latency = None if spotted.capture_ns is None else (time.monotonic_ns() - spotted.capture_ns) / 1e9
-        event = LiveEvent(spotted, message, latency, flushed)
+        now = time.monotonic_ns()
+        latency = None if spotted.capture_ns is None else (now - spotted.capture_ns) / 1e9
+        event = LiveEvent(spotted, self.fps, latency, flushed)
         self.report.events.append(event)
         etype = spotted.interval.type.value
         self.report.event_counts[etype] = self.report.event_counts.get(etype, 0) + 1
-        if self.on_event is not None:
-            self.on_event(event)
+        for sink in self.sinks:
+            sink.event(event)
 
     def _flush_spotter(self) -> None:
         """Score the last look-ahead snippets, then finalise and publish every pending interval (a
@@ -708,13 +697,14 @@ class LiveRunner:
             fps = None if mark is None else (frames - mark[1]) / ((now_ns - mark[0]) / 1e9)
             self._count_drops(capture)
             self.report.canonical_frames = frames
-            if self.publisher is not None:
-                self.publisher.set_health(
-                    fps=fps,
-                    drops=self.report.dropped,
-                    face=None if frames == 0 else pipe.face_present,
-                    latency_s=self.report.score_latency_s[-1] if self.report.score_latency_s else None,
-                )
+            self._health = health = Health(
+                fps=fps,
+                drops=self.report.dropped,
+                face=None if frames == 0 else pipe.face_present,
+                latency_s=self.report.score_latency_s[-1] if self.report.score_latency_s else None,
+            )
+            for sink in self.sinks:
+                sink.health(health)
 
     def _finish(self) -> None:
         """End of stream: flush the online spotter, publish what it finalises, flush the publisher."""
@@ -732,167 +722,8 @@ class LiveRunner:
             if self.pipeline is not None:
                 report.canonical_frames = self.pipeline.times.frames
             report.end_reason = report.end_reason or "end of stream"
-            if self.publisher is not None:
-                self.publisher.set_health(drops=report.dropped)
-                if not self.publisher.flush(5.0):
-                    log.warning("publisher %s: not everything was sent within 5 s", self.publisher.stream)
-
-
-# ------------------------------------------------------------------------------------------
-# Preview (optional, OpenCV window)
-# ------------------------------------------------------------------------------------------
-
-
-def _display_problem() -> str | None:
-    """Why no window can open here, or None."""
-    import os
-
-    if sys.platform.startswith("linux") and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    ):
-        return "no display (DISPLAY and WAYLAND_DISPLAY are unset)"
-    return None
-
-
-class Preview:
-    """A live view: the aligned face crop, the score timeline and the spotted intervals.
-
-    `render` draws the picture (a BGR array; no window needed); `show` puts it in an OpenCV window.
-    `open` returns None, with a warning, where no window can open (no display), so ``--preview``
-    is a no-op there.
-
-    Args:
-        snippet_s: seconds per snippet.
-        fps: canonical frame rate (of the interval frames).
-        thresholds: the operating point's thresholds (drawn as lines).
-        history_s: seconds of timeline shown.
-    """
-
-    WINDOW = "mespot live"
-    _COLOURS: ClassVar[dict[str, tuple[int, int, int]]] = {  # BGR
-        "me": (60, 60, 230),
-        "mae": (230, 140, 40),
-        "act": (90, 200, 90),
-    }
-
-    def __init__(
-        self, snippet_s: float, fps: float, thresholds: tuple[float, ...] = (), history_s: float = 20.0
-    ) -> None:
-        self.snippet_s, self.fps, self.thresholds = snippet_s, fps, tuple(thresholds)
-        n = max(8, round(history_s / snippet_s))
-        self.scores: collections.deque[SnippetScore] = collections.deque(maxlen=n)
-        self.events: collections.deque[Interval] = collections.deque(maxlen=64)
-        self._window = False
-
-    @classmethod
-    def open(cls, *args: Any, **kwargs: Any) -> Preview | None:
-        """A preview, or None (with a warning) when no window can open here."""
-        problem = _display_problem()
-        if problem is None:
-            try:
-                import cv2
-
-                cv2.namedWindow(cls.WINDOW, cv2.WINDOW_NORMAL)
-            except Exception as exc:  # an OpenCV build without GUI support
-                problem = f"OpenCV cannot open a window: {exc}"
-        if problem is not None:
-            log.warning("--preview: %s; running without a preview", problem)
-            return None
-        preview = cls(*args, **kwargs)
-        preview._window = True
-        return preview
-
-    def add_score(self, score: SnippetScore) -> None:
-        self.scores.append(score)
-
-    def add_event(self, event: LiveEvent) -> None:
-        self.events.append(event.interval)
-
-    def render(self, face: np.ndarray | None, width: int = 720, height: int = 256) -> np.ndarray:
-        """The preview picture: face crop on the left, score timeline with intervals on the right.
-
-        Args:
-            face: (S, S) grey or (S, S, 3) BGR face crop, or None (no face).
-
-        Returns:
-            (height, width, 3) uint8 BGR image.
-        """
-        import cv2
-
-        canvas = np.full((height, width, 3), 24, np.uint8)
-        side = height
-        if face is not None:
-            crop = face if face.ndim == 3 else cv2.cvtColor(face, cv2.COLOR_GRAY2BGR)
-            canvas[:, :side] = cv2.resize(crop, (side, side), interpolation=cv2.INTER_LINEAR)
-        else:
-            cv2.putText(
-                canvas, "no face", (side // 4, side // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 255), 2
-            )
-        x0, x1, y0, y1 = side + 10, width - 10, 20, height - 20
-        cv2.rectangle(canvas, (x0, y0), (x1, y1), (70, 70, 70), 1)
-        n = self.scores.maxlen or 1
-        if not self.scores:
-            return canvas
-        last = self.scores[-1].index
-        first = last - n + 1
-
-        def x_of(snippet: float) -> int:
-            return int(x0 + (snippet - first) / max(n - 1, 1) * (x1 - x0))
-
-        def y_of(value: float) -> int:
-            return int(y1 - min(max(value, 0.0), 1.0) * (y1 - y0))
-
-        g = self.snippet_s * self.fps
-        for iv in self.events:  # spotted intervals as shaded bands
-            a, b = x_of(iv.onset / g), x_of((iv.offset + 1) / g)
-            if b < x0 or a > x1:
-                continue
-            colour = self._COLOURS[iv.type.value]
-            cv2.rectangle(canvas, (max(a, x0), y0), (min(b, x1), y1), tuple(c // 3 for c in colour), -1)
-        for thr in self.thresholds:
-            cv2.line(canvas, (x0, y_of(thr)), (x1, y_of(thr)), (110, 110, 110), 1)
-        series = {
-            "me": [s.class_scores[0] for s in self.scores],
-            "mae": [s.class_scores[1] for s in self.scores],
-            "act": [s.actionness for s in self.scores],
-        }
-        indices = [s.index for s in self.scores]
-        for name, values in series.items():
-            for k in range(1, len(values)):
-                v0, v1 = float(values[k - 1]), float(values[k])
-                if math.isnan(v0) or math.isnan(v1):
-                    continue
-                p0, p1 = (x_of(indices[k - 1]), y_of(v0)), (x_of(indices[k]), y_of(v1))
-                # actionness (what intervals are cut from) bold; the ME / MaE class split thin and dim
-                colour = (
-                    self._COLOURS[name] if name == "act" else tuple(c * 2 // 3 for c in self._COLOURS[name])
-                )
-                cv2.line(canvas, p0, p1, colour, 2 if name == "act" else 1)
-        for k, name in enumerate(("me", "mae", "act")):
-            cv2.putText(
-                canvas,
-                name,
-                (x0 + 8 + 50 * k, height - 4),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                0.5,
-                self._COLOURS[name],
-                1,
-            )
-        return canvas
-
-    def show(self, face: np.ndarray | None) -> bool:
-        """Draw and show; False when the user closed the window or pressed q / Esc."""
-        if not self._window:
-            return True
-        import cv2
-
-        cv2.imshow(self.WINDOW, self.render(face))
-        key = cv2.waitKey(1) & 0xFF
-        return key not in (ord("q"), 27)
-
-    def close(self) -> None:
-        if self._window:
-            import cv2
-
-            cv2.destroyWindow(self.WINDOW)
-            self._window = False
+            last = self._health or Health(fps=None, drops=0, face=None, latency_s=None)
+            final = dataclasses.replace(last, drops=report.dropped)
+            for sink in self.sinks:
+                sink.health(final)
+                sink.end()

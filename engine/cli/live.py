@@ -10,12 +10,14 @@ import sys
 import threading
 import time
 
+import numpy as np
+
 from engine.bundle import load_bundle
-from engine.live import LiveEvent, LiveRunner, Preview, default_bundle, freeze_startup_heap
-from engine.runtime import SnippetScore
+from engine.live import LiveRunner, default_bundle, freeze_startup_heap
+from engine.preview import Preview
+from engine.sinks import ConsoleSink, Sink
 from engine.startup import stop_on_signals
 from stream.errors import ConfigError, MespotError
-from stream.frame import StatusEvent
 from stream.publish import DEFAULT_ENDPOINT, DEFAULT_SNAPSHOT_ENDPOINT, CurveServer, Publisher
 
 log = logging.getLogger(__name__)
@@ -184,30 +186,11 @@ def run_live(
         stop: set it to stop (the signal handlers' event); None: run to the end.
         signals: the signals received so far (`stop_on_signals`), to tell a stop during start-up.
     """
-    from stream.listen import Received, format_item
-
     if getattr(args, "verbose", False):
         logging.getLogger().setLevel(logging.INFO)
     stop = stop or threading.Event()
     quiet = args.quiet
-    preview: Preview | None = None
-
-    def on_event(event: LiveEvent) -> None:
-        if quiet:
-            return
-        if event.message is not None:
-            print(format_item(Received(event.message)), flush=True)
-        else:
-            iv = event.interval
-            print(f"event {iv.type.value} frames {iv.onset}-{iv.offset}", flush=True)
-        if preview is not None:
-            preview.add_event(event)
-
-    def on_status(status: StatusEvent) -> None:
-        if not quiet:
-            detail = f" {status.detail}" if status.detail else ""
-            _print_err(f"status {status.kind.value} frame {status.frame_index}{detail}")
-
+    sinks: list[Sink] = [] if quiet else [ConsoleSink(args.stream)]
     try:
         if args.linger < 0:
             raise ConfigError(f"--linger {args.linger}: must be >= 0")
@@ -246,8 +229,7 @@ def run_live(
             stop=stop,
             duration_s=args.duration,
             source_fps=args.source_fps,
-            on_event=on_event,
-            on_status=on_status,
+            sinks=sinks,
         )
     except MespotError as exc:
         publisher.close()
@@ -266,18 +248,17 @@ def run_live(
         return 128 + signals[0]
     with runner:
         if args.preview:
-            preview = Preview.open(runner.snippet_s, runner.fps, runner.proposal_config.thresholds)
-        if preview is not None:
             pipeline = runner.pipeline
-            user_preview = preview
 
-            def on_score(score: SnippetScore) -> None:
-                user_preview.add_score(score)
+            def face() -> np.ndarray | None:
                 aligned = pipeline.last_aligned
-                if not user_preview.show(None if aligned is None else aligned.crop):
-                    stop.set()
+                return None if aligned is None else aligned.crop
 
-            runner.on_score = on_score
+            preview = Preview.open(
+                runner.snippet_s, runner.fps, runner.proposal_config.thresholds, face=face, on_closed=stop.set
+            )
+            if preview is not None:
+                runner.add_sink(preview)
         if not quiet:
             _print_err(
                 f"live: {runner.source.name} ({runner.policy}) with {runner.bundle.path.name} on "
@@ -287,11 +268,7 @@ def run_live(
             )
         # Start-up is over: keep its objects out of every later full collection (GC pauses).
         freeze_startup_heap()
-        try:
-            report = runner.run()
-        finally:
-            if preview is not None:
-                preview.close()
+        report = runner.run()
         if args.linger > 0 and not stop.is_set():
             # The endpoints stay up so that late subscribers can still fetch the snapshot; a
             # signal ends the wait.

@@ -30,15 +30,10 @@ from engine.cli.live import add_live_arguments, run_live
 from engine.data import load_dataset
 from engine.data.features import VideoFeatures
 from engine.evaluate import evaluate
-from engine.live import (
-    LiveEvent,
-    LiveRunner,
-    Preview,
-    default_bundle,
-    freeze_startup_heap,
-)
+from engine.live import LiveRunner, default_bundle, freeze_startup_heap
 from engine.proposals import propose
 from engine.runtime import SnippetScore
+from engine.sinks import LiveEvent
 from engine.train import predict
 from stream.config import FeatureConfig
 from stream.frame import StatusEvent
@@ -404,7 +399,10 @@ def test_stop_event_ends_a_live_run_and_flushes(tmp_path: Path) -> None:
     assert report.end_reason == "stopped"
     journal = journal_messages(tmp_path / "sim.jsonl")
     assert journal[-1]["detail"] == "end: stopped"
-    assert [m for m in journal if m["kind"] == "event"] == [e.message for e in events]
+    published = [m for m in journal if m["kind"] == "event"]
+    assert [(m["type"], m["onset_frame"], m["offset_frame"]) for m in published] == [
+        (e.interval.type.value, e.interval.onset, e.interval.offset) for e in events
+    ]
 
 
 @pytest.mark.rtsp
@@ -498,23 +496,6 @@ def test_bad_input_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_a_pipeline_the_bundle_was_not_trained_on_is_refused(recording: Recording) -> None:
     with pytest.raises(FeatureMismatchError, match=r"hop_s: bundle 0\.1333+ != pipeline 0\.2666+"):
         LiveRunner(recording.video, feature_config=FeatureConfig(hop_s=8 / 30))
-
-
-def test_preview_renders_headless_and_is_a_no_op_without_display(monkeypatch, caplog) -> None:
-    preview = Preview(snippet_s=8 / 30, fps=30.0, thresholds=(0.5,), history_s=5.0)
-    for j in range(30):
-        value = float(np.nan) if j == 10 else 0.5 + 0.4 * np.sin(j / 3)
-        preview.add_score(SnippetScore(j, j * 8 / 30, j != 10, np.array([0.1, value], np.float32), value))
-    preview.events.append(Interval(20 * 8, 24 * 8 - 1, ExpressionType.MAE, score=0.9))
-    face = np.full((128, 128), 128, np.uint8)
-    image = preview.render(face)
-    assert image.shape == (256, 720, 3) and image.dtype == np.uint8
-    assert not np.array_equal(image, preview.render(None))  # the face is drawn
-    monkeypatch.delenv("DISPLAY", raising=False)
-    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    with caplog.at_level("WARNING"):
-        assert Preview.open(8 / 30, 30.0) is None
-    assert "no display" in caplog.text
 
 
 def test_live_subcommand_parser() -> None:
