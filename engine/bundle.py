@@ -64,17 +64,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from engine.methods import METHODS, Method, build_method
-from engine.models import ACTION_CLASSES, NetworkConfig, SpottingNetwork, build_network
+from engine.methods import METHODS
+from engine.models import ACTION_CLASSES, NetworkConfig
 from engine.proposals import ProposalConfig
 from engine.train_config import TrainConfig
 from stream.config import FeatureConfig
 from stream.errors import ConfigError, MespotError
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.methods import Method
+    from engine.models import SpottingNetwork
 
 log = logging.getLogger(__name__)
 
@@ -358,6 +363,10 @@ class Bundle:
             BundleError: the weights file is not a plain tensor state dict or does not fit the
                 network configuration.
         """
+        import torch  # here, not at the top: reading a bundle for ONNX or TensorRT needs no torch
+
+        from engine.models import build_network
+
         path = self.file(WEIGHTS)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -377,6 +386,8 @@ class Bundle:
 
     def method(self, network: torch.nn.Module | None = None) -> Method:
         """The method (for `Method.score_tensors`), bound to `network` or to a freshly built one."""
+        from engine.methods import build_method
+
         net = network if network is not None else self.network()
         return build_method(self.method_name, net, self.method_options)
 
@@ -450,6 +461,10 @@ def save_bundle(
         BundleError: the folder already holds a bundle and overwrite is False.
     """
     folder = Path(path)
+    import torch
+
+    from engine.models import SpottingNetwork
+
     if not isinstance(network, SpottingNetwork):
         raise ConfigError(f"save_bundle: expected a SpottingNetwork, got {type(network).__name__}")
     if network.config != train_config.network:

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.methods import METHODS
+from engine.methods.config import METHOD_CONFIGS
 from engine.models import NetworkConfig
 from engine.proposals import ProposalConfig
 from stream.config import check_number, refuse_unknown_keys
@@ -91,7 +92,8 @@ class TrainConfig:
         # A private read-only copy: never shared with (or mutated through) the caller's dict.
         object.__setattr__(self, "method_options", MappingProxyType(dict(self.method_options)))
         # Validate the method's options now rather than after the first fold's data loading.
-        METHODS.get(self.method).config_type.from_dict(self.method_options)
+        # (The configuration classes need no torch: reading a bundle does not import the method.)
+        METHOD_CONFIGS[self.method].from_dict(self.method_options)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (nested configs as dicts)."""

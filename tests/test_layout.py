@@ -101,12 +101,39 @@ def test_arguments_are_parsed_only_in_the_command_line_package() -> None:
     assert offenders == []
 
 
-def test_reading_a_bundle_and_its_onnx_scorer_never_imports_the_training_loop() -> None:
+def test_reading_a_bundle_and_scoring_it_with_onnxruntime_imports_no_torch() -> None:
     """The runtime side (bundle, backends) depends on the training configuration, not on the
-    training code (`engine.train_config` holds `TrainConfig`)."""
+    training code (`engine.train_config` holds `TrainConfig`), and not on torch: methods, networks
+    and the torch backend are registered by import path and imported when used."""
     import subprocess
     import sys
 
-    code = "import sys, engine.runtime.onnx_backend, engine.bundle; print('engine.train' in sys.modules)"
+    code = (
+        "import sys, engine.runtime, engine.runtime.onnx_backend, engine.bundle, engine.live\n"
+        "from engine.bundle import load_bundle\n"
+        "from engine.live import default_bundle\n"
+        "from engine.runtime import open_backend\n"
+        "backend = open_backend(load_bundle(default_bundle()), 'onnxruntime')\n"
+        "print(sorted(m for m in ('torch', 'engine.train', 'engine.methods.gim', 'engine.models.spotter')"
+        " if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_lazily_registered_method_or_backend_is_imported_on_first_use() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from engine.methods import METHODS\n"
+        "from engine.runtime import BACKENDS\n"
+        "assert 'gim' in METHODS and 'torch' in BACKENDS and 'torch' not in sys.modules\n"
+        "assert METHODS.get('gim').name == 'gim' and BACKENDS.get('torch').name == 'torch'\n"
+        "from engine.runtime import TorchBackend\n"
+        "assert TorchBackend is BACKENDS.get('torch')\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

@@ -1,28 +1,47 @@
 """Training methods by name: the supervision and losses of each regime (``METHODS``).
 
-A method is registered once; a second registration under the same name fails.
+A method is registered once; a second registration under the same name fails. Methods are
+registered by import path: their names are known at once (a bundle's configuration is checked
+against them), and a method's module, with torch, is imported when the method is first used.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from engine.methods.base import Method, MethodConfig
-from engine.methods.full import FullConfig, FullMethod, balanced_weights
-from engine.methods.gim import GimConfig, GimMethod
-from engine.methods.mcwes import McwesConfig, McwesMethod
-from engine.methods.pwes import PwesConfig, PwesMethod
+from engine.methods.config import FullConfig, GimConfig, McwesConfig, MethodConfig, PwesConfig
 from stream.errors import ConfigError
 from stream.registry import Registry
 
-METHODS = Registry[Method]("method")
-METHODS.register(FullMethod.name)(FullMethod)
-METHODS.register(GimMethod.name)(GimMethod)
-METHODS.register(McwesMethod.name)(McwesMethod)
-METHODS.register(PwesMethod.name)(PwesMethod)
+if TYPE_CHECKING:
+    from torch import nn
+
+    from engine.methods.base import Method
+
+METHODS = Registry["Method"]("method")
+METHODS.register_lazy("full", "engine.methods.full:FullMethod")
+METHODS.register_lazy("gim", "engine.methods.gim:GimMethod")
+METHODS.register_lazy("mcwes", "engine.methods.mcwes:McwesMethod")
+METHODS.register_lazy("pwes", "engine.methods.pwes:PwesMethod")
+
+_LAZY_NAMES = {
+    "Method": "engine.methods.base",
+    "FullMethod": "engine.methods.full",
+    "balanced_weights": "engine.methods.full",
+    "GimMethod": "engine.methods.gim",
+    "McwesMethod": "engine.methods.mcwes",
+    "PwesMethod": "engine.methods.pwes",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The methods' classes and helpers, imported (with torch) on first access."""
+    module = _LAZY_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 def build_method(

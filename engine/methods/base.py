@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -20,8 +19,8 @@ from torch import Tensor, nn
 
 from engine.data.features import VideoFeatures
 from engine.data.records import VideoRecord
+from engine.methods.config import MethodConfig
 from engine.proposals import ProposalConfig
-from stream.config import refuse_unknown_keys
 from stream.errors import ConfigError
 
 
@@ -47,21 +46,6 @@ def eval_outputs(
                 yield network(motion[None], geometry[None], valid[None]), valid
     finally:
         network.train(was_training)
-
-
-@dataclass(frozen=True)
-class MethodConfig:
-    """Base of the frozen, validated per-method configurations (no fields of its own)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        """Build from a dict (e.g. read from JSON); unknown keys fail naming the known ones."""
-        refuse_unknown_keys(cls, data, cls.__name__)
-        return cls(**dict(data))
 
 
 class Method(ABC):

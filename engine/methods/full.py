@@ -8,7 +8,6 @@ snippets are background, so without the weights the network learns to answer "ba
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,31 +17,8 @@ from torch import Tensor
 from engine.data.features import VideoFeatures
 from engine.data.labels import BACKGROUND, full_labels
 from engine.data.records import VideoRecord
-from engine.methods.base import Method, MethodConfig
-from stream.config import check_number
-from stream.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class FullConfig(MethodConfig):
-    """Configuration of the `full` method.
-
-    Attributes:
-        class_balance: weight each class by its inverse frequency in the training targets.
-        max_class_weight: cap on a class weight relative to background's, in [1, 1000] (a class
-            seen a handful of times must not dominate).
-        label_smoothing: cross-entropy label smoothing in [0, 0.5).
-    """
-
-    class_balance: bool = True
-    max_class_weight: float = 50.0
-    label_smoothing: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.class_balance, bool):
-            raise ConfigError(f"full config class_balance={self.class_balance!r}: must be true or false")
-        check_number("full config", "max_class_weight", self.max_class_weight, 1.0, 1000.0)
-        check_number("full config", "label_smoothing", self.label_smoothing, 0.0, 0.5, hi_open=True)
+from engine.methods.base import Method
+from engine.methods.config import FullConfig
 
 
 def balanced_weights(counts: np.ndarray, cap: float) -> np.ndarray:

@@ -87,9 +87,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -99,10 +98,9 @@ from torch import Tensor, nn
 from engine.data.features import VideoFeatures
 from engine.data.labels import PointFrame, point_frames, point_free_background, snippet_of_frame
 from engine.data.records import VideoRecord
-from engine.methods.base import Method, MethodConfig, eval_outputs
+from engine.methods.base import Method, eval_outputs
+from engine.methods.config import GimConfig
 from engine.proposals import PRESETS, ProposalConfig
-from stream.config import check_number
-from stream.errors import ConfigError
 from stream.intervals import ExpressionType
 
 log = logging.getLogger(__name__)
@@ -110,152 +108,9 @@ log = logging.getLogger(__name__)
 # Columns of the per-class target arrays: the network's ACTION_CLASSES order.
 CLASSES: tuple[ExpressionType, ...] = (ExpressionType.ME, ExpressionType.MAE)
 COLUMN = {kind: i for i, kind in enumerate(CLASSES)}
-PAPER_FPS = 30  # the paper's frame counts are at 30 fps (both datasets aligned to it, sec. 4.1)
 RELIABLE = 0.5  # pseudo-expression snippets with a label above this are "reliable" (sec. 3.5)
-POINT_MODES = ("gaussian_apex", "apex", "random")
-IAC_SOURCES = ("embedding", "intensity")
 _MAX_DRAWS = 100
 _TOL = 1e-9
-
-
-def _frames(k: int) -> float:
-    """The paper's k frames (at 30 fps) in seconds."""
-    return k / PAPER_FPS
-
-
-@dataclass(frozen=True)
-class GimConfig(MethodConfig):
-    """Configuration of the `gim` method.
-
-    Ranges given by the paper in frames are stored in seconds (paper frames are at 30 fps:
-    k frames = k / 30 s) and become ``round(seconds / feats.snippet_s)`` snippets on each side,
-    halves rounded up (`half_width`). At 8/30 s per snippet: k_c 16 / 32 frames -> apex search
-    +-1 / +-1 snippet (k_c / 4) and duration window +-1 / +-2 (k_c / 2); k_s1 3 / 5 frames -> 0 / 1;
-    k_s2 2 / 4 frames -> 0 / 1. At 4/30 s: search +-1 / +-2, window +-2 / +-4, k_s1 1 / 1, k_s2 1 / 1.
-    Pairs are (ME, MaE).
-
-    Attributes:
-        kc_s: the general duration k_c of an ME / MaE in seconds (paper: 16 / 32 frames), in
-            (0, 10]. The pseudo-apex is searched within k_c / 4 of the point (eq. 1), the
-            duration within k_c / 2 of the pseudo-apex (eq. 3).
-        ks1_s: stage-1 hard-label half-width k_s1 in seconds (3 / 5 frames), in [0, 10].
-        ks2_s: stage-2 Gaussian half-width k_s2 in seconds (2 / 4 frames), in [0, 10].
-        delta: duration expansion delta of eq. 4, in [1, 10] (1.2).
-        theta_start: duration threshold theta at epoch 0, in (0, 1) (0.8).
-        theta_end: theta after the decay, in (0, theta_start] (0.5).
-        theta_epochs: epochs over which theta falls linearly, counted from the start of training,
-            in [0, 10000] (30; 0: theta_end throughout).
-        stage1_epochs: epochs of stage 1 (hard labels around the point), in [0, 10000] (1).
-        stage2_epochs: epochs of stage 2 (Gaussian around the point), in [0, 10000] (4). Stage 3
-            (full GIM) runs from epoch stage1_epochs + stage2_epochs to the end (the paper: 1, 4
-            and 95 of 100 epochs).
-        soft_labels: Gaussian soft labels; False assigns hard labels 1 on the same ranges
-            (the paper's soft vs hard ablation, tables 2-3).
-        point_mode: which frame of each expression is labelled: "gaussian_apex" (the paper: drawn
-            from a Gaussian around the apex, inside the expression), "apex" (the annotated apex)
-            or "random" (uniform over the expression, as PWES).
-        point_sigma: the standard deviation of "gaussian_apex" as a fraction of the expression's
-            length in frames, in [0, 1] (1/6: +-3 sigma spans one expression length; the paper
-            gives no value).
-        temperature: IAC temperature tau, in (0, 10] (0.1; not given by the paper).
-        lambda_smooth: lambda_1, weight of L_smooth, in [0, 1000] (0.1).
-        lambda_norm: lambda_2, weight of L_norm, in [0, 1000] (2.5).
-        lambda_iac: lambda_3, weight of L_IAC, in [0, 1000] (1.4e-4).
-        background_gap_s: hard negatives. Snippets at least this many seconds from every point
-            of their video (all of a video without points: `point_free_background`) lie in no
-            expression; the ``N_exp`` of them with the highest intensity join eq. 6's
-            pseudo-neutral set, which otherwise holds only the easiest snippets (4.0 s, the
-            longest a macro-expression lasts); None: eq. 6 alone, in (0, 60].
-        iac_source: the features L_IAC contrasts: "embedding" (the shared snippet feature F,
-            as the paper names it) or "intensity" (the intensity branch's hidden features).
-        half_min_s, half_max_s: stage-3 soft-label half-range ``delta L / 2`` is clamped into
-            [half_min_s, half_max_s] seconds per class (ME, MaE): a duration prior that keeps one
-            bad intensity estimate from labelling a whole stretch or a single snippet (the
-            authors' code clamps to ME 4-8 and MaE 8-18 frames; the defaults). (0, 10) and
-            (10, 10) turn the clamp off.
-    """
-
-    kc_s: tuple[float, float] = (_frames(16), _frames(32))
-    ks1_s: tuple[float, float] = (_frames(3), _frames(5))
-    ks2_s: tuple[float, float] = (_frames(2), _frames(4))
-    delta: float = 1.2
-    theta_start: float = 0.8
-    theta_end: float = 0.5
-    theta_epochs: int = 30
-    stage1_epochs: int = 1
-    stage2_epochs: int = 4
-    soft_labels: bool = True
-    point_mode: str = "gaussian_apex"
-    point_sigma: float = 1 / 6
-    temperature: float = 0.1
-    lambda_smooth: float = 0.1
-    lambda_norm: float = 2.5
-    lambda_iac: float = 1.4e-4
-    background_gap_s: float | None = 4.0
-    iac_source: str = "embedding"
-    half_min_s: tuple[float, float] = (_frames(4), _frames(8))
-    half_max_s: tuple[float, float] = (_frames(8), _frames(18))
-
-    # name -> (check, the range as the message writes it)
-    # field -> (lo, hi, lo_open, hi_open) for `check_number`
-    _NUMBERS: ClassVar[dict[str, tuple[float, float, bool, bool]]] = {
-        "delta": (1.0, 10.0, False, False),
-        "theta_start": (0.0, 1.0, True, True),
-        "point_sigma": (0.0, 1.0, False, False),
-        "temperature": (0.0, 10.0, True, False),
-        "lambda_smooth": (0.0, 1000.0, False, False),
-        "lambda_norm": (0.0, 1000.0, False, False),
-        "lambda_iac": (0.0, 1000.0, False, False),
-    }
-
-    def __post_init__(self) -> None:
-        pairs = (
-            ("kc_s", 0.0, True),
-            ("ks1_s", 0.0, False),
-            ("ks2_s", 0.0, False),
-            ("half_min_s", 0.0, False),
-            ("half_max_s", 0.0, False),
-        )
-        for name, lo, exclusive in pairs:
-            raw = getattr(self, name)
-            if isinstance(raw, np.ndarray):
-                raw = raw.tolist()
-            if isinstance(raw, str | bytes) or not isinstance(raw, Sequence) or len(raw) != 2:
-                raise ConfigError(f"gim config {name}={raw!r}: must be two numbers (ME, MaE) in seconds")
-            for v in raw:
-                check_number("gim config", name, v, lo, 10.0, lo_open=exclusive)
-            # Lists (from JSON) become tuples so the config stays hashable.
-            object.__setattr__(self, name, (float(raw[0]), float(raw[1])))
-        for name, (lo, hi, lo_open, hi_open) in self._NUMBERS.items():
-            check_number("gim config", name, getattr(self, name), lo, hi, lo_open=lo_open, hi_open=hi_open)
-        # (0, theta_start]: the threshold only falls
-        check_number("gim config", "theta_end", self.theta_end, 0.0, self.theta_start, lo_open=True)
-        for name in ("theta_epochs", "stage1_epochs", "stage2_epochs"):
-            check_number("gim config", name, getattr(self, name), 0, 10_000, integer=True)
-        if not isinstance(self.soft_labels, bool):
-            raise ConfigError(f"gim config soft_labels={self.soft_labels!r}: must be true or false")
-        if self.point_mode not in POINT_MODES:
-            raise ConfigError(f"gim config point_mode={self.point_mode!r}: choose one of {POINT_MODES}")
-        for c in range(2):
-            if self.half_min_s[c] > self.half_max_s[c]:
-                raise ConfigError(
-                    f"gim config half_min_s={list(self.half_min_s)!r}: each must be at most half_max_s="
-                    f"{list(self.half_max_s)!r}"
-                )
-        gap = self.background_gap_s
-        if gap is not None and (
-            isinstance(gap, bool) or not isinstance(gap, int | float) or not 0 < gap <= 60
-        ):
-            raise ConfigError(f"gim config background_gap_s={gap!r}: must be null or a number in (0, 60]")
-        if self.iac_source not in IAC_SOURCES:
-            raise ConfigError(f"gim config iac_source={self.iac_source!r}: choose one of {IAC_SOURCES}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (pairs as lists)."""
-        d = super().to_dict()
-        for name in ("kc_s", "ks1_s", "ks2_s", "half_min_s", "half_max_s"):
-            d[name] = list(d[name])
-        return d
 
 
 # --------------------------------------------------------------------------------------------

@@ -58,7 +58,6 @@ Where this differs from the paper:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -70,115 +69,14 @@ from torch import Tensor
 from engine.data.features import VideoFeatures
 from engine.data.labels import BACKGROUND, MAE, ME, video_level_vector
 from engine.data.records import VideoRecord
-from engine.methods.base import Method, MethodConfig
+from engine.methods.base import Method
+from engine.methods.config import McwesConfig, MethodConfig
 from engine.proposals import ProposalConfig, top_k_from_divisor
-from stream.config import check_number
-from stream.errors import ConfigError
 
 _EPS = 1e-8
-SIMILARITIES = ("cosine", "dot")
 # Softmax temperature of eq. 12 over cosine similarities (in [-1, 1], a plain softmax over the k
 # selected snippets would be nearly uniform and its max carry no signal).
 COSINE_TEMPERATURE = 0.1
-
-
-def check_bool(prefix: str, name: str, value: object) -> None:
-    """Raise ConfigError unless `value` is a bool."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{prefix} {name}={value!r}: must be true or false")
-
-
-@dataclass(frozen=True)
-class McwesConfig(MethodConfig):
-    """Configuration of the `mcwes` method (defaults: the paper's CAS(ME)^2 settings, sec. 4.3).
-
-    Attributes:
-        h_mae: h of MaE in eq. 7 (k = max(1, floor(T / h)) of the T valid snippets), in [1, 1000].
-        h_me: h of ME (sparser than MaE, so larger h), in [1, 1000].
-        h_background: h of the background (the densest class, smallest h), in [1, 1000].
-            The paper's h = [7, 9, 5] lists (MaE, ME, background).
-        duration_window_s: eq. 9's neighbourhood eta in seconds, in (0, 10]; eta =
-            max(1, round(duration_window_s / snippet_s)) snippets. Default 16/30 s: the paper's
-            2 snippets of 8 frames at 30 fps, i.e. eta = 2 at snippet_s = 8/30 s and 4 at 4/30 s.
-        omega_low: eq. 10's lower bound omega_l on the deviation (x mean deviation), in [0, 100].
-        omega_high: eq. 10's upper bound omega_u, in [0, 100] and above omega_low. The paper's
-            CAS(ME)^2 values are 1.2 / 1.4 (SAMM-LV: 1.5 / 1.8).
-        feature_pairs: video pairs per batch for L_fc (the paper's 3 pairs of 6 videos), in
-            [0, 64]; 0 turns the term off.
-        lambda_saliency: weight of L_sc (eq. 22: 1), in [0, 100].
-        lambda_mil: weight of L_dc^1 (1), in [0, 100].
-        lambda_mil_attention: weight of L_dc^2 (1), in [0, 100].
-        lambda_duration: lambda1, weight of L_dc^3 (0.5), in [0, 100].
-        lambda_feature: lambda2, weight of L_fc (0.5), in [0, 100].
-        lambda_sparsity: lambda3, weight of L_sl (0.8; SAMM-LV 0.7), in [0, 100].
-        lambda_guide: lambda4, weight of L_gl (0.8; SAMM-LV 0.7), in [0, 100].
-        lambda_smooth: weight of a temporal smoothness term on the three attentions, the mean
-            |A_(t+1) - A_t| over consecutive valid snippets (not in the paper; 0.5: an
-            expression is one run of attention, not a burst per snippet; 0 turns it off), in
-            [0, 100].
-        feature_similarity: eq. 11's similarity of fused features: "cosine" (the paper's
-            words, the default) or "dot" (raw dot products of unnormalised features, which
-            saturate eq. 12's softmax so L_fc stops acting).
-    """
-
-    h_mae: float = 7.0
-    h_me: float = 9.0
-    h_background: float = 5.0
-    duration_window_s: float = 16 / 30
-    omega_low: float = 1.2
-    omega_high: float = 1.4
-    feature_pairs: int = 3
-    lambda_saliency: float = 1.0
-    lambda_mil: float = 1.0
-    lambda_mil_attention: float = 1.0
-    lambda_duration: float = 0.5
-    lambda_feature: float = 0.5
-    lambda_sparsity: float = 0.8
-    lambda_guide: float = 0.8
-    lambda_smooth: float = 0.5
-    feature_similarity: str = "cosine"
-
-    _prefix: ClassVar[str] = "mcwes config"
-    _weights: ClassVar[tuple[str, ...]] = (
-        "lambda_saliency",
-        "lambda_mil",
-        "lambda_mil_attention",
-        "lambda_duration",
-        "lambda_feature",
-        "lambda_sparsity",
-        "lambda_guide",
-        "lambda_smooth",
-    )
-
-    def __post_init__(self) -> None:
-        p = self._prefix
-        for name in ("h_mae", "h_me", "h_background"):
-            check_number(p, name, getattr(self, name), 1.0, 1000.0)
-        check_number(p, "duration_window_s", self.duration_window_s, 0.0, 10.0)
-        if self.duration_window_s <= 0:
-            raise ConfigError(
-                f"{p} duration_window_s={self.duration_window_s!r}: must be a number in (0, 10]"
-            )
-        check_number(p, "omega_low", self.omega_low, 0.0, 100.0)
-        check_number(p, "omega_high", self.omega_high, 0.0, 100.0)
-        if self.omega_high <= self.omega_low:
-            raise ConfigError(
-                f"{p} omega_high={self.omega_high!r}: must be above omega_low={self.omega_low!r}"
-            )
-        check_number(p, "feature_pairs", self.feature_pairs, 0, 64, integer=True)
-        if self.feature_similarity not in SIMILARITIES:
-            raise ConfigError(
-                f"{p} feature_similarity={self.feature_similarity!r}: choose one of {SIMILARITIES}"
-            )
-        for name in self._weights:
-            check_number(p, name, getattr(self, name), 0.0, 100.0)
-
-    @property
-    def divisors(self) -> tuple[float, float, float]:
-        """h in the T-CAM column order (background, ME, MaE)."""
-        h = [0.0, 0.0, 0.0]
-        h[BACKGROUND], h[ME], h[MAE] = self.h_background, self.h_me, self.h_mae
-        return h[0], h[1], h[2]
 
 
 # --------------------------------------------------------------------------------------------

@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import ClassVar
 
@@ -76,106 +75,10 @@ from engine.data.features import VideoFeatures
 from engine.data.labels import BACKGROUND, CLASS_OF, MAE, ME, point_free_background, point_labels
 from engine.data.records import VideoRecord
 from engine.methods.base import MethodConfig, eval_outputs
-from engine.methods.mcwes import McwesConfig, McwesMethod, check_bool
-from engine.proposals import MAE_MAX_SECONDS
-from stream.config import check_number
-from stream.errors import ConfigError
+from engine.methods.config import PwesConfig
+from engine.methods.mcwes import McwesMethod
 
 _EPS = 1e-6
-POINT_MODES = ("random", "apex")
-PSEUDO_SOURCES = ("eval", "batch")
-
-
-@dataclass(frozen=True)
-class PwesConfig(McwesConfig):
-    """Configuration of the `pwes` method (defaults: the paper's CAS(ME)^2 settings, sec. 4.3).
-
-    The MC-WES fields keep their meaning (`McwesConfig`); PWES changes these defaults:
-    lambda_duration = lambda_feature = 0 (the baseline drops L_dc^3 and L_fc), lambda_mil =
-    lambda_mil_attention = 1.0 (lambda1, on both halves of L_vcl), lambda_guide = 1.0 (lambda4),
-    lambda_sparsity = 0.8 (lambda5), lambda_saliency = 1.0 (L_aml); mespot's attention
-    smoothness term is off (lambda_smooth = 0: the snippet labels already shape the runs).
-
-    Attributes:
-        lambda_snippet: lambda2, weight of the focal snippet loss L_scl (1.0), in [0, 100].
-        lambda_contrast: lambda3, weight of the DFCL InfoNCE loss L_fcl (0.1), in [0, 100].
-        point_mode: "random" (a uniform frame inside each expression, the paper's) or "apex".
-        use_mplg: generate MPLG pseudo labels after pre-training (off: points only).
-        use_dfcl: the DFCL memory bank and contrastive loss after pre-training.
-        pretrain_steps: optimiser steps before MPLG and DFCL start (80 on CAS(ME)^2, 50 on
-            SAMM-LV), in [0, 1e6].
-        select_ratio: k of MPLG: the top k * T refined attention snippets are foreground
-            candidates and the 2k * T lowest attention snippets background (0.3), in (0, 1].
-        fg_threshold: theta, the probability a pseudo foreground snippet must exceed (0.8;
-            SAMM-LV 0.9), in [0, 1).
-        temperature: tau of the InfoNCE loss (1.0), in (0, 100].
-        regions_background: region-level background vectors per video K_bg (10; SAMM-LV 8),
-            in [1, 256].
-        regions_me: region-level ME vectors per video (2), in [1, 256].
-        regions_mae: region-level MaE vectors per video (3), in [1, 256].
-        background_gap_s: snippets at least this many seconds from every point of their video
-            (every snippet of a video without points) are background labels from the first
-            step, and MPLG picks its foreground among the other snippets only (4.0 s, the
-            longest a macro-expression lasts, so no such snippet lies in an expression:
-            `point_free_background`); None: the paper's
-            background, the 2k lowest-attention snippets of MPLG, in (0, 60].
-        pseudo_source: where MPLG reads the network: "eval" (a forward of every training video
-            in eval mode, no dropout, at the first step of each epoch once pre-training is
-            over, the `Method` contract) or "batch" (the training forward of each batch,
-            dropout on, as the paper's Fig. 2 draws it).
-    """
-
-    lambda_duration: float = 0.0
-    lambda_feature: float = 0.0
-    lambda_sparsity: float = 0.8
-    lambda_guide: float = 1.0
-    lambda_smooth: float = 0.0
-    lambda_snippet: float = 1.0
-    lambda_contrast: float = 0.1
-    point_mode: str = "random"
-    use_mplg: bool = True
-    use_dfcl: bool = True
-    pretrain_steps: int = 80
-    select_ratio: float = 0.3
-    fg_threshold: float = 0.8
-    temperature: float = 1.0
-    regions_background: int = 10
-    regions_me: int = 2
-    regions_mae: int = 3
-    background_gap_s: float | None = MAE_MAX_SECONDS
-    pseudo_source: str = "eval"
-
-    _prefix: ClassVar[str] = "pwes config"
-    _weights: ClassVar[tuple[str, ...]] = (*McwesConfig._weights, "lambda_snippet", "lambda_contrast")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        p = self._prefix
-        if self.point_mode not in POINT_MODES:
-            raise ConfigError(f"{p} point_mode={self.point_mode!r}: choose one of {POINT_MODES}")
-        check_bool(p, "use_mplg", self.use_mplg)
-        check_bool(p, "use_dfcl", self.use_dfcl)
-        check_number(p, "pretrain_steps", self.pretrain_steps, 0, 1_000_000, integer=True)
-        check_number(p, "select_ratio", self.select_ratio, 0.0, 1.0, lo_open=True)
-        check_number(p, "fg_threshold", self.fg_threshold, 0.0, 1.0, hi_open=True)
-        check_number(p, "temperature", self.temperature, 0.0, 100.0, lo_open=True)
-        for name in ("regions_background", "regions_me", "regions_mae"):
-            check_number(p, name, getattr(self, name), 1, 256, integer=True)
-        if self.background_gap_s is not None:
-            check_number(p, "background_gap_s", self.background_gap_s, 0.0, 60.0)
-            if self.background_gap_s <= 0:
-                raise ConfigError(
-                    f"{p} background_gap_s={self.background_gap_s!r}: must be null or a number in (0, 60]"
-                )
-        if self.pseudo_source not in PSEUDO_SOURCES:
-            raise ConfigError(f"{p} pseudo_source={self.pseudo_source!r}: choose one of {PSEUDO_SOURCES}")
-
-    @property
-    def regions(self) -> tuple[int, int, int]:
-        """K_c in the T-CAM column order (background, ME, MaE)."""
-        k = [0, 0, 0]
-        k[BACKGROUND], k[ME], k[MAE] = self.regions_background, self.regions_me, self.regions_mae
-        return k[0], k[1], k[2]
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,17 +1,44 @@
-"""Spotting networks: causal temporal layers, the CSCM embedding, the MC-WES / GIM heads."""
+"""Spotting networks: causal temporal layers, the CSCM embedding, the MC-WES / GIM heads.
 
-from engine.models.config import MAX_LOOKAHEAD, NetworkConfig, lookahead_snippets
-from engine.models.cscm import CSCM, ConcatEmbedding, CSCMEmbedding
-from engine.models.layers import CausalConv1d, TemporalBlock, chain_receptive_field
-from engine.models.spotter import (
+The configuration (`NetworkConfig`) and the class names need no torch; the networks themselves
+are imported, with torch, on first access (a bundle read for ONNX or TensorRT never builds one).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from engine.models.config import (
     ACTION_CLASSES,
-    NETWORKS,
-    OUTPUT_NAMES,
+    MAX_LOOKAHEAD,
     TCAM_CLASSES,
-    SpottingNetwork,
-    build_network,
-    parameter_count,
+    NetworkConfig,
+    lookahead_snippets,
 )
+
+_TORCH_NAMES = {
+    "CSCM": "engine.models.cscm",
+    "ConcatEmbedding": "engine.models.cscm",
+    "CSCMEmbedding": "engine.models.cscm",
+    "CausalConv1d": "engine.models.layers",
+    "TemporalBlock": "engine.models.layers",
+    "chain_receptive_field": "engine.models.layers",
+    "NETWORKS": "engine.models.spotter",
+    "OUTPUT_NAMES": "engine.models.spotter",
+    "SpottingNetwork": "engine.models.spotter",
+    "build_network": "engine.models.spotter",
+    "parameter_count": "engine.models.spotter",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The torch-backed names, imported on first access."""
+    module = _TORCH_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "ACTION_CLASSES",

@@ -10,6 +10,10 @@ from typing import Any
 from stream.config import check_number, refuse_unknown_keys
 from stream.errors import ConfigError
 
+#: The T-CAM's columns (background first) and the action branch's / class scores' columns.
+TCAM_CLASSES: tuple[str, ...] = ("background", "me", "mae")
+ACTION_CLASSES: tuple[str, ...] = ("me", "mae")
+
 #: The largest look-ahead in snippets (256 snippets of 4 frames at 30 fps ~ 34 s).
 MAX_LOOKAHEAD = 256
 # How far a look-ahead in seconds may fall from a whole number of hops (in hops): 0.02 frames of

@@ -35,14 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.models.config import NetworkConfig
+from engine.models.config import ACTION_CLASSES, TCAM_CLASSES, NetworkConfig
 from engine.models.cscm import ConcatEmbedding, CSCMEmbedding
 from engine.models.layers import TemporalBlock, chain_receptive_field
 from stream.errors import ConfigError
 from stream.registry import Registry
 
-TCAM_CLASSES: tuple[str, ...] = ("background", "me", "mae")
-ACTION_CLASSES: tuple[str, ...] = ("me", "mae")
 OUTPUT_NAMES: tuple[str, ...] = (
     "tcam",
     "attention",

@@ -3,7 +3,8 @@
 ``open_backend(bundle, "auto")`` picks the fastest one that can run here: TensorRT when the
 library, a CUDA device and an engine in the bundle are all present, else onnxruntime when the bundle
 holds an ONNX scorer, else torch (always possible). GPU libraries are imported only when the
-TensorRT backend is opened or probed.
+TensorRT backend is opened or probed, and torch only when the torch backend is used (it is
+registered by its import path), so an ONNX or TensorRT deployment starts without it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.bundle import Bundle, load_bundle
-from engine.runtime import onnx_backend, tensorrt_backend, torch_backend
+from engine.runtime import onnx_backend, tensorrt_backend
 from engine.runtime.base import BACKENDS, Backend, BackendError
 from engine.runtime.scorer import SnippetScore, StreamScorer, sequence_snippets, stream_scores
 
@@ -23,9 +24,17 @@ log = logging.getLogger(__name__)
 # "auto" tries these in order.
 AUTO_ORDER: tuple[str, ...] = ("tensorrt", "onnxruntime", "torch")
 
+BACKENDS.register_lazy("torch", "engine.runtime.torch_backend:TorchBackend")
+
 OnnxRuntimeBackend = onnx_backend.OnnxRuntimeBackend
 TensorRTBackend = tensorrt_backend.TensorRTBackend
-TorchBackend = torch_backend.TorchBackend
+
+
+def __getattr__(name: str) -> Any:
+    """``TorchBackend``, imported (with torch) on first access."""
+    if name == "TorchBackend":
+        return BACKENDS.get("torch")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _accepted(cls: type, options: dict[str, Any]) -> dict[str, Any]:
