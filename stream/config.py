@@ -125,6 +125,10 @@ class FeatureConfig:
             128 px crop (scaled with crop_size).
         neutral_tau_s: time constant of the running neutral face (landmark geometry reference).
         max_hold_s: the longest hole a source frame may fill by repetition when resampling.
+        flow_compose: chain each flow scale that is a whole multiple of the shortest from the
+            shortest scale's fields (`stream.flow.compose_flows`) instead of estimating it: one
+            flow estimate a frame instead of one per scale. Recorded in `to_dict` (and so in the
+            digest) only when on, so configurations from before it keep their digests.
     """
 
     fps: float = 30.0
@@ -141,6 +145,7 @@ class FeatureConfig:
     patch_radius: float = 5.0
     neutral_tau_s: float = 3.0
     max_hold_s: float = 0.25
+    flow_compose: bool = False
 
     _RANGES: ClassVar[dict[str, tuple[float, float]]] = {
         "fps": (1.0, 1000.0),
@@ -204,8 +209,9 @@ class FeatureConfig:
                 raise ConfigError(
                     f"feature config {name}={getattr(self, name)!r}: choose one of {list(allowed)}"
                 )
-        if not isinstance(self.eye_openness, bool):
-            raise ConfigError(f"feature config eye_openness={self.eye_openness!r}: must be true or false")
+        for name in ("eye_openness", "flow_compose"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"feature config {name}={getattr(self, name)!r}: must be true or false")
 
     @property
     def flow_ks(self) -> tuple[int, ...]:
@@ -231,6 +237,8 @@ class FeatureConfig:
         """JSON-ready: lists for the tuples, so a dict read back from a file compares equal."""
         d = asdict(self) | {"layout_version": FEATURE_LAYOUT_VERSION}
         d["flow_scales_s"] = list(self.flow_scales_s)
+        if not self.flow_compose:  # added later: caches and bundles made before it keep their digests
+            del d["flow_compose"]
         return d
 
     @classmethod

@@ -79,7 +79,9 @@ class Pipeline:
         self.resampler = Resampler(config.fps, max_hold_s=config.max_hold_s)
         self.tracker = FaceTracker()
         self.aligner = Aligner(config.crop_size, deadband_px=config.align_deadband_px)
-        self.flow = MultiScaleFlow(FLOWS.build(config.flow, **flow_options), config.flow_ks)
+        self.flow = MultiScaleFlow(
+            FLOWS.build(config.flow, **flow_options), config.flow_ks, compose=config.flow_compose
+        )
         self.motion_names, self.geometry_names = feature_names(ROI_SETS.build(config.roi_set), config)
         self.featurizer = RegionFeaturizer.from_config(config)
         self.assembler = SnippetAssembler(

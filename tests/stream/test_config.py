@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from stream.config import FeatureConfig
@@ -51,3 +54,18 @@ def test_grid_in_seconds_serves_every_canonical_rate() -> None:
         assert (cfg.hop_frames, cfg.window_frames) == (hop, window)
     # a value typed to four digits is the same configuration as the exact fraction
     assert FeatureConfig(hop_s=0.1333).digest() == FeatureConfig().digest()
+
+
+def test_flow_compose_is_recorded_only_when_on_so_older_digests_hold() -> None:
+    # The shipped bundle's features were extracted before the option existed: same digest.
+    bundle = json.loads((Path(__file__).parents[2] / "engine/assets/default.mespot/bundle.json").read_text())
+    assert "flow_compose" not in FeatureConfig().to_dict()
+    assert FeatureConfig.from_dict(bundle["features"]["config"]).digest() == bundle["features"]["digest"]
+    composed = FeatureConfig(flow_compose=True)
+    assert composed.to_dict()["flow_compose"] is True
+    assert (
+        FeatureConfig.from_dict(composed.to_dict()) == composed
+        and composed.digest() != FeatureConfig().digest()
+    )
+    with pytest.raises(ConfigError, match="flow_compose"):
+        FeatureConfig(flow_compose="yes")
