@@ -10,9 +10,12 @@ import hashlib
 import itertools
 import json
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
+
+import numpy as np
 
 from stream.errors import ConfigError
 
@@ -30,13 +33,14 @@ def check_number(
 ) -> None:
     """The one range check of mespot's configurations: refuse `value` unless it is a finite number
     (an integer when `integer`; never a bool) in [lo, hi], or (lo, ... / ..., hi) where open.
+    NumPy scalars count as the numbers they hold (`numbers.Real`, `numbers.Integral`).
 
     Raises:
         ConfigError: ``"{prefix} {name}={value!r}: must be a number in [lo, hi]"``.
     """
-    kind = int if integer else int | float
+    kind = numbers.Integral if integer else numbers.Real
     ok = (
-        not isinstance(value, bool)
+        not isinstance(value, bool | np.bool_)
         and isinstance(value, kind)
         and math.isfinite(value)  # type: ignore[arg-type]
         and (lo < value if lo_open else lo <= value)  # type: ignore[operator]

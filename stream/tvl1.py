@@ -55,6 +55,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stream.config import check_number
 from stream.errors import ConfigError
 
 __all__ = ["TorchTVL1"]
@@ -112,10 +113,10 @@ class TorchTVL1:
         warm_scales: int = 1,
         device: str | None = None,
     ) -> None:
-        self.lam = _real("lam", lam, 0.0, math.inf, low_open=True)
-        self.tau = _real("tau", tau, 0.0, 0.25, low_open=True)
-        self.theta = _real("theta", theta, 0.0, math.inf, low_open=True)
-        self.scale_step = _real("scale_step", scale_step, 0.0, 1.0, low_open=True, high_open=True)
+        self.lam = _real("lam", lam, 0.0, math.inf, lo_open=True)
+        self.tau = _real("tau", tau, 0.0, 0.25, lo_open=True)
+        self.theta = _real("theta", theta, 0.0, math.inf, lo_open=True)
+        self.scale_step = _real("scale_step", scale_step, 0.0, 1.0, lo_open=True, hi_open=True)
         self.epsilon = _real("epsilon", epsilon, 0.0, math.inf)
         self.n_scales = _integer("n_scales", n_scales, 1, 64)
         self.warps = _integer("warps", warps, 1, 1000)
@@ -128,7 +129,7 @@ class TorchTVL1:
             or int(median_filtering) not in _MEDIAN_SIZES
         ):
             raise ConfigError(
-                f"median_filtering={median_filtering!r}: must be one of 0, 1 (off), 3 or 5 "
+                f"tvl1 median_filtering={median_filtering!r}: must be one of 0, 1 (off), 3 or 5 "
                 "(the kernel sizes OpenCV's medianBlur supports on float images)"
             )
         self.median_filtering = int(median_filtering)
@@ -377,27 +378,17 @@ class TorchTVL1:
 
 
 def _real(
-    name: str, value: object, low: float, high: float, *, low_open: bool = False, high_open: bool = False
+    name: str, value: object, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False
 ) -> float:
-    """Checks a real parameter against [low, high] (or open ends) and returns it as float."""
-    lo = "(" if low_open else "["
-    hi = ")" if high_open or math.isinf(high) else "]"
-    valid = f"{lo}{low:g}, {'inf' if math.isinf(high) else f'{high:g}'}{hi}"
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ConfigError(f"{name}={value!r}: must be a real number in {valid}")
-    v = float(value)
-    too_low = v <= low if low_open else v < low
-    too_high = v >= high if high_open else v > high
-    if not math.isfinite(v) or too_low or too_high:
-        raise ConfigError(f"{name}={value!r}: must lie in {valid}")
-    return v
+    """A real parameter checked by mespot's one range check (NumPy scalars accepted), as float."""
+    check_number("tvl1", name, value, lo, hi, lo_open=lo_open, hi_open=hi_open)
+    return float(value)  # type: ignore[arg-type]
 
 
-def _integer(name: str, value: object, low: int, high: int) -> int:
-    """Checks an integer parameter against [low, high] and returns it as int."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not low <= int(value) <= high:
-        raise ConfigError(f"{name}={value!r}: must be an integer in [{low}, {high}]")
-    return int(value)
+def _integer(name: str, value: object, lo: int, hi: int) -> int:
+    """An integer parameter checked by mespot's one range check (NumPy integers accepted), as int."""
+    check_number("tvl1", name, value, lo, hi, integer=True)
+    return int(value)  # type: ignore[call-overload]
 
 
 def _pick_device(device: str | None) -> torch.device:

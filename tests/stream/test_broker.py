@@ -231,12 +231,17 @@ def test_three_spotters_behind_a_broker_one_killed_and_restarted(
     # Every stream's heartbeats reached the subscriber through the one endpoint.
     assert all(early.beats[s] >= 3 for s in streams), dict(early.beats)
     # Nothing lost, per the journals: the subscriber holds exactly what each journal holds, except
-    # that a message journaled by the killed spotter may have died with it before it was sent.
+    # that the last messages journaled by the killed spotter may have died with it before they left
+    # the process (ZeroMQ sends from its own I/O thread): only a tail of each topic, never a gap.
     for s in streams:
         for session, journaled in journal_by_session(journals[s]).items():
             received = early.got[(s, session)]
             if session == killed_session:
-                assert received <= journaled and len(journaled - received) <= 1, (s, journaled ^ received)
+                lost = journaled - received
+                assert received <= journaled, (s, received - journaled)
+                for kind in {k for k, _ in lost}:
+                    kept = [seq for k, seq in received if k == kind]
+                    assert not kept or max(kept) < min(seq for k, seq in lost if k == kind), (s, sorted(lost))
             else:
                 assert received == journaled, (s, session, sorted(journaled ^ received))
                 # The late subscriber recovered the current sessions' events through the broker.

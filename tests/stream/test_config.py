@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from stream.config import FeatureConfig
+from stream.config import FeatureConfig, check_number
 from stream.errors import ConfigError
 
 
@@ -69,3 +70,13 @@ def test_flow_compose_is_recorded_only_when_on_so_older_digests_hold() -> None:
     )
     with pytest.raises(ConfigError, match="flow_compose"):
         FeatureConfig(flow_compose="yes")
+
+
+def test_check_number_takes_numpy_scalars_as_the_numbers_they_hold() -> None:
+    check_number("x", "a", np.float32(0.5), 0.0, 1.0)
+    check_number("x", "b", np.int64(3), 1, 5, integer=True)
+    for bad in (np.float64("nan"), np.bool_(True), np.array([0.5]), np.float64(2.0)):
+        with pytest.raises(ConfigError, match="x c="):
+            check_number("x", "c", bad, 0.0, 1.0)
+    with pytest.raises(ConfigError, match="must be an integer"):
+        check_number("x", "d", np.float64(3.0), 1, 5, integer=True)

@@ -203,7 +203,7 @@ def test_any_image_size_and_contiguous_output(faces: list[np.ndarray]) -> None:
     ],
 )
 def test_out_of_range_parameters_are_config_errors(name: str, value: object) -> None:
-    with pytest.raises(ConfigError, match=rf"^{name}=.*(must|one of)"):
+    with pytest.raises(ConfigError, match=rf"^tvl1 {name}=.*(must|one of)"):
         TorchTVL1(device="cpu", **{name: value})  # type: ignore[arg-type]
 
 
