@@ -8,8 +8,8 @@ training methods and the torch backend) off the import path of what does not use
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 from stream.errors import ConfigError
 
@@ -78,6 +78,23 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._items))
+
+
+def lazy_attributes(module: str, where: Mapping[str, str]) -> Callable[[str], Any]:
+    """A package's ``__getattr__`` (PEP 562) that imports each name from its module on first use.
+
+    Args:
+        module: the package's ``__name__`` (for the error message).
+        where: attribute name -> the module that defines it.
+    """
+
+    def __getattr__(name: str) -> Any:
+        source = where.get(name)
+        if source is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(source), name)
+
+    return __getattr__
 
 
 def _path_of(factory: object) -> str:

@@ -7,13 +7,12 @@ against them), and a method's module, with torch, is imported when the method is
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.methods.config import FullConfig, GimConfig, McwesConfig, MethodConfig, PwesConfig
 from stream.errors import ConfigError
-from stream.registry import Registry
+from stream.registry import Registry, lazy_attributes
 
 if TYPE_CHECKING:
     from torch import nn
@@ -36,12 +35,7 @@ _LAZY_NAMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """The methods' classes and helpers, imported (with torch) on first access."""
-    module = _LAZY_NAMES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY_NAMES)
 
 
 def build_method(

@@ -6,9 +6,6 @@ are imported, with torch, on first access (a bundle read for ONNX or TensorRT ne
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from engine.models.config import (
     ACTION_CLASSES,
     MAX_LOOKAHEAD,
@@ -16,6 +13,7 @@ from engine.models.config import (
     NetworkConfig,
     lookahead_snippets,
 )
+from stream.registry import lazy_attributes
 
 _TORCH_NAMES = {
     "CSCM": "engine.models.cscm",
@@ -32,12 +30,7 @@ _TORCH_NAMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """The torch-backed names, imported on first access."""
-    module = _TORCH_NAMES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _TORCH_NAMES)
 
 
 __all__ = [
