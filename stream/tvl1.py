@@ -55,7 +55,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stream.config import check_number
+from stream.checks import check_number
 from stream.errors import ConfigError
 
 __all__ = ["TorchTVL1"]
