@@ -725,5 +725,8 @@ class LiveRunner:
             last = self._health or Health(fps=None, drops=0, face=None, latency_s=None)
             final = dataclasses.replace(last, drops=report.dropped)
             for sink in self.sinks:
-                sink.health(final)
-                sink.end()
+                try:
+                    sink.health(final)
+                    sink.end()
+                except Exception as exc:  # the stream is over: one sink's failure must not hide the rest
+                    log.error("sink %r failed at the end of the stream: %r", sink, exc)

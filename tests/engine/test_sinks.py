@@ -123,3 +123,20 @@ def test_console_sink_prints_events_on_stdout_and_statuses_on_stderr() -> None:
         "status face_lost frame 120 no face for 0.5 s",
         "status source started: x",
     ]
+
+
+class FailsAtTheEnd(Recorder):
+    def end(self) -> None:
+        super().end()
+        raise OSError("disk full")
+
+
+def test_a_sink_failing_at_the_end_of_the_stream_does_not_stop_the_others(caplog) -> None:
+    failing, after = FailsAtTheEnd(), Recorder()
+    with (
+        caplog.at_level("ERROR"),
+        LiveRunner("sim://?seed=4&seconds=2", mode="fast", sinks=[failing, after]) as r,
+    ):
+        report = r.run()
+    assert report.end_reason == "end of stream"
+    assert failing.ended == after.ended == 1 and "disk full" in caplog.text
