@@ -431,11 +431,13 @@ class McwesMethod(Method):
     @classmethod
     def operating_grid(cls) -> Mapping[str, Sequence[Any]]:
         """The shared grid plus the proposal mode, multi-top (the paper's) or multi-threshold on
-        the attention, and the type rule, by class or by duration (the paper's), whichever the
+        the attention, the type rule, by class or by duration (the paper's), and the duration check
+        on a class-typed span (an ME longer than an ME can last becomes a MaE), whichever the
         training videos prefer: a weak T-CAM may know where an expression is better than which."""
         grid = dict(super().operating_grid())
         grid["mode"] = ("top", "threshold")
         grid["type_rule"] = ("class", "duration")
+        grid["duration_check"] = (False, True)
         return MappingProxyType(grid)
 
 

@@ -411,6 +411,7 @@ def test_the_operating_grid_lets_training_identities_choose_mode_and_type_rule()
 
     grid = McwesMethod.operating_grid()
     assert grid["mode"] == ("top", "threshold") and grid["type_rule"] == ("class", "duration")
+    assert grid["duration_check"] == (False, True)  # on a class-typed span, off first
     assert {k: v for k, v in grid.items() if k in OPERATING_GRID} == dict(OPERATING_GRID)
     assert PwesMethod.operating_grid() == grid
     # GIM: the duration check on the apex type, off (the paper's rule) first.
