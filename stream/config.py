@@ -96,10 +96,10 @@ class FeatureConfig:
         max_hold_s: the longest hole a source frame may fill by repetition when resampling.
         flow_compose: chain each flow scale that is a whole multiple of the shortest from the
             shortest scale's fields (`stream.flow.compose_flows`) instead of estimating it: one
-            flow estimate a frame instead of one per scale (on by default since the third
-            session: as accurate on SynthSpot-v2, 1.26x faster end to end, docs/results.md).
-            Recorded in `to_dict` (and so in the digest) only when on, and a dict without it
-            means off: configurations, caches and bundles from before it keep their digests.
+            flow estimate a frame instead of one per scale (1.26x faster end to end). Off by
+            default: chaining lets more of a small head turn through on the 0.2 s scale
+            (`tests/stream/test_features.py`; docs/results.md). Recorded in `to_dict` (and so in
+            the digest) only when on, so configurations from before it keep their digests.
     """
 
     fps: float = 30.0
@@ -116,7 +116,7 @@ class FeatureConfig:
     patch_radius: float = 5.0
     neutral_tau_s: float = 3.0
     max_hold_s: float = 0.25
-    flow_compose: bool = True
+    flow_compose: bool = False
 
     _RANGES: ClassVar[dict[str, tuple[float, float]]] = {
         "fps": (1.0, 1000.0),
@@ -214,15 +214,8 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
-        """Build from a dict (e.g. read from JSON); unknown keys and a foreign layout fail.
-
-        Missing fields take their defaults, except in a whole record (one with its
-        ``layout_version``, as `to_dict` writes): there a missing ``flow_compose`` means off, the
-        only meaning it had before the option existed.
-        """
+        """Build from a dict (e.g. read from JSON); unknown keys and a foreign layout fail."""
         data = dict(data)
-        if "layout_version" in data:  # a whole record (to_dict), perhaps written before flow_compose
-            data.setdefault("flow_compose", False)
         version = data.pop("layout_version", FEATURE_LAYOUT_VERSION)
         if version != FEATURE_LAYOUT_VERSION:
             raise ConfigError(

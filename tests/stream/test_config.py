@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -54,18 +57,17 @@ def test_grid_in_seconds_serves_every_canonical_rate() -> None:
     assert FeatureConfig(hop_s=0.1333).digest() == FeatureConfig().digest()
 
 
-def test_flow_compose_is_on_by_default_and_older_records_keep_their_meaning_and_digest() -> None:
-    # A whole record written before the option existed (layout_version, no flow_compose) means off.
-    old = FeatureConfig(flow_compose=False).to_dict()
-    assert "flow_compose" not in old and "layout_version" in old
-    assert FeatureConfig.from_dict(old).flow_compose is False
-    assert FeatureConfig.from_dict(old).digest() == "6cda4fa3ce85bb2a"  # the features before it
-    # The default chains, and says so in its record and digest.
-    assert FeatureConfig().flow_compose is True and FeatureConfig().to_dict()["flow_compose"] is True
-    assert FeatureConfig.from_dict(FeatureConfig().to_dict()) == FeatureConfig()
-    assert FeatureConfig().digest() != FeatureConfig(flow_compose=False).digest()
-    # A partial dict (a user's override) takes the defaults.
-    assert FeatureConfig.from_dict({"pooling": "robust"}).flow_compose is True
+def test_flow_compose_is_recorded_only_when_on_so_older_digests_hold() -> None:
+    # The shipped bundle's features were extracted before the option existed: same digest.
+    bundle = json.loads((Path(__file__).parents[2] / "engine/assets/default.mespot/bundle.json").read_text())
+    assert "flow_compose" not in FeatureConfig().to_dict()
+    assert FeatureConfig.from_dict(bundle["features"]["config"]).digest() == bundle["features"]["digest"]
+    composed = FeatureConfig(flow_compose=True)
+    assert composed.to_dict()["flow_compose"] is True
+    assert (
+        FeatureConfig.from_dict(composed.to_dict()) == composed
+        and composed.digest() != FeatureConfig().digest()
+    )
     with pytest.raises(ConfigError, match="flow_compose"):
         FeatureConfig(flow_compose="yes")
 
