@@ -37,7 +37,11 @@ class StartupInterrupted(BaseException):
         self.signum = signum
 
 
+_received: list[int] = []  # the signals `_raise` turned into StartupInterrupted
+
+
 def _raise(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
     raise StartupInterrupted(signum)
 
 
@@ -53,14 +57,23 @@ def startup_signals(journal: Callable[[], tuple[str, str] | None] | None = None)
         SystemExit: 128 + the signal, when one came during the block.
     """
     previous = {s: signal.getsignal(s) for s in _SIGNALS}
+    _received.clear()
     for s in _SIGNALS:
         signal.signal(s, _raise)
     try:
         yield
-    except StartupInterrupted as stopped:
+    except (StartupInterrupted, ImportError) as exc:
+        # A C extension being imported (NumPy's, for one) turns the StartupInterrupted raised
+        # inside its import into an ImportError: that is the same signal.
+        if isinstance(exc, StartupInterrupted):
+            signum = exc.signum
+        elif _received:
+            signum = _received[0]
+        else:
+            raise
         for s in _SIGNALS:  # a second signal while noting the first one changes nothing
             signal.signal(s, signal.SIG_IGN)
-        name = signal.Signals(stopped.signum).name
+        name = signal.Signals(signum).name
         where = journal() if journal is not None else None
         if where is not None:
             try:
@@ -70,7 +83,7 @@ def startup_signals(journal: Callable[[], tuple[str, str] | None] | None = None)
             except Exception as exc:  # the exit status still says what happened
                 print(f"error: journal {where[0]}: {exc}", file=sys.stderr, flush=True)
         print(f"stopped during start-up ({name})", file=sys.stderr, flush=True)
-        raise SystemExit(128 + stopped.signum) from None
+        raise SystemExit(128 + signum) from None
     finally:
         for s in _SIGNALS:
             if signal.getsignal(s) in (_raise, signal.SIG_IGN):  # not replaced by the program

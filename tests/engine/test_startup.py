@@ -70,3 +70,26 @@ def test_a_signal_during_runner_start_up_exits_with_128_plus_it(tmp_path: Path, 
     assert "stopped during start-up (SIGINT)" in capsys.readouterr().err
     details = [json.loads(line)["detail"] for line in journal.read_text().splitlines()]
     assert details == ["stopped during start-up (SIGINT)"]
+
+
+def test_a_signal_that_a_c_extension_import_turns_into_an_import_error_still_exits_quietly(capsys) -> None:
+    """NumPy's import wraps whatever stops its C extension in an ImportError: the signal counts."""
+    import os
+
+    from engine.startup import StartupInterrupted, startup_signals
+
+    with pytest.raises(SystemExit) as stopped, startup_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises at the next bytecode
+        except StartupInterrupted as exc:
+            raise ImportError("Error importing numpy: PyCapsule_Import could not import module") from exc
+    assert stopped.value.code == 143
+    assert "stopped during start-up (SIGTERM)" in capsys.readouterr().err
+
+
+def test_an_import_error_without_a_signal_is_not_taken_for_one() -> None:
+    from engine.startup import startup_signals
+
+    with pytest.raises(ImportError, match="no such module"), startup_signals():
+        raise ImportError("no such module")
