@@ -182,13 +182,16 @@ def mplg(
 # --------------------------------------------------------------------------------------------
 
 
-def snippet_focal_loss(probs: Tensor, labels: Tensor, valid: Tensor) -> Tensor:
+def snippet_focal_loss(probs: Tensor, labels: Tensor, valid: Tensor, *, class_balance: bool = False) -> Tensor:
     """Eq. 16: binary focal loss (gamma 2) summed over the classes, mean over labelled snippets.
 
     Args:
         probs: S^ per class in (0, 1). # (B, T, 3)
         labels: combined labels Y~ (0/1). # (B, T, 3)
         valid: (B, T) bool; invalid snippets never count.
+        class_balance: average each class's labelled snippets on their own, then the classes
+            present (background, ME and MaE count equally; a snippet with two labels counts in
+            both), instead of all labelled snippets together.
 
     Returns:
         The loss (0 when no valid snippet carries a label).
@@ -197,6 +200,12 @@ def snippet_focal_loss(probs: Tensor, labels: Tensor, valid: Tensor) -> Tensor:
     pos = labels * (1.0 - p) ** 2 * torch.log(p)
     neg = (1.0 - labels) * p**2 * torch.log(1.0 - p)
     per_snippet = -(pos + neg).sum(dim=-1)  # (B, T)
+    if class_balance:
+        member = labels * valid.unsqueeze(-1).to(p.dtype)  # (B, T, 3)
+        count = member.sum(dim=(0, 1))  # (3,)
+        per_class = (per_snippet.unsqueeze(-1) * member).sum(dim=(0, 1)) / count.clamp_min(1.0)
+        present = (count > 0).to(p.dtype)
+        return (per_class * present).sum() / present.sum().clamp_min(1.0)
     chosen = (valid & (labels.sum(dim=-1) > 0)).to(p.dtype)  # (B, T)
     return (per_snippet * chosen).sum() / chosen.sum().clamp_min(1.0)
 
@@ -506,7 +515,9 @@ class PwesMethod(McwesMethod):
         labels = self.pseudo_labels(outputs, targets, valid)  # (B, T, 3)
         terms["scl"] = (
             c.lambda_snippet,
-            snippet_focal_loss(self.snippet_probabilities(outputs), labels, valid),
+            snippet_focal_loss(
+                self.snippet_probabilities(outputs), labels, valid, class_balance=c.class_balance
+            ),
         )
         if c.use_dfcl and self.refining:
             fcl = self.contrast(outputs["embedding"], labels, valid, targets["video_index"])

@@ -212,6 +212,30 @@ def test_focal_loss_matches_eq_16() -> None:
     assert snippet_focal_loss(probs, torch.zeros_like(labels), valid).item() == 0.0
 
 
+def test_class_balanced_focal_loss_weighs_each_class_equally() -> None:
+    # Nine background snippets at one loss, one ME snippet at another, one snippet labelled twice.
+    probs = torch.full((1, 12, 3), 0.5)
+    probs[0, :9, 0] = 0.9  # confident, right background
+    probs[0, 9, 1] = 0.1  # a missed ME
+    labels = torch.zeros(1, 12, 3)
+    labels[0, :9, 0] = 1.0
+    labels[0, 9, 1] = 1.0
+    labels[0, 10, 1:] = 1.0  # ME and MaE at once
+    valid = torch.ones(1, 12, dtype=torch.bool)
+    p = probs.clamp(1e-6, 1 - 1e-6)
+    per = -(labels * (1 - p) ** 2 * torch.log(p) + (1 - labels) * p**2 * torch.log(1 - p)).sum(-1)[0]
+    bg, me, mae = per[:9].mean(), (per[9] + per[10]) / 2, per[10]
+    got = snippet_focal_loss(probs, labels, valid, class_balance=True).item()
+    assert got == pytest.approx(((bg + me + mae) / 3).item(), rel=1e-5)
+    plain = snippet_focal_loss(probs, labels, valid).item()
+    assert plain == pytest.approx(per[:11].mean().item(), rel=1e-5)
+    assert got > plain  # the missed ME is no longer drowned by nine easy background snippets
+    # Invalid snippets never count; a batch without labels costs nothing.
+    assert snippet_focal_loss(probs, labels, torch.zeros_like(valid), class_balance=True).item() == 0.0
+    with pytest.raises(ConfigError, match="class_balance"):
+        PwesConfig(class_balance=1)
+
+
 def test_region_vectors_follow_the_configured_counts() -> None:
     regions = (10, 2, 3)
     assert region_classes(regions).tolist() == [0] * 11 + [1] * 3 + [2] * 4
