@@ -13,22 +13,27 @@ directional motion of facial regions, with a threshold set relative to each vide
    shows a macro-expression's onset and offset as two bursts around a still apex), a run of at
    most `me_max_s` is a micro-expression, a longer one up to 4 s a macro-expression. A run's
    score is its peak.
+4. Each type has its own parameter set (`TypedParams`), as MEGC's region-motion baselines set
+   their flow interval and threshold apart for micro- and macro-expressions: the MEs of the ME
+   set's pass and the MaEs of the MaE set's pass are spotted. One set for both made the
+   training identities trade the MEs away for MaE merging (long merge gaps cut MEs into MaEs).
 
 Durations are in seconds, so the parameters mean the same on any snippet grid. With several flow
 scales, the scale whose motion is scored (`flow_scale`: one of them, or "max", a ROI's strongest
 over the scales) is chosen with the other parameters.
 
-p, merge_gap_s, me_max_s, top_rois and flow_scale are chosen on the training subjects of each fold
-(best pooled overall F1), never on the held-out identity (the folds of `Dataset.folds`: by
-default every subject of one real person is held out together). Step 3's threshold uses the whole
-video's range, so this baseline is offline, like the one it imitates.
+The parameters are chosen on the training subjects of each fold, never on the held-out identity
+(the folds of `Dataset.folds`: by default every subject of one real person is held out
+together): first the MaE set with the best MaE F1, then the ME set with the best pooled overall
+F1 beside those MaEs (`fit`). Step 3's threshold uses the whole video's range, so this baseline
+is offline, like the one it imitates.
 """
 
 from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -61,6 +66,19 @@ class BaselineParams:
             raise ConfigError(f"baseline {self}: top_rois >= 1, merge_gap_s >= 0, me_max_s > 0")
         if self.median_window_s <= 0:
             raise ConfigError(f"baseline median_window_s={self.median_window_s}: must be > 0")
+
+
+@dataclass(frozen=True)
+class TypedParams:
+    """The baseline's two parameter sets: MEs are spotted with `me`, MaEs with `mae`."""
+
+    me: BaselineParams
+    mae: BaselineParams
+
+    @classmethod
+    def both(cls, params: BaselineParams) -> TypedParams:
+        """One set for both types."""
+        return cls(params, params)
 
 
 # Eye regions are left out, as region-motion spotters do: blinks are the largest and most frequent
@@ -114,8 +132,18 @@ def snippet_scores(feats: VideoFeatures, params: BaselineParams, roi_set: str = 
     return np.where(feats.valid, top.mean(axis=1), np.nan)
 
 
-def spot(feats: VideoFeatures, params: BaselineParams, scores: np.ndarray | None = None) -> list[Interval]:
-    """Spotted intervals of one video (frames in the video's own rate)."""
+def spot(feats: VideoFeatures, params: BaselineParams | TypedParams) -> list[Interval]:
+    """Spotted intervals of one video (frames in the video's own rate), in time order: with
+    `TypedParams`, the MEs of the ME set's pass and the MaEs of the MaE set's."""
+    if isinstance(params, BaselineParams):
+        return spot_pass(feats, params)
+    me = [iv for iv in spot_pass(feats, params.me) if iv.type is ExpressionType.ME]
+    mae = [iv for iv in spot_pass(feats, params.mae) if iv.type is ExpressionType.MAE]
+    return sorted(me + mae, key=lambda iv: (iv.onset, iv.offset))
+
+
+def spot_pass(feats: VideoFeatures, params: BaselineParams, scores: np.ndarray | None = None) -> list[Interval]:
+    """One pass of steps 1-3 with one parameter set: intervals of both types."""
     s = snippet_scores(feats, params) if scores is None else scores
     finite = s[np.isfinite(s)]
     if finite.size == 0:
@@ -168,30 +196,48 @@ GRID = {
 
 def fit(
     videos: Sequence[VideoFeatures], truths: Mapping[str, Sequence[Interval]], grid: Mapping = GRID
-) -> tuple[BaselineParams, Report]:
-    """The grid point with the best pooled overall F1 on these (training) videos.
+) -> tuple[TypedParams, Report]:
+    """The parameters chosen on these (training) videos: the MaE set with the best MaE F1 (ties:
+    overall F1), then the ME set with the best pooled overall F1 beside those MaEs (ties: ME F1).
 
     The flow scales searched are the grid's ``flow_scale`` entry, else every scale of the
-    features' configuration and "max" (`flow_scales`).
+    features' configuration and "max" (`flow_scales`). On a tie the earlier grid point (the
+    stricter threshold) wins.
     """
-    best: tuple[tuple[float, float], BaselineParams, Report] | None = None
     cache: dict[tuple[int, str], list[np.ndarray]] = {}
     scales = grid.get("flow_scale") or (flow_scales(videos[0].config) if videos else ("max",))
-    for scale, p, top, gap, me_max in itertools.product(
-        scales, grid["p"], grid["top_rois"], grid["merge_gap_s"], grid["me_max_s"]
-    ):
-        params = BaselineParams(p=p, top_rois=top, merge_gap_s=gap, me_max_s=me_max, flow_scale=scale)
-        if (top, scale) not in cache:  # the scores depend only on top_rois and the flow scale
-            cache[top, scale] = [snippet_scores(v, params) for v in videos]
-        preds = {v.video: spot(v, params, s) for v, s in zip(videos, cache[top, scale], strict=True)}
-        report = evaluate(
-            preds, {v.video: truths.get(v.video, ()) for v in videos}, {v.video: v.fps for v in videos}
-        )
+    truth = {v.video: truths.get(v.video, ()) for v in videos}
+    fps = {v.video: v.fps for v in videos}
+
+    def passes() -> Iterator[tuple[BaselineParams, dict[str, list[Interval]]]]:
+        for scale, p, top, gap, me_max in itertools.product(
+            scales, grid["p"], grid["top_rois"], grid["merge_gap_s"], grid["me_max_s"]
+        ):
+            params = BaselineParams(p=p, top_rois=top, merge_gap_s=gap, me_max_s=me_max, flow_scale=scale)
+            if (top, scale) not in cache:  # the scores depend only on top_rois and the flow scale
+                cache[top, scale] = [snippet_scores(v, params) for v in videos]
+            yield params, {v.video: spot_pass(v, params, s) for v, s in zip(videos, cache[top, scale], strict=True)}
+
+    def of_type(preds: Mapping[str, list[Interval]], kind: ExpressionType) -> dict[str, list[Interval]]:
+        return {name: [iv for iv in ivs if iv.type is kind] for name, ivs in preds.items()}
+
+    best_mae: tuple[tuple[float, float], BaselineParams, dict[str, list[Interval]]] | None = None
+    for params, preds in passes():
+        report = evaluate(preds, truth, fps)
+        key = (report.mae.f1, report.overall.f1)
+        if best_mae is None or key > best_mae[0]:
+            best_mae = (key, params, of_type(preds, ExpressionType.MAE))
+    assert best_mae is not None
+    _, mae_params, mae_preds = best_mae
+    best: tuple[tuple[float, float], BaselineParams, Report] | None = None
+    for params, preds in passes():
+        me_preds = of_type(preds, ExpressionType.ME)
+        report = evaluate({name: me_preds[name] + mae_preds[name] for name in preds}, truth, fps)
         key = (report.overall.f1, report.me.f1)
         if best is None or key > best[0]:
             best = (key, params, report)
     assert best is not None
-    return best[1], best[2]
+    return TypedParams(best[1], mae_params), best[2]
 
 
 @dataclass
@@ -204,13 +250,18 @@ class LosoResult:
 
     report: Report
     folds: dict[str, Report]
-    params: dict[str, BaselineParams]
+    params: dict[str, TypedParams]
     predictions: dict[str, list[Interval]]
     group: str = "subject"
     plan: dict[str, Fold] = field(default_factory=dict)
 
     def params_table(self) -> list[dict[str, object]]:
-        return [{self.group: s, **asdict(p)} for s, p in self.params.items()]
+        """One row per fold and type: the held-out group, the type, then the parameters."""
+        return [
+            {self.group: s, "type": kind, **asdict(getattr(p, kind))}
+            for s, p in self.params.items()
+            for kind in ("me", "mae")
+        ]
 
 
 def loso(
@@ -231,7 +282,7 @@ def loso(
         grid: the parameter grid (`fit`).
     """
     fold_reports: dict[str, Report] = {}
-    chosen: dict[str, BaselineParams] = {}
+    chosen: dict[str, TypedParams] = {}
     predictions: dict[str, list[Interval]] = {}
     plan: dict[str, Fold] = {}
     for item in folds:

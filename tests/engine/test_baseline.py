@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import engine.baseline as baseline_module
-from engine.baseline import BaselineParams, fit, loso, snippet_scores, spot
+from engine.baseline import BaselineParams, TypedParams, fit, loso, snippet_scores, spot
 from engine.data.features import VideoFeatures
 from engine.data.records import Dataset, VideoRecord
 from stream.errors import ConfigError
@@ -72,7 +72,7 @@ def test_fit_chooses_on_the_given_videos_and_loso_never_sees_the_held_out_subjec
     }
     params, report = fit([feats["a1"], feats["b1"]], truths)
     assert report.overall.f1 == pytest.approx(1.0)
-    assert params.me_max_s < 2 * SNIPPET_S  # one-snippet runs are MEs, the 4-6 snippet ones not
+    assert params.me.me_max_s < 2 * SNIPPET_S  # one-snippet runs are MEs, the 4-6 snippet ones not
     subjects = {"a1": "A", "b1": "B", "c1": "C"}
     result = loso([(("B", "C"), "A"), (("A", "C"), "B"), (("A", "B"), "C")], feats, subjects, truths)
     assert set(result.params) == {"A", "B", "C"}
@@ -108,7 +108,8 @@ def test_identity_folds_keep_every_variant_of_the_held_out_person_out_of_the_fit
         assert seen == {s for p, subjects in people.items() if p != person for s in subjects}
         assert set(people[person]).isdisjoint(seen)
         assert {v.split("_")[0] for v in result.folds[person].videos} == set(people[person])
-    assert result.params_table()[0]["identity"] == "ann"
+    rows = result.params_table()
+    assert [(r["identity"], r["type"]) for r in rows[:2]] == [("ann", "me"), ("ann", "mae")]
     assert set(result.predictions) == set(feats)
     with pytest.raises(ValueError, match="on both sides"):
         loso([(("s1", "s2"), "s1")], feats, subject_of, truths)
@@ -135,6 +136,40 @@ def test_the_flow_scale_is_chosen_on_the_training_videos() -> None:
             frames(90, 92, ExpressionType.ME),
         ]
     params, report = fit(feats, truths)
-    assert params.flow_scale == "200ms" and report.overall.f1 == pytest.approx(1.0)
+    assert params.me.flow_scale == "200ms" and report.overall.f1 == pytest.approx(1.0)
     with pytest.raises(ConfigError, match="flow_scale='50ms'"):
         snippet_scores(feats[0], BaselineParams(flow_scale="50ms"))
+
+
+def test_each_type_is_spotted_with_its_own_parameters() -> None:
+    """Two MEs close together need no merging; a MaE that shows as two bursts (onset and offset)
+    must be merged. One parameter set cannot have both."""
+    feats, truths = [], {}
+    for i in range(3):
+        bursts = [
+            (20 + 7 * i, 21 + 7 * i, "chin", 0.5),
+            (23 + 7 * i, 24 + 7 * i, "nose_wings", 0.5),
+            (80, 82, "cheek_l", 0.6),
+            (85, 87, "cheek_l", 0.6),
+        ]
+        v = video(f"v{i}", bursts, seed=10 + i)
+        feats.append(v)
+        truths[v.video] = [
+            frames(20 + 7 * i, 21 + 7 * i, ExpressionType.ME),
+            frames(23 + 7 * i, 24 + 7 * i, ExpressionType.ME),
+            frames(80, 87, ExpressionType.MAE),
+        ]
+    params, report = fit(feats, truths)
+    assert round(params.mae.merge_gap_s / SNIPPET_S) >= 3 > round(params.me.merge_gap_s / SNIPPET_S)
+    # Every expression found (the MaE pass also merges the ME pair into a false MaE).
+    assert report.me.f1 == pytest.approx(1.0) and report.mae.recall == pytest.approx(1.0)
+    got = spot(feats[0], params)
+    assert [iv.onset for iv in got if iv.type is ExpressionType.ME] == [160, 184]
+    assert 640 in [iv.onset for iv in got if iv.type is ExpressionType.MAE]
+    assert [iv.onset for iv in got] == sorted(iv.onset for iv in got)
+    # Either set alone loses one type: the ME set splits the MaE, the MaE set merges the MEs.
+    whole_mae = frames(80, 87, ExpressionType.MAE)
+    me_only, mae_only = spot(feats[0], params.me), spot(feats[0], params.mae)
+    assert not any((iv.onset, iv.offset) == (whole_mae.onset, whole_mae.offset) for iv in me_only)
+    assert ExpressionType.ME not in {iv.type for iv in mae_only}
+    assert spot(feats[0], TypedParams.both(params.me)) == me_only
