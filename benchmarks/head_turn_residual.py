@@ -40,6 +40,17 @@ def stimuli_module():
     return module
 
 
+def largest(tf, snippets, k: int, config: FeatureConfig, region: str | None = None) -> tuple[float, str]:
+    """The largest magnitude at flow scale k over the snippets: on `region`, else on any ROI."""
+    best = (0.0, "")
+    for s in snippets:
+        if s.valid:
+            mags = tf.per_roi_mag(s, k, config)
+            r = region or max(mags, key=mags.get)
+            best = max(best, (mags[r], r))
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="similarity,affine,projective")
@@ -57,27 +68,24 @@ def main() -> None:
     mouth = [tf.local_pull(img, lm[61], a * np.array([-6.0, -4.5]), 20.0) for a in ramp]
     brow = [tf.local_pull(img, lm[105], a * np.array([0.0, -5.0]), 20.0) for a in ramp]
     base = roi.ROI_SETS.build("mesh17")
-    print("| reference | rigid model | 0.2 s flow | turn 0.1 / 0.2 s (ROI) | mouth pull 0.1 / 0.2 s | brow raise 0.2 s | ratio |")
+    print(
+        "| reference | rigid model | 0.2 s flow | turn 0.1 / 0.2 s (ROI) "
+        "| mouth pull 0.1 / 0.2 s | brow raise 0.2 s | ratio |"
+    )
     print("|---|---|---|---|---|---|---|")
     for ref_name, extra in EXTRA.items():
         object.__setattr__(base, "reference", base.reference[:10] + extra)  # the registry's instance
         for model in args.models.split(","):
             for flow_name, compose in (("estimated", False), ("chained", True)):
                 cfg = FeatureConfig(rigid_model=model, flow_compose=compose)
-                per = {name: tf.run(frames, cfg) for name, frames in (("turn", turn), ("mouth", mouth), ("brow", brow))}
+                per = {
+                    name: tf.run(frames, cfg)
+                    for name, frames in (("turn", turn), ("mouth", mouth), ("brow", brow))
+                }
 
-                def largest(name: str, k: int, region: str | None = None) -> tuple[float, str]:
-                    best = (0.0, "")
-                    for s in per[name]:
-                        if s.valid:
-                            mags = tf.per_roi_mag(s, k, cfg)
-                            r = region or max(mags, key=mags.get)
-                            best = max(best, (mags[r], r))
-                    return best
-
-                t0, t1 = largest("turn", 0), largest("turn", 1)
-                m0, m1 = largest("mouth", 0, "mouth_corner_r")[0], largest("mouth", 1, "mouth_corner_r")[0]
-                b1 = largest("brow", 1, "brow_outer_r")[0]
+                t0, t1 = (largest(tf, per["turn"], k, cfg) for k in (0, 1))
+                m0, m1 = (largest(tf, per["mouth"], k, cfg, "mouth_corner_r")[0] for k in (0, 1))
+                b1 = largest(tf, per["brow"], 1, cfg, "brow_outer_r")[0]
                 ratio = max(t0[0], t1[0]) / max(m0, m1)
                 print(
                     f"| {ref_name} | {model} | {flow_name} | {t0[0]:.3f} / {t1[0]:.3f} ({t1[1]}) "

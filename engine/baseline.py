@@ -142,7 +142,9 @@ def spot(feats: VideoFeatures, params: BaselineParams | TypedParams) -> list[Int
     return sorted(me + mae, key=lambda iv: (iv.onset, iv.offset))
 
 
-def spot_pass(feats: VideoFeatures, params: BaselineParams, scores: np.ndarray | None = None) -> list[Interval]:
+def spot_pass(
+    feats: VideoFeatures, params: BaselineParams, scores: np.ndarray | None = None
+) -> list[Interval]:
     """One pass of steps 1-3 with one parameter set: intervals of both types."""
     s = snippet_scores(feats, params) if scores is None else scores
     finite = s[np.isfinite(s)]
@@ -216,7 +218,10 @@ def fit(
             params = BaselineParams(p=p, top_rois=top, merge_gap_s=gap, me_max_s=me_max, flow_scale=scale)
             if (top, scale) not in cache:  # the scores depend only on top_rois and the flow scale
                 cache[top, scale] = [snippet_scores(v, params) for v in videos]
-            yield params, {v.video: spot_pass(v, params, s) for v, s in zip(videos, cache[top, scale], strict=True)}
+            yield (
+                params,
+                {v.video: spot_pass(v, params, s) for v, s in zip(videos, cache[top, scale], strict=True)},
+            )
 
     def of_type(preds: Mapping[str, list[Interval]], kind: ExpressionType) -> dict[str, list[Interval]]:
         return {name: [iv for iv in ivs if iv.type is kind] for name, ivs in preds.items()}

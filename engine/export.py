@@ -213,8 +213,13 @@ class Parity:
     fp32: float  # from the FP32 scorer on the unrounded inputs
 
 
-def _parity(run: Callable[[np.ndarray, np.ndarray, np.ndarray], Any], bundle: Bundle, window: int,
-            precision: str, seed: int, shapes: tuple[tuple[int, int], ...]) -> Parity:
+def _parity(
+    run: Callable[[np.ndarray, np.ndarray, np.ndarray], Any],
+    bundle: Bundle,
+    precision: str,
+    seed: int,
+    shapes: tuple[tuple[int, int], ...],
+) -> Parity:
     """Compare `run(motion, geometry, valid)` (inputs already in the export's dtype) against the
     rounded-weight reference and against the FP32 scorer."""
     rounded, exact = reference_scorer(bundle, precision), reference_scorer(bundle, "fp32")
@@ -289,7 +294,7 @@ def _onnx_parity(model_bytes: bytes, bundle: Bundle, window: int, precision: str
         return session.run(list(OUTPUT_NAMES), {"motion": m, "geometry": g, "valid": v})
 
     shapes = ((2, window), (1, min(3, window)))  # a full window and a short start
-    return _parity(run, bundle, window, precision, seed, shapes)
+    return _parity(run, bundle, precision, seed, shapes)
 
 
 def _inside(folder: Path, path: Path) -> bool:
@@ -382,7 +387,10 @@ def export_onnx(
         )
     log.info(
         "ONNX %s scorer: max abs difference %.3g from torch in %s, %.3g from torch FP32",
-        precision, parity.arithmetic, precision, parity.fp32,
+        precision,
+        parity.arithmetic,
+        precision,
+        parity.fp32,
     )
     write_atomic(target, data)
     if listed:
@@ -495,7 +503,7 @@ def _tensorrt_parity(engine_path: Path, bundle: Bundle, window: int, precision: 
     from engine.runtime.tensorrt_backend import TensorRTBackend
 
     with TensorRTBackend(bundle, engine=engine_path, window=window) as backend:
-        parity = _parity(backend.score, bundle, window, precision, 0, ((1, window),))
+        parity = _parity(backend.score, bundle, precision, 0, ((1, window),))
     tol = TOLERANCE.get(precision)
     if tol is not None and parity.arithmetic > tol:
         engine_path.unlink(missing_ok=True)
@@ -505,7 +513,10 @@ def _tensorrt_parity(engine_path: Path, bundle: Bundle, window: int, precision: 
         )
     log.info(
         "TensorRT %s engine: max abs difference %.3g from torch in %s, %.3g from torch FP32",
-        precision, parity.arithmetic, precision, parity.fp32,
+        precision,
+        parity.arithmetic,
+        precision,
+        parity.fp32,
     )
     return parity
 

@@ -182,7 +182,9 @@ def mplg(
 # --------------------------------------------------------------------------------------------
 
 
-def snippet_focal_loss(probs: Tensor, labels: Tensor, valid: Tensor, *, class_balance: bool = False) -> Tensor:
+def snippet_focal_loss(
+    probs: Tensor, labels: Tensor, valid: Tensor, *, class_balance: bool = False
+) -> Tensor:
     """Eq. 16: binary focal loss (gamma 2) summed over the classes, mean over labelled snippets.
 
     Args:
