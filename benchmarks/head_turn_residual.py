@@ -73,9 +73,18 @@ def main() -> None:
         "| mouth pull 0.1 / 0.2 s | brow raise 0.2 s | ratio |"
     )
     print("|---|---|---|---|---|---|---|")
+    original = base.reference
+    try:
+        rows(tf, base, original, args.models.split(","), turn, mouth, brow)
+    finally:
+        object.__setattr__(base, "reference", original)
+
+
+def rows(tf, base, original, models, turn, mouth, brow) -> None:
+    """Print one table row per reference set, rigid model and 0.2 s flow."""
     for ref_name, extra in EXTRA.items():
-        object.__setattr__(base, "reference", base.reference[:10] + extra)  # the registry's instance
-        for model in args.models.split(","):
+        object.__setattr__(base, "reference", original + extra)  # the registry's own instance
+        for model in models:
             for flow_name, compose in (("estimated", False), ("chained", True)):
                 cfg = FeatureConfig(rigid_model=model, flow_compose=compose)
                 per = {
@@ -92,7 +101,6 @@ def main() -> None:
                     f"| {m0:.3f} / {m1:.3f} | {b1:.3f} | {ratio:.2f} |",
                     flush=True,
                 )
-    object.__setattr__(base, "reference", base.reference[:10])
 
 
 if __name__ == "__main__":

@@ -75,11 +75,6 @@ class TypedParams:
     me: BaselineParams
     mae: BaselineParams
 
-    @classmethod
-    def both(cls, params: BaselineParams) -> TypedParams:
-        """One set for both types."""
-        return cls(params, params)
-
 
 # Eye regions are left out, as region-motion spotters do: blinks are the largest and most frequent
 # facial motion and are not expressions.

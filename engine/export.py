@@ -161,10 +161,6 @@ def _dtype(precision: str) -> torch.dtype:
     return torch.float16 if precision == "fp16" else torch.float32
 
 
-def _np_dtype(precision: str) -> type:
-    return np.float16 if precision == "fp16" else np.float32
-
-
 def random_windows(
     batch: int, window: int, motion_dim: int, geometry_dim: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -192,16 +188,15 @@ def _torch_scores(
 
 
 def reference_scorer(bundle: Bundle, precision: str) -> nn.Module:
-    """The bundle's torch scorer in FP32 with its weights rounded to `precision`'s storage type:
-    what an exact implementation of a graph of that precision computes (FP32: the scorer itself)."""
+    """The bundle's torch scorer in FP32, its weights rounded to float16 for ``precision="fp16"``:
+    what an exact implementation of a graph of that precision computes (otherwise the scorer)."""
     network = bundle.network()
     scorer = WindowScorer(network, bundle.method(network)).eval()
-    dtype = _dtype(precision) if precision in ("fp32", "fp16") else torch.float32
-    if dtype != torch.float32:
+    if precision == "fp16":
         with torch.no_grad():
             for tensor in (*scorer.parameters(), *scorer.buffers()):
                 if tensor.is_floating_point():
-                    tensor.copy_(tensor.to(dtype).float())
+                    tensor.copy_(tensor.half().float())
     return scorer
 
 
@@ -222,16 +217,19 @@ def _parity(
 ) -> Parity:
     """Compare `run(motion, geometry, valid)` (inputs already in the export's dtype) against the
     rounded-weight reference and against the FP32 scorer."""
-    rounded, exact = reference_scorer(bundle, precision), reference_scorer(bundle, "fp32")
+    half = precision == "fp16"  # only FP16 rounds weights and inputs; INT8 is compared with FP32
+    exact = reference_scorer(bundle, "fp32")
+    rounded = reference_scorer(bundle, precision) if half else exact
     nc = bundle.network_config
-    dt = _np_dtype(precision) if precision in ("fp32", "fp16") else np.float32
     arithmetic = fp32 = 0.0
     for batch, length in shapes:
         m, g, v = random_windows(batch, length, nc.motion_dim, nc.geometry_dim, seed)
-        mq, gq = m.astype(dt), g.astype(dt)
+        mq, gq = (m.astype(np.float16), g.astype(np.float16)) if half else (m, g)
         got = [np.asarray(x, dtype=np.float32) for x in run(mq, gq, v)]
-        rounded_want = _torch_scores(rounded, mq.astype(np.float32), gq.astype(np.float32), v)
         exact_want = _torch_scores(exact, m, g, v)
+        rounded_want = (
+            _torch_scores(rounded, mq.astype(np.float32), gq.astype(np.float32), v) if half else exact_want
+        )
         arithmetic = max(arithmetic, _max_abs(got, rounded_want))
         fp32 = max(fp32, _max_abs(got, exact_want))
     return Parity(arithmetic, fp32)

@@ -172,4 +172,4 @@ def test_each_type_is_spotted_with_its_own_parameters() -> None:
     me_only, mae_only = spot(feats[0], params.me), spot(feats[0], params.mae)
     assert not any((iv.onset, iv.offset) == (whole_mae.onset, whole_mae.offset) for iv in me_only)
     assert ExpressionType.ME not in {iv.type for iv in mae_only}
-    assert spot(feats[0], TypedParams.both(params.me)) == me_only
+    assert spot(feats[0], TypedParams(params.me, params.me)) == me_only
