@@ -144,10 +144,13 @@ def main_first() -> Iterator[None]:
 
 
 def shutdown() -> None:
-    """Leave the process group, if one was joined."""
+    """Leave the process group, if one was joined: all ranks together, since a gloo rank that
+    tears down while a peer is still closing its connections can abort the peer ("terminate
+    called without an active exception", seen once in CI's two-process test)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
