@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import Literal, NamedTuple
 
@@ -221,36 +222,37 @@ def full_labels(video: VideoRecord, n_snippets: int, snippet_s: float | Fraction
 
 
 def point_free_background(
-    points: np.ndarray, valid: np.ndarray, snippet_s: float, gap_s: float
+    points: np.ndarray, valid: np.ndarray, snippet_s: float, gap_s: float | Sequence[float]
 ) -> np.ndarray:
-    """Snippets that point labels prove to be background: at least `gap_s` from every point.
+    """Snippets that point labels prove to be background: at least the gap from every point.
 
     Every expression of a point-labelled video carries a point, so a snippet farther from every
     point than the longest expression can last lies in no expression; a video without points
     is background throughout. Distances run between snippet cells: snippet i is background when
-    ``(|i - p| - 1) * snippet_s >= gap_s`` for every point snippet p (the cells' nearest edges are
-    at least `gap_s` apart), so with `gap_s` at least the longest expression no background cell
-    touches an expression.
+    ``(|i - p| - 1) * snippet_s >= gap`` for every point snippet p (the cells' nearest edges are
+    at least the gap apart), so with the gap at least the longest expression no background cell
+    touches an expression. With one gap per column (point type), a point's gap is its type's:
+    an ME point bounds its expression to the longest ME, not the longest MaE.
 
     Args:
         points: (T,) or (T, C) point indicators (non-zero at labelled snippets).
         valid: (T,) bool snippet validity; invalid snippets are never background.
         snippet_s: the grid step in seconds.
-        gap_s: the least distance in seconds (>= 0).
+        gap_s: the least distance in seconds (>= 0), one for every point, or one per column of
+            a (T, C) `points`.
 
     Returns:
         (T,) bool.
     """
-    marks = np.asarray(points)
-    if marks.ndim == 2:
-        marks = marks.any(axis=1)
-    marks = marks.astype(bool)
+    marks = np.asarray(points).astype(bool)
+    if marks.ndim == 1:
+        marks = marks[:, None]
+    gaps = np.broadcast_to(np.asarray(gap_s, dtype=float), (marks.shape[1],))
     n = len(marks)
     ok = np.asarray(valid, dtype=bool)
-    if not marks.any():
-        return ok.copy()
-    reach = math.ceil(gap_s / snippet_s - 1e-9) + 1  # snippets within this of a point are unsure
     near = np.zeros(n, dtype=bool)
-    for p in np.flatnonzero(marks):
-        near[max(0, p - reach + 1) : min(n, p + reach)] = True
+    for column, gap in zip(marks.T, gaps, strict=True):
+        reach = math.ceil(gap / snippet_s - 1e-9) + 1  # snippets within this of a point are unsure
+        for p in np.flatnonzero(column):
+            near[max(0, p - reach + 1) : min(n, p + reach)] = True
     return ok & ~near

@@ -38,6 +38,25 @@ def check_bool(prefix: str, name: str, value: object) -> None:
         raise ConfigError(f"{prefix} {name}={value!r}: must be true or false")
 
 
+def background_gap(prefix: str, value: object) -> float | tuple[float, float] | None:
+    """Check a ``background_gap_s``: null, one number in (0, 60] for every point, or two (ME,
+    MaE), one per point type. Returns it normalised (a JSON list becomes a tuple)."""
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    pair = isinstance(value, Sequence) and not isinstance(value, str | bytes)
+    items = list(value) if pair else [value]
+    if (pair and len(items) != 2) or any(
+        isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 60 for v in items
+    ):
+        raise ConfigError(
+            f"{prefix} background_gap_s={value!r}: must be null, a number in (0, 60] or two "
+            "(ME, MaE), one per point type"
+        )
+    return (float(items[0]), float(items[1])) if pair else float(items[0])
+
+
 @dataclass(frozen=True)
 class MethodConfig:
     """Base of the frozen, validated per-method configurations (no fields of its own)."""
@@ -117,7 +136,8 @@ class GimConfig(MethodConfig):
             of their video (all of a video without points: `point_free_background`) lie in no
             expression; the ``N_exp`` of them with the highest intensity join eq. 6's
             pseudo-neutral set, which otherwise holds only the easiest snippets (4.0 s, the
-            longest a macro-expression lasts); None: eq. 6 alone, in (0, 60].
+            longest a macro-expression lasts); two numbers (ME, MaE) give each point type its
+            own gap, the longest expression of that type; None: eq. 6 alone, in (0, 60].
         iac_source: the features L_IAC contrasts: "embedding" (the shared snippet feature F,
             as the paper names it) or "intensity" (the intensity branch's hidden features).
         half_min_s, half_max_s: stage-3 soft-label half-range ``delta L / 2`` is clamped into
@@ -143,7 +163,7 @@ class GimConfig(MethodConfig):
     lambda_smooth: float = 0.1
     lambda_norm: float = 2.5
     lambda_iac: float = 1.4e-4
-    background_gap_s: float | None = 4.0
+    background_gap_s: float | tuple[float, float] | None = 4.0
     iac_source: str = "embedding"
     half_min_s: tuple[float, float] = (_frames(4), _frames(8))
     half_max_s: tuple[float, float] = (_frames(8), _frames(18))
@@ -194,11 +214,7 @@ class GimConfig(MethodConfig):
                     f"gim config half_min_s={list(self.half_min_s)!r}: each must be at most half_max_s="
                     f"{list(self.half_max_s)!r}"
                 )
-        gap = self.background_gap_s
-        if gap is not None and (
-            isinstance(gap, bool) or not isinstance(gap, int | float) or not 0 < gap <= 60
-        ):
-            raise ConfigError(f"gim config background_gap_s={gap!r}: must be null or a number in (0, 60]")
+        object.__setattr__(self, "background_gap_s", background_gap("gim config", self.background_gap_s))
         if self.iac_source not in IAC_SOURCES:
             raise ConfigError(f"gim config iac_source={self.iac_source!r}: choose one of {IAC_SOURCES}")
 
@@ -334,7 +350,8 @@ class PwesConfig(McwesConfig):
             (every snippet of a video without points) are background labels from the first
             step, and MPLG picks its foreground among the other snippets only (4.0 s, the
             longest a macro-expression lasts, so no such snippet lies in an expression:
-            `point_free_background`); None: the paper's
+            `point_free_background`); two numbers (ME, MaE) give each point type its own gap,
+            the longest expression of that type; None: the paper's
             background, the 2k lowest-attention snippets of MPLG, in (0, 60].
         pseudo_source: where MPLG reads the network: "eval" (a forward of every training video
             in eval mode, no dropout, at the first step of each epoch once pre-training is
@@ -362,7 +379,7 @@ class PwesConfig(McwesConfig):
     regions_background: int = 10
     regions_me: int = 2
     regions_mae: int = 3
-    background_gap_s: float | None = MAE_MAX_SECONDS
+    background_gap_s: float | tuple[float, float] | None = MAE_MAX_SECONDS
     pseudo_source: str = "eval"
     class_balance: bool = False
 
@@ -383,12 +400,7 @@ class PwesConfig(McwesConfig):
         check_number(p, "temperature", self.temperature, 0.0, 100.0, lo_open=True)
         for name in ("regions_background", "regions_me", "regions_mae"):
             check_number(p, name, getattr(self, name), 1, 256, integer=True)
-        if self.background_gap_s is not None:
-            check_number(p, "background_gap_s", self.background_gap_s, 0.0, 60.0)
-            if self.background_gap_s <= 0:
-                raise ConfigError(
-                    f"{p} background_gap_s={self.background_gap_s!r}: must be null or a number in (0, 60]"
-                )
+        object.__setattr__(self, "background_gap_s", background_gap(p, self.background_gap_s))
         if self.pseudo_source not in PSEUDO_SOURCES:
             raise ConfigError(f"{p} pseudo_source={self.pseudo_source!r}: choose one of {PSEUDO_SOURCES}")
 

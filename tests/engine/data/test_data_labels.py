@@ -148,10 +148,13 @@ def test_full_labels_background_grid_end_and_200_fps(caplog: pytest.LogCaptureFi
         full_labels(samm, -1, SNIPPET)
 
 
-def test_point_free_background_never_lies_within_the_longest_expression_of_a_point(tmp_path) -> None:
+@pytest.mark.parametrize("per_type", [False, True], ids=["one-gap", "gap-per-type"])
+def test_point_free_background_never_lies_within_the_longest_expression_of_a_point(
+    tmp_path, per_type: bool
+) -> None:
     """On every SynthSpot-v2 video (its annotations, no rendering), with random points and the
-    gap set to the longest expression, no background snippet touches an expression, and each lies
-    at least the gap from every point."""
+    gap set to the longest expression (of the point's own type, per_type), no background snippet
+    touches an expression, and each lies at least its point's gap from every point."""
     from engine.data import load_dataset
     from engine.data.labels import point_free_background
     from stream.synth.dataset import IDENTITY_COLUMNS, RECIPES, recipe_rows, write_csv
@@ -160,16 +163,25 @@ def test_point_free_background_never_lies_within_the_longest_expression_of_a_poi
     write_csv(tmp_path / "a.csv", recipe_rows(recipe)[0], IDENTITY_COLUMNS)
     dataset = load_dataset("csv", tmp_path / "a.csv")
     snippet_s = 4 / 30
-    longest = max(
-        float(b - a) for v in dataset.videos for e in v.expressions for a, b in [interval_seconds(v, e)]
-    )
+    longest = {
+        kind: max(
+            float(b - a)
+            for v in dataset.videos
+            for e in v.expressions
+            if e.type == kind
+            for a, b in [interval_seconds(v, e)]
+        )
+        for kind in (T_ME, T_MAE)
+    }
+    gaps = [longest[T_ME], longest[T_MAE]] if per_type else [max(longest.values())] * 2
+    assert not per_type or gaps[0] < gaps[1] / 4  # the ME gap is much the shorter
     n = math.ceil(recipe.seconds / snippet_s)
     seen = 0
     for seed, video in enumerate(dataset.videos):
-        points = np.zeros(n)
+        points = np.zeros((n, 2))
         for p in point_labels(video, snippet_s, seed, "random", n_snippets=n):
-            points[p.snippet] = 1
-        bg = point_free_background(points, np.ones(n, bool), snippet_s, longest)
+            points[p.snippet, int(p.type == T_MAE)] = 1
+        bg = point_free_background(points, np.ones(n, bool), snippet_s, gaps if per_type else gaps[0])
         truth = full_labels(video, n, snippet_s)
         for e in video.expressions:  # every snippet the expression touches
             a, b = interval_seconds(video, e)
@@ -177,8 +189,11 @@ def test_point_free_background_never_lies_within_the_longest_expression_of_a_poi
             assert not bg[touched].any(), (video.video, e)
         assert not (bg & (truth[:, 0] == 0)).any()
         for i in np.flatnonzero(bg):
-            assert all((abs(i - p) - 1) * snippet_s >= longest - 1e-9 for p in np.flatnonzero(points))
+            for column, gap in enumerate(gaps):
+                marks = np.flatnonzero(points[:, column])
+                assert all((abs(i - p) - 1) * snippet_s >= gap - 1e-9 for p in marks)
         seen += int(bg.sum())
         if not video.expressions:
             assert bg.all()
-    assert seen > 0.2 * n * len(dataset.videos)  # and it still leaves background to learn from
+    # and it still leaves background to learn from: most of the time with a gap per type
+    assert seen > (0.5 if per_type else 0.2) * n * len(dataset.videos)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -64,6 +65,10 @@ def test_defaults_are_the_papers() -> None:
     method = build_method("pwes", network(), {"point_mode": "apex", "use_dfcl": False})
     assert isinstance(method, PwesMethod) and method.config.point_mode == "apex"
     assert PwesConfig.from_dict(c.to_dict()) == c
+    # A gap per point type (ME, MaE), as JSON gives it: a list, kept as a tuple.
+    typed = PwesConfig.from_dict({"background_gap_s": [0.5, 4]})
+    assert typed.background_gap_s == (0.5, 4.0)
+    assert PwesConfig.from_dict(json.loads(json.dumps(typed.to_dict()))) == typed
 
 
 @pytest.mark.parametrize(
@@ -81,6 +86,10 @@ def test_defaults_are_the_papers() -> None:
         ({"regions_background": 300}, "regions_background"),
         ({"lambda_contrast": -1.0}, "lambda_contrast"),
         ({"h_me": 0.0}, "pwes config h_me"),
+        ({"background_gap_s": 0.0}, "background_gap_s"),
+        ({"background_gap_s": [0.5]}, "background_gap_s"),
+        ({"background_gap_s": [0.5, "4"]}, "background_gap_s"),
+        ({"background_gap_s": True}, "background_gap_s"),
         ({"bogus": 1}, "bogus"),
     ],
 )
@@ -462,6 +471,10 @@ def test_point_free_background_starts_the_snippet_loss(make_video) -> None:
     # A video without expressions is background throughout.
     empty = dataclasses.replace(record, expressions=())
     assert method.targets(empty, feats, np.random.default_rng(0))["background"].all()
+    # A gap per point type (the longest ME, the longest MaE) adds background near ME points only.
+    typed = PwesMethod({"background_gap_s": [0.5, 4.0]}, network())
+    tb = typed.targets(record, feats, np.random.default_rng(0))["background"] > 0
+    assert (tb >= bg).all() and tb.sum() > bg.sum() and not (tb & (truth[:, 0] == 0)).any()
 
 
 def test_eval_mode_pseudo_labels_are_reproducible_from_the_weights(make_video) -> None:
