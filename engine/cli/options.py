@@ -43,20 +43,29 @@ def read_list_file(path: Path) -> str:
 
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files and frame folders to extract, from paths and dataset lists.
+    """Files and frame folders to extract, from paths, dataset lists and annotation files.
 
     A dataset list is a text file with one path per line (relative paths are taken from the
     list's own folder; blank lines and lines starting with # are skipped; for a .csv the first
-    column is the path and a header row naming 'video' or 'path' is skipped).
+    column is the path and a header row naming 'video' or 'path' is skipped). A .csv whose header
+    also names 'onset' and 'offset' is a mespot annotation file (`mespot synth` writes them): its
+    videos are looked up in the ``videos`` folder beside it, as `mespot train` finds them, once
+    each. A path listed twice is extracted once.
 
     Raises:
         SourceCorrupt: a list file that is not text.
+        SourceNotFound: an annotation file's video has no file or frame folder.
     """
     out: list[Path] = []
     for raw in inputs:
         p = Path(raw)
         if p.suffix.lower() in LIST_SUFFIXES and p.is_file():
-            for n, line in enumerate(read_list_file(p).splitlines(), 1):
+            lines = read_list_file(p).splitlines()
+            header = {c.strip().lower() for c in lines[0].split(",")} if lines else set()
+            if p.suffix.lower() == ".csv" and {"video", "onset", "offset"} <= header:
+                out.extend(annotated_media(p))
+                continue
+            for n, line in enumerate(lines, 1):
                 item = line.split(",")[0].strip() if p.suffix.lower() == ".csv" else line.strip()
                 if not item or item.startswith("#") or (n == 1 and item.lower() in {"video", "path"}):
                     continue
@@ -64,7 +73,17 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
                 out.append(q if q.is_absolute() else p.parent / q)
         else:
             out.append(p)
-    return out
+    return list(dict.fromkeys(out))
+
+
+def annotated_media(annotations: Path) -> list[Path]:
+    """The video file or frame folder of every video of a mespot annotation file, in its order."""
+    from engine.data import load_dataset
+    from engine.data.features import media_path
+
+    dataset = load_dataset("csv", annotations)
+    media = annotations.resolve().parent / "videos"
+    return [media_path(record, media) for record in dataset.videos]
 
 
 def feature_config(args: argparse.Namespace):

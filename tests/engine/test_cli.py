@@ -365,3 +365,28 @@ def test_train_lookahead_option(tmp_path: Path, capsys: pytest.CaptureFixture, m
     monkeypatch.setattr(engine.train, "train", fake_train)
     assert main([*args, "--lookahead-s", "0.2667", "--method", "gim"]) == 2
     assert seen["network"].lookahead == 2 and seen["network"].causal
+
+
+def test_extract_reads_an_annotation_file_as_train_does(
+    tmp_path: Path, videos: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`mespot extract annotations.csv` extracts each annotated video once, from the videos folder
+    beside it (the layout `mespot synth` writes), into the cache `mespot train` reads; a video
+    the file names but the folder lacks is an error naming it."""
+    from engine.data import load_dataset
+    from engine.data.features import dataset_features
+
+    media = tmp_path / "videos"
+    media.mkdir()
+    shutil.copy(videos / "single_face.mp4", media / "good.mp4")
+    annotations = tmp_path / "annotations.csv"
+    annotations.write_text("video,subject,onset,apex,offset,type\ngood,p1,10,20,40,MaE\ngood,p1,50,,60,ME\n")
+    assert main(["extract", str(annotations), "--out", str(tmp_path / "f"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("good.mp4: ") == 1 and "snippets" in err, err
+    dataset_features(load_dataset("csv", annotations), media, tmp_path / "f")  # all cached
+    assert "extracting" not in capsys.readouterr().err
+    annotations.write_text("video,subject,onset,apex,offset,type\nabsent,p1,10,20,40,MaE\n")
+    assert main(["extract", str(annotations), "--out", str(tmp_path / "f"), "--quiet"]) != 0
+    err = capsys.readouterr().err
+    assert "absent" in err and "error:" in err and "Traceback" not in err, err
