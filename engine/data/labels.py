@@ -32,7 +32,7 @@ import numpy as np
 
 from engine.data.records import VideoRecord
 from stream.errors import ConfigError
-from stream.intervals import ExpressionType, Interval
+from stream.intervals import MAE_MAX_SECONDS, ME_MAX_SECONDS, ExpressionType, Interval
 
 log = logging.getLogger(__name__)
 
@@ -256,3 +256,33 @@ def point_free_background(
         for p in np.flatnonzero(column):
             near[max(0, p - reach + 1) : min(n, p + reach)] = True
     return ok & ~near
+
+
+def class_regions(
+    points: np.ndarray,
+    valid: np.ndarray,
+    snippet_s: float,
+    longest_s: Sequence[float] = (ME_MAX_SECONDS, MAE_MAX_SECONDS),
+) -> np.ndarray:
+    """Where each expression type can be, given that every expression carries a point of its type.
+
+    An expression of type c lies within the longest expression of type c of its own point, so
+    a snippet farther than that from every point of type c is in no expression of type c, whatever
+    else it may be (`point_free_background` per column, inverted). A video without points of a
+    type has no expression of that type.
+
+    Args:
+        points: (T, C) point indicators per type, in the order of `longest_s`.
+        valid: (T,) bool snippet validity; invalid snippets are nowhere.
+        snippet_s: the grid step in seconds.
+        longest_s: the longest expression of each type in seconds (ME 0.5 s, MaE 4 s).
+
+    Returns:
+        (T, C) bool.
+    """
+    marks = np.asarray(points)
+    ok = np.asarray(valid, dtype=bool)
+    columns = [
+        ok & ~point_free_background(marks[:, c], ok, snippet_s, gap) for c, gap in enumerate(longest_s)
+    ]
+    return np.stack(columns, axis=1) if columns else np.zeros((len(ok), 0), dtype=bool)

@@ -357,6 +357,10 @@ class PwesConfig(McwesConfig):
             in eval mode, no dropout, at the first step of each epoch once pre-training is
             over, the `Method` contract) or "batch" (the training forward of each batch,
             dropout on, as the paper's Fig. 2 draws it).
+        class_regions: MPLG makes a snippet pseudo foreground of a class only within the
+            longest expression of that class (ME 0.5 s, MaE 4 s) of one of its points
+            (`engine.data.labels.class_regions`): every expression carries a point of its own
+            type, so nothing farther can be one (off: the paper's MPLG, any snippet, any class).
         class_balance: the focal snippet loss averages each class over its own labelled
             snippets, then over the classes, so that the few ME snippets weigh as much as the
             many MaE and background ones (off: one mean over all labelled snippets, eq. 16).
@@ -382,6 +386,7 @@ class PwesConfig(McwesConfig):
     background_gap_s: float | tuple[float, float] | None = MAE_MAX_SECONDS
     pseudo_source: str = "eval"
     class_balance: bool = False
+    class_regions: bool = False
 
     _prefix: ClassVar[str] = "pwes config"
     _weights: ClassVar[tuple[str, ...]] = (*McwesConfig._weights, "lambda_snippet", "lambda_contrast")
@@ -394,6 +399,7 @@ class PwesConfig(McwesConfig):
         check_bool(p, "use_mplg", self.use_mplg)
         check_bool(p, "use_dfcl", self.use_dfcl)
         check_bool(p, "class_balance", self.class_balance)
+        check_bool(p, "class_regions", self.class_regions)
         check_number(p, "pretrain_steps", self.pretrain_steps, 0, 1_000_000, integer=True)
         check_number(p, "select_ratio", self.select_ratio, 0.0, 1.0, lo_open=True)
         check_number(p, "fg_threshold", self.fg_threshold, 0.0, 1.0, hi_open=True)

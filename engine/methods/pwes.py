@@ -72,7 +72,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.data.features import VideoFeatures
-from engine.data.labels import BACKGROUND, CLASS_OF, MAE, ME, point_free_background, point_labels
+from engine.data.labels import (
+    BACKGROUND,
+    CLASS_OF,
+    MAE,
+    ME,
+    class_regions,
+    point_free_background,
+    point_labels,
+)
 from engine.data.records import VideoRecord
 from engine.methods.base import MethodConfig, eval_outputs
 from engine.methods.config import PwesConfig
@@ -95,6 +103,7 @@ def mplg(
     select_ratio: float,
     threshold: float,
     background: Tensor | None = None,
+    possible: Tensor | None = None,
 ) -> Tensor:
     """Multi-refined pseudo labels of one video (Algorithm 1, steps 1-7; the module docstring).
 
@@ -112,6 +121,8 @@ def mplg(
         background: known background (`point_free_background`), or None. # (T,) bool
             When given, it replaces step 6's lowest-attention background and no known
             background snippet can become pseudo foreground.
+        possible: where each class may be pseudo foreground (`class_regions`), or None:
+            anywhere. # (T, 2) bool
 
     Returns:
         Labels (background, ME, MaE), float 0/1: the points are foreground of their classes,
@@ -157,6 +168,8 @@ def mplg(
     s2 = s1 * w  # (n, 2) S~''
     # Step 4 (eq. 7): drop what is below the class's mean original probability.
     s2 = torch.where(s2 < s.mean(dim=0, keepdim=True), torch.zeros_like(s2), s2)
+    if possible is not None:  # a class no point of it can reach is not a candidate
+        s2 = torch.where(possible[idx].bool(), s2, torch.zeros_like(s2))
     # Step 5 (eq. 8): the best class if it passes theta.
     best_val, best = s2.max(dim=1)  # (n,), (n,)
     fg = torch.zeros_like(s)  # (n, 2)
@@ -302,7 +315,7 @@ class PwesMethod(McwesMethod):
 
     name = "pwes"
     config_type: ClassVar[type[MethodConfig]] = PwesConfig
-    snippet_targets: ClassVar[tuple[str, ...]] = ("points", "background", "pseudo")
+    snippet_targets: ClassVar[tuple[str, ...]] = ("points", "background", "pseudo", "possible")
     whole_videos = True
     # Paper: batch 8, lr 5e-4, 1000 iterations; here 100 epochs (~300 iterations on 22 training
     # videos), enough for its 80 pre-training iterations and 220 with MPLG and DFCL.
@@ -324,7 +337,9 @@ class PwesMethod(McwesMethod):
         self, video: VideoRecord, feats: VideoFeatures, rng: np.random.Generator
     ) -> dict[str, np.ndarray]:
         """``points`` (T, 3) float32 one-hot at the labelled snippets, ``background`` (T,) float32
-        the point-free background (zeros when ``background_gap_s`` is None), ``pseudo`` (T, 3) the
+        the point-free background (zeros when ``background_gap_s`` is None), ``possible`` (T, 2)
+        float32 where each class (ME, MaE) lies within its longest expression of one of its points
+        (`class_regions`; used when ``class_regions`` is on), ``pseudo`` (T, 3) the
         labels the snippet loss starts from (points and point-free background; MPLG replaces
         them), ``video_labels`` (2,) aggregated from the points (PWES sec. 3.1), ``eta`` () and
         ``video_index`` () int64 (the video's memory-bank row)."""
@@ -338,6 +353,8 @@ class PwesMethod(McwesMethod):
             valid = np.asarray(feats.valid, dtype=bool)
             background = point_free_background(points[:, ME : MAE + 1], valid, feats.snippet_s, gap)
             background = background.astype(np.float32)
+        valid = np.asarray(feats.valid, dtype=bool)
+        possible = class_regions(points[:, ME : MAE + 1], valid, feats.snippet_s).astype(np.float32)
         pseudo = points.copy()  # (T, 3)
         pseudo[:, BACKGROUND] = background
         index = self.video_ids.setdefault(video.video, len(self.video_ids))
@@ -345,6 +362,7 @@ class PwesMethod(McwesMethod):
             "points": points,
             "background": background,
             "pseudo": pseudo,
+            "possible": possible,
             "video_labels": points[:, [ME, MAE]].max(axis=0, initial=0.0).astype(np.float32),
             "eta": self._eta(feats.snippet_s),
             "video_index": np.asarray(index, dtype=np.int64),
@@ -394,6 +412,7 @@ class PwesMethod(McwesMethod):
             device = valid.device
             points = torch.as_tensor(tgt["points"], device=device)[:, ME : MAE + 1]  # (T, 2)
             known = torch.as_tensor(tgt["background"], device=device) > 0  # (T,)
+            possible = torch.as_tensor(tgt["possible"], device=device) > 0  # (T, 2)
             labels = mplg(
                 out["embedding"][0],
                 torch.sigmoid(out["tcam"][0, :, ME : MAE + 1]),
@@ -403,6 +422,7 @@ class PwesMethod(McwesMethod):
                 c.select_ratio,
                 c.fg_threshold,
                 known if c.background_gap_s is not None else None,
+                possible if c.class_regions else None,
             )
             fresh.append({**tgt, "pseudo": labels.cpu().numpy().astype(np.float32)})
         return fresh
@@ -454,6 +474,7 @@ class PwesMethod(McwesMethod):
             return (targets["pseudo"] > 0).to(v.dtype) * v
         points = (targets["points"] > 0).to(v.dtype) * v  # (B, T, 3)
         known = targets["background"] > 0  # (B, T)
+        possible = targets["possible"] > 0  # (B, T, 2)
         with torch.no_grad():
             emb = outputs["embedding"].detach()  # (B, T, E)
             probs = torch.sigmoid(outputs["tcam"].detach()[..., ME : MAE + 1])  # (B, T, 2)
@@ -469,6 +490,7 @@ class PwesMethod(McwesMethod):
                     c.select_ratio,
                     c.fg_threshold,
                     known[b] if c.background_gap_s is not None else None,
+                    possible[b] if c.class_regions else None,
                 )
                 for b in range(emb.shape[0])
             ]

@@ -59,7 +59,7 @@ def test_defaults_are_the_papers() -> None:
     assert c.regions == (10, 2, 3) and (c.h_mae, c.h_me, c.h_background) == (7.0, 9.0, 5.0)
     assert c.point_mode == "random" and c.use_mplg and c.use_dfcl
     assert "pwes" in METHODS and issubclass(PwesMethod, McwesMethod) and PwesMethod.whole_videos
-    assert PwesMethod.snippet_targets == ("points", "background", "pseudo")
+    assert PwesMethod.snippet_targets == ("points", "background", "pseudo", "possible")
     # mespot's fixes (docs/methods.md): point-free background, MPLG from an eval-mode forward.
     assert c.background_gap_s == 4.0 and c.pseudo_source == "eval"
     method = build_method("pwes", network(), {"point_mode": "apex", "use_dfcl": False})
@@ -112,7 +112,7 @@ def test_points_fall_inside_their_expressions_and_are_reproducible(make_video) -
     method = PwesMethod(None, network())
     record, feats = make_video("s1_a", 4)
     tg = method.targets(record, feats, np.random.default_rng(7))
-    assert set(tg) == {"points", "background", "pseudo", "video_labels", "eta", "video_index"}
+    assert set(tg) == {"points", "background", "pseudo", "possible", "video_labels", "eta", "video_index"}
     points = tg["points"]
     assert points.shape == (96, 3) and points.dtype == np.float32
     assert points[:, 0].sum() == 0 and points.sum() == len(record.expressions)
@@ -503,3 +503,31 @@ def test_eval_mode_pseudo_labels_are_reproducible_from_the_weights(make_video) -
         and method.on_step(method.config.pretrain_steps + 1, 5, net, videos, fresh, rng) is None
     )
     np.testing.assert_array_equal(fresh[0]["pseudo"], first[0]["pseudo"])
+
+
+def test_class_regions_keep_mplg_foreground_near_points_of_its_class(make_video) -> None:
+    """With class_regions, MPLG's pseudo foreground of a class lies within that class's longest
+    expression of one of its points, and the regions hold every true expression snippet."""
+    from engine.data.labels import class_regions
+
+    videos = [make_video(f"s{i}_v", 60 + i, kinds=k) for i, k in enumerate([("me", "mae"), ("mae",)])]
+    torch.manual_seed(0)
+    net = build_network(NET)
+    loose_options = {"fg_threshold": 0.05, "select_ratio": 1.0, "background_gap_s": None}
+    free = PwesMethod(loose_options, net)
+    bound = PwesMethod({**loose_options, "class_regions": True}, net)
+    rng = np.random.default_rng(0)
+    targets = [bound.targets(r, f, rng) for r, f in videos]
+    loose = free.refresh_pseudo_labels(net, videos, targets)
+    tight = bound.refresh_pseudo_labels(net, videos, targets)
+    for (record, feats), a, b in zip(videos, loose, tight, strict=True):
+        possible = b["possible"] > 0  # (T, 2)
+        truth = full_labels(record, len(feats.valid), feats.snippet_s)  # (T, 3)
+        inside = truth[:, 1:] > 0.5
+        assert not (inside & ~possible & feats.valid[:, None]).any()  # every expression is possible
+        assert not (b["pseudo"][:, 1:].astype(bool) & ~possible).any()
+        assert (b["pseudo"][:, 1:] <= a["pseudo"][:, 1:]).all()
+    assert sum(t["pseudo"][:, 1:].sum() for t in tight) < sum(t["pseudo"][:, 1:].sum() for t in loose)
+    # A video without ME points has no possible ME snippet.
+    assert not (targets[1]["possible"][:, 0] > 0).any() and targets[1]["possible"][:, 1].any()
+    assert class_regions(np.zeros((5, 2)), np.ones(5, bool), 0.1).shape == (5, 2)
