@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from engine.data.labels import BACKGROUND, MAE, ME
-from engine.proposals import MAE_MAX_SECONDS
+from engine.proposals import MAE_MAX_SECONDS, ME_MAX_SECONDS
 from stream.config import check_number, refuse_unknown_keys
 from stream.errors import ConfigError
 
@@ -348,10 +348,10 @@ class PwesConfig(McwesConfig):
         regions_mae: region-level MaE vectors per video (3), in [1, 256].
         background_gap_s: snippets at least this many seconds from every point of their video
             (every snippet of a video without points) are background labels from the first
-            step, and MPLG picks its foreground among the other snippets only (4.0 s, the
-            longest a macro-expression lasts, so no such snippet lies in an expression:
-            `point_free_background`); two numbers (ME, MaE) give each point type its own gap,
-            the longest expression of that type; None: the paper's
+            step, and MPLG picks its foreground among the other snippets only ((0.5, 4.0) s:
+            each point's gap is the longest expression of its type, so no such snippet lies in
+            an expression: `point_free_background`; one number gives every point that gap,
+            4.0 s the longest a macro-expression lasts); None: the paper's
             background, the 2k lowest-attention snippets of MPLG, in (0, 60].
         pseudo_source: where MPLG reads the network: "eval" (a forward of every training video
             in eval mode, no dropout, at the first step of each epoch once pre-training is
@@ -360,7 +360,8 @@ class PwesConfig(McwesConfig):
         class_regions: MPLG makes a snippet pseudo foreground of a class only within the
             longest expression of that class (ME 0.5 s, MaE 4 s) of one of its points
             (`engine.data.labels.class_regions`): every expression carries a point of its own
-            type, so nothing farther can be one (off: the paper's MPLG, any snippet, any class).
+            type, so nothing farther can be one (on; off: the paper's MPLG, any snippet, any
+            class).
         class_balance: the focal snippet loss averages each class over its own labelled
             snippets, then over the classes, so that the few ME snippets weigh as much as the
             many MaE and background ones (off: one mean over all labelled snippets, eq. 16).
@@ -383,10 +384,10 @@ class PwesConfig(McwesConfig):
     regions_background: int = 10
     regions_me: int = 2
     regions_mae: int = 3
-    background_gap_s: float | tuple[float, float] | None = MAE_MAX_SECONDS
+    background_gap_s: float | tuple[float, float] | None = (ME_MAX_SECONDS, MAE_MAX_SECONDS)
     pseudo_source: str = "eval"
     class_balance: bool = False
-    class_regions: bool = False
+    class_regions: bool = True
 
     _prefix: ClassVar[str] = "pwes config"
     _weights: ClassVar[tuple[str, ...]] = (*McwesConfig._weights, "lambda_snippet", "lambda_contrast")

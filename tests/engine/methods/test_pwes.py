@@ -61,7 +61,7 @@ def test_defaults_are_the_papers() -> None:
     assert "pwes" in METHODS and issubclass(PwesMethod, McwesMethod) and PwesMethod.whole_videos
     assert PwesMethod.snippet_targets == ("points", "background", "pseudo", "possible")
     # mespot's fixes (docs/methods.md): point-free background, MPLG from an eval-mode forward.
-    assert c.background_gap_s == 4.0 and c.pseudo_source == "eval"
+    assert c.background_gap_s == (0.5, 4.0) and c.pseudo_source == "eval" and c.class_regions
     method = build_method("pwes", network(), {"point_mode": "apex", "use_dfcl": False})
     assert isinstance(method, PwesMethod) and method.config.point_mode == "apex"
     assert PwesConfig.from_dict(c.to_dict()) == c
@@ -460,7 +460,7 @@ def test_mplg_never_makes_known_background_foreground(seed: int) -> None:
 
 def test_point_free_background_starts_the_snippet_loss(make_video) -> None:
     record, feats = make_video("s1_a", 4)
-    method = PwesMethod(None, network())
+    method = PwesMethod({"background_gap_s": 4.0}, network())  # one gap for every point
     tg = method.targets(record, feats, np.random.default_rng(0))
     bg = tg["background"] > 0
     assert 0.2 < bg.mean() < 0.9
@@ -471,8 +471,9 @@ def test_point_free_background_starts_the_snippet_loss(make_video) -> None:
     # A video without expressions is background throughout.
     empty = dataclasses.replace(record, expressions=())
     assert method.targets(empty, feats, np.random.default_rng(0))["background"].all()
-    # A gap per point type (the longest ME, the longest MaE) adds background near ME points only.
-    typed = PwesMethod({"background_gap_s": [0.5, 4.0]}, network())
+    # A gap per point type (the longest ME, the longest MaE: the default) adds background near ME
+    # points only.
+    typed = PwesMethod(None, network())
     tb = typed.targets(record, feats, np.random.default_rng(0))["background"] > 0
     assert (tb >= bg).all() and tb.sum() > bg.sum() and not (tb & (truth[:, 0] == 0)).any()
 
@@ -514,7 +515,7 @@ def test_class_regions_keep_mplg_foreground_near_points_of_its_class(make_video)
     torch.manual_seed(0)
     net = build_network(NET)
     loose_options = {"fg_threshold": 0.05, "select_ratio": 1.0, "background_gap_s": None}
-    free = PwesMethod(loose_options, net)
+    free = PwesMethod({**loose_options, "class_regions": False}, net)
     bound = PwesMethod({**loose_options, "class_regions": True}, net)
     rng = np.random.default_rng(0)
     targets = [bound.targets(r, f, rng) for r, f in videos]
