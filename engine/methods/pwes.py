@@ -50,6 +50,11 @@ Where this differs from the paper:
   of G; read as ``> 0`` and max. Eq. 5 takes the softmax of the distance itself, which would
   favour the farther class; we take the softmax of the negative distance.
 - With MPLG off (ablation) the snippet loss and DFCL see the point labels alone.
+- Point supervision bounds where each type can be: background starts at the longest expression
+  of each point's own type (ME 0.5 s, MaE 4 s) from the points (``background_gap_s``), and MPLG
+  may label a class only within that reach of a point of the class (``class_regions``). The
+  paper's MPLG labels any snippet; on SynthSpot-v2 93 % of the ME labels it added were wrong
+  (docs/results.md).
 - DFCL region spaces: the labelled snippets of a class, in time order, split into K_c contiguous
   groups of (nearly) equal size; a class with fewer than K_c labelled snippets leaves the
   remaining vectors empty (never used). Eq. 10 filters with the pseudo labels; we use them
@@ -348,12 +353,11 @@ class PwesMethod(McwesMethod):
         for p in point_labels(video, feats.snippet_s, rng, self.config.point_mode, n_snippets=t):
             points[p.snippet, CLASS_OF[p.type]] = 1.0
         gap = self.config.background_gap_s
+        valid = np.asarray(feats.valid, dtype=bool)
         background = np.zeros(t, dtype=np.float32)  # (T,)
         if gap is not None:
-            valid = np.asarray(feats.valid, dtype=bool)
             background = point_free_background(points[:, ME : MAE + 1], valid, feats.snippet_s, gap)
             background = background.astype(np.float32)
-        valid = np.asarray(feats.valid, dtype=bool)
         possible = class_regions(points[:, ME : MAE + 1], valid, feats.snippet_s).astype(np.float32)
         pseudo = points.copy()  # (T, 3)
         pseudo[:, BACKGROUND] = background
