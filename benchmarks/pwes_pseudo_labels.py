@@ -32,18 +32,14 @@ from engine.data import load_dataset
 from engine.data.features import dataset_features
 from engine.data.labels import BACKGROUND, MAE, ME, full_labels
 from engine.train import network_inputs
+from stream.config import FeatureConfig
 
 
-def fold_counts(
-    run: Path, fold: str, held_out: list[str], dataset, media: Path, cache: Path, seed: int
-) -> Counter:
+def fold_counts(run: Path, fold: str, held_out: list[str], dataset, feats: dict, seed: int) -> Counter:
     bundle = load_bundle(run / "folds" / f"{fold_file_name(fold)}.mespot")
     network = bundle.network()
     method = bundle.method(network)
     train = [v for v in dataset.videos if v.subject not in held_out]
-    feats = dataset_features(
-        dataset.with_videos([v.video for v in train]), media, cache, bundle.feature_config
-    )
     videos = [(v, network_inputs(feats[v.video], bundle.network_config)) for v in train]
     rng = np.random.default_rng(seed)
     targets = [method.targets(v, f, rng) for v, f in videos]
@@ -80,9 +76,11 @@ def main() -> None:
     report = json.loads((args.run / "loso_report.json").read_text())
     dataset = load_dataset("csv", args.annotations)
     media = args.media or args.annotations.resolve().parent / "videos"
+    config = FeatureConfig.from_dict(report["feature_config"])  # every fold's, read once
+    feats = dataset_features(dataset, media, args.features, config)
     total: Counter = Counter()
     for fold, held_out in report["fold_subjects"].items():
-        total += fold_counts(args.run, fold, held_out, dataset, media, args.features, args.seed)
+        total += fold_counts(args.run, fold, held_out, dataset, feats, args.seed)
 
     def share(a: str, b: str) -> str:
         return f"{total[a] / max(total[b], 1):.3f}"
