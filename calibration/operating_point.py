@@ -28,8 +28,13 @@ The choice is written into the bundle (``bundle.json`` ``operating_point`` and
 not trained on (its held-out subject) leaks the evaluation data into the operating point: it is
 refused unless explicitly allowed, and then warned about loudly and recorded.
 
+Out-of-fold calibration (``--out-of-fold RUN``, `out_of_fold_scores`) chooses the point on scores
+of the training subjects from the fold bundles of a leave-one-out run that each held one of them
+out: the scores a person the model never saw gets, not the cleaner ones of people it learnt.
+
     mespot calibrate BUNDLE ANNOTATIONS --features DIR [--objective f1|false-alarms]
         [--max-fa-per-min X] [--class overall|me|mae] [--subjects S ...] [--plot OUT.png]
+        [--out-of-fold LOSO_RUN]
 """
 
 from __future__ import annotations
@@ -537,6 +542,103 @@ def bundle_scores(
     return out
 
 
+def fold_bundles(folds: str | Path) -> list[Bundle]:
+    """The per-fold bundles of a ``mespot train --loso`` run: its ``folds/`` folder, or that folder
+    itself, or any folder of ``*.mespot`` bundles that record their held-out subjects."""
+    root = Path(folds)
+    folder = root / "folds" if (root / "folds").is_dir() else root
+    paths = sorted(folder.glob("*.mespot")) if folder.is_dir() else []
+    if not paths:
+        raise CalibrationError(f"{root}: no fold bundles (*.mespot) here or in its folds/ folder")
+    return [load_bundle(path) for path in paths]
+
+
+def _held_out(fold: Bundle) -> set[str]:
+    subjects = fold.metadata.get("held_out_subjects")
+    if not isinstance(subjects, list):
+        one = fold.metadata.get("held_out_subject")
+        subjects = [] if one is None else [one]
+    if not subjects:
+        raise CalibrationError(
+            f"{fold.path}: records no held-out subjects (metadata.held_out_subjects): not a fold of "
+            "a mespot train --loso run"
+        )
+    return {str(s) for s in subjects}
+
+
+def out_of_fold_scores(
+    bundle: Bundle,
+    folds: Sequence[Bundle],
+    videos: Sequence[Video],
+    *,
+    backend: str = "torch",
+    precision: str | None = None,
+) -> dict[str, Scores]:
+    """Scores of the calibration videos, each from the fold bundle that held its subject out.
+
+    A bundle scores the people it was trained on more cleanly than a new person: it has learnt
+    their faces, their expressions' sizes, and which class each one is. An operating point chosen
+    on those scores (the default) is tuned to that; one chosen on out-of-fold scores (each
+    training subject scored by the leave-one-out model that never saw it, same recipe) sees the
+    scores a new person will get.
+
+    Args:
+        bundle: the bundle being calibrated (its method and features).
+        folds: the fold bundles (`fold_bundles`): same method, features and network as `bundle`.
+        videos: the calibration videos.
+        backend, precision: the scorer (`bundle_scores`).
+
+    Raises:
+        CalibrationError: a fold bundle differs from `bundle` in method, features or network, a
+            video's subject is held out by no fold or by several, or a fold trained on it.
+    """
+    owner: dict[str, Bundle] = {}
+    for fold in folds:
+        if fold.method_name != bundle.method_name:
+            raise CalibrationError(
+                f"{fold.path}: method {fold.method_name!r}, but {bundle.path} is {bundle.method_name!r}"
+            )
+        if fold.feature_digest != bundle.feature_digest:
+            raise CalibrationError(f"{fold.path}: its feature configuration is not {bundle.path}'s")
+        if fold.network_config != bundle.network_config:
+            raise CalibrationError(f"{fold.path}: its network configuration is not {bundle.path}'s")
+        differ = [
+            name
+            for name, value in fold.train_config.to_dict().items()
+            if name not in ("network", "seed") and bundle.train_config.to_dict().get(name) != value
+        ]
+        if differ:
+            log.warning(
+                "%s was trained with other %s than %s: its scores stand for a different recipe",
+                fold.path,
+                ", ".join(differ),
+                bundle.path,
+            )
+        for subject in _held_out(fold):
+            if subject in owner:
+                raise CalibrationError(
+                    f"subject {subject} is held out by both {owner[subject].path} and {fold.path}"
+                )
+            owner[subject] = fold
+    by_fold: dict[Path, list[Video]] = {}
+    for rec, feats in videos:
+        fold = owner.get(rec.subject)
+        if fold is None:
+            raise CalibrationError(
+                f"subject {rec.subject} (video {rec.video}) is held out by none of the fold bundles: "
+                "out-of-fold scores need a leave-one-out run over the same subjects"
+            )
+        trained = fold.metadata.get("train_subjects")
+        if isinstance(trained, list) and rec.subject in {str(s) for s in trained}:
+            raise CalibrationError(f"{fold.path} lists subject {rec.subject} both held out and trained on")
+        by_fold.setdefault(fold.path, []).append((rec, feats))
+    folds_by_path = {fold.path: fold for fold in folds}
+    scores: dict[str, Scores] = {}
+    for path, fold_videos in by_fold.items():
+        scores.update(bundle_scores(folds_by_path[path], fold_videos, backend=backend, precision=precision))
+    return scores
+
+
 def base_config(bundle: Bundle) -> ProposalConfig:
     """The configuration whose grid fields calibration replaces: the bundle's operating point when it
     has one (its mode, typing and NMS kind stay), else its training configuration's proposals."""
@@ -557,6 +659,7 @@ def calibrate_bundle(
     write: bool = True,
     plot: str | Path | None = None,
     progress: bool = False,
+    folds: Sequence[Bundle] | None = None,
 ) -> Calibration:
     """Calibrate a bundle's operating point on videos and store it in the bundle.
 
@@ -573,14 +676,21 @@ def calibrate_bundle(
         write: store the choice into ``bundle.json`` (`store`).
         plot: write the F1 / false-alarm plot (PNG) here.
         progress: a tqdm bar.
+        folds: score each video with the fold bundle that held its subject out
+            (`out_of_fold_scores`) instead of with the bundle itself.
 
     Returns:
         The calibration.
     """
     check_objective(objective, max_fa_per_min, target_class)
     bundle = load_bundle(bundle_path)
-    scores = bundle_scores(bundle, videos, backend=backend, precision=precision)
     scorer = backend if backend == "torch" else f"onnxruntime ({precision or 'fp32'})"
+    if folds is None:
+        scores = bundle_scores(bundle, videos, backend=backend, precision=precision)
+        info = {"scores": "the bundle's own", **dict(info or {})}
+    else:
+        scores = out_of_fold_scores(bundle, folds, videos, backend=backend, precision=precision)
+        info = {"scores": "out-of-fold", "folds": [str(f.path) for f in folds], **dict(info or {})}
     result = calibrate(
         videos,
         scores,
@@ -726,6 +836,8 @@ __all__ = [
     "choose",
     "dataset_videos",
     "evaluate_point",
+    "fold_bundles",
+    "out_of_fold_scores",
     "plot_calibration",
     "relevant_grid",
     "store",

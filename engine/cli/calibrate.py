@@ -17,6 +17,7 @@ from calibration.operating_point import (
     calibration_subjects,
     check_objective,
     dataset_videos,
+    fold_bundles,
 )
 from engine.bundle import load_bundle
 from stream.errors import ConfigError
@@ -71,6 +72,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         choices=("fp32", "fp16", "int8"),
         help="onnxruntime: the bundle's graph of this precision (e.g. int8 after mespot quantize)",
     )
+    p.add_argument(
+        "--out-of-fold",
+        metavar="LOSO_RUN",
+        help="score each training subject with the fold bundle of this mespot train --loso run (same "
+        "recipe) that held it out, and choose on those scores: what a new person's scores look like",
+    )
     p.add_argument("--dry-run", action="store_true", help="report the choice, leave the bundle unchanged")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_calibrate)
@@ -96,6 +103,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     given = str(Path(args.annotations).resolve())
     if trained_on is not None and trained_on != given:
         log.warning("%s was trained on %s; calibrating on %s", bundle.path, trained_on, given)
+    folds = None if args.out_of_fold is None else fold_bundles(args.out_of_fold)
     result = calibrate_bundle(
         bundle.path,
         videos,
@@ -108,6 +116,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         write=not args.dry_run,
         plot=args.plot,
         progress=not args.quiet,
+        folds=folds,
     )
     print(result.table())
     if args.plot:

@@ -7,7 +7,9 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from calibration.operating_point import (
     CALIBRATION_GRID,
@@ -19,9 +21,12 @@ from calibration.operating_point import (
     choose,
     dataset_videos,
     evaluate_point,
+    fold_bundles,
+    out_of_fold_scores,
     plot_calibration,
 )
 from engine.bundle import load_bundle, save_bundle, set_operating_point
+from engine.cli import main
 from engine.cli.calibrate import add_parser as add_calibrate_parser
 from engine.data import load_dataset
 from engine.evaluate import Metrics
@@ -224,3 +229,45 @@ def test_the_plot_is_a_png(synth, bundle_copy: Path, tmp_path: Path) -> None:
     out = plot_calibration(result, tmp_path / "sub" / "plot.png", title="test")
     assert out.read_bytes()[:8] == PNG and out.stat().st_size > 20_000
     assert result.subjects == ("s01",) and "chosen" in result.table()
+
+
+def test_out_of_fold_calibration_scores_each_subject_with_the_fold_that_held_it_out(
+    synth, bundle_copy: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "loso"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        args = ["train", str(synth.annotations), "--features", str(synth.features)]
+        args += ["--loso", "--group", "subject"]
+        assert main([*args, "--epochs", "20", "--out", str(run), "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    folds = fold_bundles(run)
+    assert sorted(f.metadata["held_out_subjects"][0] for f in folds) == ["s01", "s02"]
+    bundle = load_bundle(bundle_copy)
+    videos = videos_of(synth, bundle_copy)
+    scores = out_of_fold_scores(bundle, folds, videos)
+    # Every video's scores are its own fold's, which never trained on that video's subject.
+    for fold in folds:
+        (subject,) = fold.metadata["held_out_subjects"]
+        assert subject not in fold.metadata["train_subjects"]
+        mine = [v for v in videos if v[0].subject == subject]
+        for video, (cls, act) in bundle_scores(fold, mine).items():
+            np.testing.assert_array_equal(scores[video][0], cls)
+            np.testing.assert_array_equal(scores[video][1], act)
+    own = bundle_scores(bundle, videos)
+    assert any(not np.array_equal(own[v][1], scores[v][1], equal_nan=True) for v in own)
+
+    common = [str(synth.annotations), "--features", str(synth.features), "--quiet"]
+    assert run_cli(str(bundle_copy), *common, "--out-of-fold", str(run)) == 0
+    stored = load_bundle(bundle_copy)
+    assert stored.metadata["calibration"]["scores"] == "out-of-fold"
+    assert len(stored.metadata["calibration"]["folds"]) == 2
+    assert stored.operating_point == calibrate(videos, scores, bundle.operating_point).config
+
+    # A subject no fold held out cannot be scored out of fold.
+    with pytest.raises(CalibrationError, match="held out by none"):
+        out_of_fold_scores(bundle, folds[:1], videos)
+    with pytest.raises(CalibrationError, match="no fold bundles"):
+        fold_bundles(tmp_path / "nowhere")

@@ -96,9 +96,9 @@ def test_identity_folds_keep_every_variant_of_the_held_out_person_out_of_the_fit
     fitted: list[set[str]] = []
     real_fit = baseline_module.fit
 
-    def fit_spy(videos, truths, grid=baseline_module.GRID):
+    def fit_spy(videos, truths, grid=baseline_module.GRID, me_objective="overall"):
         fitted.append({v.video.split("_")[0] for v in videos})
-        return real_fit(videos, truths, grid)
+        return real_fit(videos, truths, grid, me_objective)
 
     monkeypatch.setattr(baseline_module, "fit", fit_spy)
     subject_of = {r.video: r.subject for r in records}
@@ -173,3 +173,37 @@ def test_each_type_is_spotted_with_its_own_parameters() -> None:
     assert not any((iv.onset, iv.offset) == (whole_mae.onset, whole_mae.offset) for iv in me_only)
     assert ExpressionType.ME not in {iv.type for iv in mae_only}
     assert spot(feats[0], TypedParams(params.me, params.me)) == me_only
+
+
+def test_the_me_set_can_be_chosen_on_me_f1() -> None:
+    """With ``me_objective="me"`` the ME set is the grid's best on ME F1 beside the chosen MaEs;
+    on the same training videos its ME F1 is never below the overall objective's."""
+    rng = np.random.default_rng(3)
+    feats, truths = [], {}
+    for i in range(3):
+        # two clear MEs, one faint ME at the noise level, one MaE, and loud noise bursts
+        bursts = [
+            (20, 21, "chin", 0.5),
+            (50, 51, "nose_wings", 0.5),
+            (70, 71, "cheek_l", 0.08),
+            (100, 104, "cheek_l", 0.6),
+            (120 + i, 121 + i, "brow_outer_r", 0.1),
+            (135, 136, "lip_upper", 0.09),
+        ]
+        v = video(f"v{i}", bursts, seed=20 + i)
+        noise = rng.normal(0, 0.03, (len(v.valid), len(MOTION_NAMES)))
+        v.motion[:, : len(MOTION_NAMES)] += noise.astype(np.float32)
+        feats.append(v)
+        truths[v.video] = [
+            frames(20, 21, ExpressionType.ME),
+            frames(50, 51, ExpressionType.ME),
+            frames(70, 71, ExpressionType.ME),
+            frames(100, 104, ExpressionType.MAE),
+        ]
+    by_overall, report_overall = fit(feats, truths)
+    by_me, report_me = fit(feats, truths, me_objective="me")
+    assert by_me.mae == by_overall.mae  # the MaE set does not depend on the ME objective
+    assert report_me.me.f1 >= report_overall.me.f1
+    assert report_overall.overall.f1 >= report_me.overall.f1
+    with pytest.raises(ValueError, match="me_objective='best'"):
+        fit(feats, truths, me_objective="best")
