@@ -78,6 +78,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="score each training subject with the fold bundle of this mespot train --loso run (same "
         "recipe) that held it out, and choose on those scores: what a new person's scores look like",
     )
+    p.add_argument(
+        "--grid",
+        default="calibration",
+        choices=("calibration", "training"),
+        help="the grid searched: calibration's wider one (default) or the one training chose on "
+        "(the method's operating grid; with the bundle's own scores it gives training's choice)",
+    )
     p.add_argument("--dry-run", action="store_true", help="report the choice, leave the bundle unchanged")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_calibrate)
@@ -104,6 +111,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if trained_on is not None and trained_on != given:
         log.warning("%s was trained on %s; calibrating on %s", bundle.path, trained_on, given)
     folds = None if args.out_of_fold is None else fold_bundles(args.out_of_fold)
+    grid = None
+    if args.grid == "training":
+        from engine.methods import METHODS
+
+        grid = METHODS.get(bundle.method_name).operating_grid()
     result = calibrate_bundle(
         bundle.path,
         videos,
@@ -117,6 +129,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         plot=args.plot,
         progress=not args.quiet,
         folds=folds,
+        grid=grid,
     )
     print(result.table())
     if args.plot:

@@ -266,6 +266,11 @@ def test_out_of_fold_calibration_scores_each_subject_with_the_fold_that_held_it_
     assert len(stored.metadata["calibration"]["folds"]) == 2
     assert stored.operating_point == calibrate(videos, scores, bundle.operating_point).config
 
+    # On the training grid with the bundle's own scores, calibration is training's choice.
+    assert run_cli(str(bundle_copy), *common, "--grid", "training") == 0
+    assert load_bundle(bundle_copy).operating_point == bundle.operating_point
+    assert load_bundle(bundle_copy).metadata["calibration"]["scores"] == "the bundle's own"
+
     # A subject no fold held out cannot be scored out of fold.
     with pytest.raises(CalibrationError, match="held out by none"):
         out_of_fold_scores(bundle, folds[:1], videos)
