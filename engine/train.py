@@ -484,6 +484,7 @@ def loso(
     folds: int | None = None,
     grid: Mapping[str, Sequence[Any]] | None = None,
     progress: bool = True,
+    operating_point: str = "own",
 ) -> LosoResult:
     """Leave-one-identity-out (default) or leave-one-subject-out training and evaluation.
 
@@ -497,13 +498,24 @@ def loso(
         grid: the operating-point grid (``choose_operating_point``); None: the method's own
             (`Method.operating_grid`).
         progress: tqdm bars.
+        operating_point: what each fold's operating point is chosen on: ``"own"``, its own
+            network's scores of its training videos; ``"out-of-fold"``, scores of those videos
+            from an inner leave-one-out run over the fold's training groups
+            (`cross_validated_scores`), i.e. scores of people the scoring network never saw, as
+            the held-out person's are (nested; about as many more trainings per fold as it has
+            training groups). The fold's training report is then on those scores.
 
     Returns:
         The `LosoResult`, its folds named by the held-out identity (or subject).
 
     Raises:
-        ConfigError: an unknown group, fewer than two groups, or a bad `folds`.
+        ConfigError: an unknown group, fewer than two groups (three for "out-of-fold"), a bad
+            `folds` or `operating_point`.
     """
+    if operating_point not in OPERATING_POINT_SOURCES:
+        raise ConfigError(
+            f"operating_point={operating_point!r}: choose one of {', '.join(OPERATING_POINT_SOURCES)}"
+        )
     start = time.monotonic()
     if grid is None:
         grid = METHODS.get(config.method).operating_grid()  # type: ignore[attr-defined]
@@ -511,6 +523,11 @@ def loso(
     if missing:
         log.warning("%d video(s) have no features and are left out: %s", len(missing), missing[:5])
     plan = dataset.folds(group)
+    if operating_point == "out-of-fold" and len(plan) < 3:
+        raise ConfigError(
+            f"out-of-fold operating points need at least 3 {group} groups (each fold's training "
+            f"set is split again, leave-one-out); {dataset.name} has {len(plan)}"
+        )
     if folds is not None:
         check_number("train config", "folds", folds, 1, len(plan), integer=True)
         plan = plan[:folds]
@@ -535,7 +552,11 @@ def loso(
         ]
         network, history = train(train_videos, config, progress=progress)
         method = build_method(config.method, network, config.method_options)
-        train_scores = {r.video: predict(network, method, f) for r, f in train_videos}
+        if operating_point == "out-of-fold":
+            inner = dataset.subset(fold.train_subjects)
+            train_scores = cross_validated_scores(inner, features, config, group=group, progress=progress)
+        else:
+            train_scores = {r.video: predict(network, method, f) for r, f in train_videos}
         point, train_report = choose_operating_point(train_videos, train_scores, config.proposals, grid)
         test_scores, preds, fold_reports[held_out] = spot_and_evaluate(network, method, point, test_videos)
         networks[held_out] = network
@@ -565,6 +586,27 @@ def loso(
         group=group,
         plan={f.name: f for f in plan},
     )
+
+
+OPERATING_POINT_SOURCES: tuple[str, ...] = ("own", "out-of-fold")
+
+
+def cross_validated_scores(
+    dataset: Dataset,
+    features: Mapping[str, VideoFeatures],
+    config: TrainConfig,
+    *,
+    group: str = "identity",
+    progress: bool = True,
+) -> dict[str, Scores]:
+    """Out-of-fold scores of every video: each from the network of a leave-one-out run that did
+    not train on its group (`loso`). An operating point chosen on them is chosen on what a new
+    person's scores look like, not on the cleaner scores of people the network learnt.
+
+    Raises:
+        ConfigError: fewer than two groups.
+    """
+    return dict(loso(dataset, features, config, group=group, progress=progress).scores)
 
 
 def _json_default(value: object) -> object:

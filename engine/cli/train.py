@@ -43,7 +43,7 @@ def _train(args: argparse.Namespace, group) -> int:
     from engine.evaluate import write_megc_csv
     from engine.methods import METHODS, build_method
     from engine.models import NetworkConfig
-    from engine.train import TrainConfig, choose_operating_point, loso, predict, train
+    from engine.train import TrainConfig, choose_operating_point, cross_validated_scores, loso, predict, train
 
     fconfig = feature_config(args)
     lookahead = lookahead_option(args, fconfig)  # before reading any data: a bad value fails here
@@ -87,7 +87,15 @@ def _train(args: argparse.Namespace, group) -> int:
     if lookahead:
         label = f"{label[:-1]}, look-ahead {lookahead} snippets = {lookahead * fconfig.hop_s:.3g} s)"
     if args.loso:
-        result = loso(dataset, features, config, group=args.group, folds=args.folds, progress=not args.quiet)
+        result = loso(
+            dataset,
+            features,
+            config,
+            group=args.group,
+            folds=args.folds,
+            progress=not args.quiet,
+            operating_point=args.operating_point,
+        )
         if not main:
             return 0
         print(
@@ -118,6 +126,7 @@ def _train(args: argparse.Namespace, group) -> int:
                     train_subjects=list(fold.train_subjects),
                     train_groups=list(fold.train_groups),
                     train_report=result.train_reports[held_out].to_dict(),
+                    operating_point_scores=args.operating_point,
                     held_out_report=result.folds[held_out].to_dict(),
                 ),
                 overwrite=True,
@@ -136,6 +145,7 @@ def _train(args: argparse.Namespace, group) -> int:
                     "pooled": result.report.pooled.to_dict(),
                     "folds": {s: r.pooled.to_dict() for s, r in result.folds.items()},
                     "operating_points": {s: op.to_dict() for s, op in result.operating_points.items()},
+                    "operating_point_scores": args.operating_point,
                     "train_f1": {s: r.overall.f1 for s, r in result.train_reports.items()},
                     "histories": result.histories,
                     "wall_s": result.wall_s,
@@ -150,7 +160,10 @@ def _train(args: argparse.Namespace, group) -> int:
     videos = [(v, features[v.video]) for v in dataset.videos if v.video in features]
     network, history = train(videos, config, progress=not args.quiet)
     method = build_method(config.method, network, config.method_options)
-    scores = {r.video: predict(network, method, f) for r, f in videos}
+    if args.operating_point == "out-of-fold":
+        scores = cross_validated_scores(dataset, features, config, group=args.group, progress=not args.quiet)
+    else:
+        scores = {r.video: predict(network, method, f) for r, f in videos}
     point, report = choose_operating_point(videos, scores, config.proposals, method.operating_grid())
     if not main:
         return 0
@@ -165,6 +178,7 @@ def _train(args: argparse.Namespace, group) -> int:
             dataset,
             train_subjects=sorted({v.subject for v, _ in videos}),
             train_report=report.to_dict(),
+            operating_point_scores=args.operating_point,
             history=history,
             processes=distributed.describe(group),
         ),
@@ -235,6 +249,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--loso", action="store_true", help="leave-one-out evaluation (leave-one-identity-out; see --group)"
     )
     add_group_option(tr)
+    tr.add_argument(
+        "--operating-point",
+        default="own",
+        choices=("own", "out-of-fold"),
+        help="choose the operating point on the model's own scores of its training videos (default), "
+        "or on out-of-fold scores of them from a leave-one-out run over the training groups (the "
+        "scores a new person gets; nested under --loso: one more training per training group)",
+    )
     tr.add_argument("--folds", type=int, help="only the first N folds (quick runs)")
     tr.add_argument("--epochs", type=int, help="passes over the training data (default: the method's)")
     tr.add_argument("--batch-size", type=int, help="windows or whole videos per step (default: the method's)")

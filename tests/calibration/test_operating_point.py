@@ -266,6 +266,20 @@ def test_out_of_fold_calibration_scores_each_subject_with_the_fold_that_held_it_
     assert len(stored.metadata["calibration"]["folds"]) == 2
     assert stored.operating_point == calibrate(videos, scores, bundle.operating_point).config
 
+    # Training with --operating-point out-of-fold makes the same choice in one command (the
+    # same seed gives the same networks): calibration on the training grid from the LOSO run.
+    oof_bundle = tmp_path / "oof.mespot"
+    torch.set_num_threads(1)
+    try:
+        args = ["train", str(synth.annotations), "--features", str(synth.features), "--group", "subject"]
+        args += ["--operating-point", "out-of-fold", "--epochs", "20", "--out", str(oof_bundle), "--quiet"]
+        assert main(args) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert load_bundle(oof_bundle).metadata["operating_point_scores"] == "out-of-fold"
+    assert run_cli(str(bundle_copy), *common, "--out-of-fold", str(run), "--grid", "training") == 0
+    assert load_bundle(oof_bundle).operating_point == load_bundle(bundle_copy).operating_point
+
     # On the training grid with the bundle's own scores, calibration is training's choice.
     assert run_cli(str(bundle_copy), *common, "--grid", "training") == 0
     assert load_bundle(bundle_copy).operating_point == bundle.operating_point

@@ -284,3 +284,48 @@ def test_the_grid_search_counts_each_point_as_a_fresh_spot_would(data) -> None:
         seen.add((me, mae))
     assert len(seen) > 4  # the shifts do change the counts
     assert "offset_shift_s" in OPERATING_GRID and OPERATING_GRID["offset_shift_s"][0] == (0.0, 0.0)
+
+
+def test_out_of_fold_operating_points_are_chosen_on_scores_of_networks_that_never_saw_the_video(
+    data, monkeypatch
+) -> None:
+    """Nested leave-one-out: each training video is scored by an inner network trained without
+    its group, and the fold's point is chosen on those scores; the held-out group stays unseen."""
+    dataset, features = data
+    networks: list[tuple[set[str], object]] = []
+    chosen_on: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
+    real_train = train_module.train
+
+    def train_spy(videos, config, *, progress=True):
+        network, history = real_train(videos, config, progress=progress)
+        networks.append(({r.subject for r, _ in videos}, network))
+        return network, history
+
+    def tune_spy(videos, scores, base, grid=train_module.OPERATING_GRID):
+        chosen_on.append(dict(scores))
+        return choose_operating_point(videos, scores, base, grid)
+
+    monkeypatch.setattr(train_module, "train", train_spy)
+    monkeypatch.setattr(train_module, "choose_operating_point", tune_spy)
+    tiny = TrainConfig(epochs=2, batch_size=4, window=32, steps_per_epoch=2, network=NET)
+    result = loso(
+        dataset, features, tiny, group="subject", folds=1, progress=False, operating_point="out-of-fold"
+    )
+    assert list(result.folds) == ["s1"]
+    # The outer network, then one inner network per training subject, none of them on s1.
+    assert [subjects for subjects, _ in networks] == [{"s2", "s3"}, {"s3"}, {"s2"}]
+    outer_scores = chosen_on[-1]  # the inner runs chose their own points first
+    assert {v.split("_")[0] for v in outer_scores} == {"s2", "s3"}
+    method = build_method("full", networks[0][1])
+    for subjects, network in networks[1:]:
+        (unseen,) = {"s2", "s3"} - subjects
+        for rec, feats in pairs_of(dataset, features, {unseen}):
+            cls, act = predict(network, build_method("full", network), feats)
+            np.testing.assert_array_equal(outer_scores[rec.video][0], cls)
+            np.testing.assert_array_equal(outer_scores[rec.video][1], act)
+            own = predict(networks[0][1], method, feats)[1]
+            assert not np.array_equal(own, act, equal_nan=True)
+    with pytest.raises(ConfigError, match="at least 3 subject groups"):
+        loso(dataset.subset(["s1", "s2"]), features, tiny, group="subject", operating_point="out-of-fold")
+    with pytest.raises(ConfigError, match="operating_point='best'"):
+        loso(dataset, features, tiny, operating_point="best")
