@@ -602,10 +602,13 @@ def out_of_fold_scores(
             raise CalibrationError(f"{fold.path}: its feature configuration is not {bundle.path}'s")
         if fold.network_config != bundle.network_config:
             raise CalibrationError(f"{fold.path}: its network configuration is not {bundle.path}'s")
+        # The network is compared above and the seed may differ; the proposals are only the
+        # starting point of the operating-point search, not part of how a network is trained.
+        ours = bundle.train_config.to_dict()
         differ = [
             name
             for name, value in fold.train_config.to_dict().items()
-            if name not in ("network", "seed") and bundle.train_config.to_dict().get(name) != value
+            if name not in ("network", "seed", "proposals") and ours.get(name) != value
         ]
         if differ:
             log.warning(
