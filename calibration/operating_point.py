@@ -592,8 +592,11 @@ def out_of_fold_scores(
         CalibrationError: a fold bundle differs from `bundle` in method, features or network, a
             video's subject is held out by no fold or by several, or a fold trained on it.
     """
-    owner: dict[str, Bundle] = {}
-    for fold in folds:
+    # The network is compared below and the seed may differ; the proposals are only the
+    # starting point of the operating-point search, not part of how a network is trained.
+    ours = bundle.train_config.to_dict()
+    owner: dict[str, int] = {}  # subject -> index of the fold that held it out
+    for i, fold in enumerate(folds):
         if fold.method_name != bundle.method_name:
             raise CalibrationError(
                 f"{fold.path}: method {fold.method_name!r}, but {bundle.path} is {bundle.method_name!r}"
@@ -602,9 +605,6 @@ def out_of_fold_scores(
             raise CalibrationError(f"{fold.path}: its feature configuration is not {bundle.path}'s")
         if fold.network_config != bundle.network_config:
             raise CalibrationError(f"{fold.path}: its network configuration is not {bundle.path}'s")
-        # The network is compared above and the seed may differ; the proposals are only the
-        # starting point of the operating-point search, not part of how a network is trained.
-        ours = bundle.train_config.to_dict()
         differ = [
             name
             for name, value in fold.train_config.to_dict().items()
@@ -617,28 +617,28 @@ def out_of_fold_scores(
                 ", ".join(differ),
                 bundle.path,
             )
-        for subject in _held_out(fold):
+        held_out = _held_out(fold)
+        trained = fold.metadata.get("train_subjects")
+        both = held_out & {str(s) for s in trained} if isinstance(trained, list) else set()
+        if both:
+            raise CalibrationError(f"{fold.path} lists {sorted(both)} both held out and trained on")
+        for subject in held_out:
             if subject in owner:
                 raise CalibrationError(
-                    f"subject {subject} is held out by both {owner[subject].path} and {fold.path}"
+                    f"subject {subject} is held out by both {folds[owner[subject]].path} and {fold.path}"
                 )
-            owner[subject] = fold
-    by_fold: dict[Path, list[Video]] = {}
+            owner[subject] = i
+    by_fold: dict[int, list[Video]] = {}
     for rec, feats in videos:
-        fold = owner.get(rec.subject)
-        if fold is None:
+        if rec.subject not in owner:
             raise CalibrationError(
                 f"subject {rec.subject} (video {rec.video}) is held out by none of the fold bundles: "
                 "out-of-fold scores need a leave-one-out run over the same subjects"
             )
-        trained = fold.metadata.get("train_subjects")
-        if isinstance(trained, list) and rec.subject in {str(s) for s in trained}:
-            raise CalibrationError(f"{fold.path} lists subject {rec.subject} both held out and trained on")
-        by_fold.setdefault(fold.path, []).append((rec, feats))
-    folds_by_path = {fold.path: fold for fold in folds}
+        by_fold.setdefault(owner[rec.subject], []).append((rec, feats))
     scores: dict[str, Scores] = {}
-    for path, fold_videos in by_fold.items():
-        scores.update(bundle_scores(folds_by_path[path], fold_videos, backend=backend, precision=precision))
+    for i, fold_videos in by_fold.items():
+        scores.update(bundle_scores(folds[i], fold_videos, backend=backend, precision=precision))
     return scores
 
 
