@@ -67,12 +67,18 @@ def _fit_complex(zs: np.ndarray, zd: np.ndarray, w: np.ndarray) -> tuple[complex
 
 
 def _fit_list(zs: list[complex], zd: list[complex], w: list[float]) -> tuple[complex, complex]:
-    """_fit_complex on Python lists (unnormalised weights)."""
-    total = sum(w)
-    mu_s = sum(wi * a for wi, a in zip(w, zs, strict=True)) / total
-    mu_d = sum(wi * b for wi, b in zip(w, zd, strict=True)) / total
-    num = sum(wi * (a - mu_s).conjugate() * (b - mu_d) for wi, a, b in zip(w, zs, zd, strict=True))
-    den = sum(wi * abs(a - mu_s) ** 2 for wi, a in zip(w, zs, strict=True))
+    """_fit_complex on Python lists (unnormalised weights), two passes over the points."""
+    total, sum_s, sum_d = 0.0, 0j, 0j
+    for wi, a, b in zip(w, zs, zd, strict=True):
+        total += wi
+        sum_s += wi * a
+        sum_d += wi * b
+    mu_s, mu_d = sum_s / total, sum_d / total
+    num, den = 0j, 0.0
+    for wi, a, b in zip(w, zs, zd, strict=True):
+        da = a - mu_s
+        num += wi * da.conjugate() * (b - mu_d)
+        den += wi * abs(da) ** 2
     c = num / den
     return c, mu_d - c * mu_s
 

@@ -306,12 +306,22 @@ class RegionFeaturizer:
     def _motion(self, flow: np.ndarray, prev: AlignedFace) -> np.ndarray:
         """(R, 3) pooled residual u, v, |f| of one flow field (128-px-crop pixels)."""
         ref_pts = prev.landmarks[self._ref].astype(np.float64)
-        ref_flow = self._patch_means(_integral(flow), ref_pts)  # (Nref, 2)
+        flow_sat = _integral(flow)
+        ref_flow = self._box_means(flow_sat, self._boxes(ref_pts))  # (Nref, 2)
         rigid = fit_rigid(self.rigid_model, ref_pts, ref_pts + ref_flow)
-        resid = cv2.subtract(flow, self._rigid_field(rigid))  # (S, S, 2)
-        u, v = cv2.split(resid)
-        motion_ch = cv2.merge([u, v, cv2.magnitude(u, v)])  # (S, S, 3)
-        return self._pool_field(motion_ch, prev.landmarks[self._idx]) * self.unit
+        u, v = cv2.split(cv2.subtract(flow, self._rigid_field(rigid)))
+        mag = cv2.magnitude(u, v)
+        points = prev.landmarks[self._idx]
+        if self.pooling == "robust" or self.rigid_model == "projective":
+            return self._pool_field(cv2.merge([u, v, mag]), points) * self.unit
+        # Mean pooling under an affine head motion: a patch's mean residual u, v is its mean flow
+        # minus the rigid displacement at the patch's centre, so u and v come from the flow's
+        # summed-area table already built, and only the magnitude needs a table of its own.
+        boxes = self._boxes(points)
+        centres = np.stack([boxes.cx, boxes.cy], axis=1)
+        uv = self._box_means(flow_sat, boxes) - (centres @ (rigid[:2, :2] - np.eye(2)).T + rigid[:2, 2])
+        means = np.concatenate([uv, self._box_means(_integral(mag), boxes)], axis=1)  # (N, 3)
+        return self._avg @ means * self.unit
 
     def _geometry(self, face: AlignedFace) -> np.ndarray:
         """(R, 2) ROI landmark displacement from the running neutral; updates the neutral."""
@@ -330,16 +340,24 @@ class RegionFeaturizer:
             return cv2.transform(self._grid, (m[:2] - np.hstack([np.eye(2), np.zeros((2, 1))])))
         return cv2.perspectiveTransform(self._grid, m) - self._grid
 
-    def _patch_means(self, integral: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """(N, C) mean of each channel over the square patch around each point."""
+    def _boxes(self, points: np.ndarray) -> _Boxes:
+        """The square patch around each of `points` (N, 2), clipped to the crop."""
         r, s = self.radius, self.size
         x = np.clip(np.rint(points[:, 0]).astype(int), 0, s - 1)
         y = np.clip(np.rint(points[:, 1]).astype(int), 0, s - 1)
         x0, x1 = np.maximum(x - r, 0), np.minimum(x + r + 1, s)
         y0, y1 = np.maximum(y - r, 0), np.minimum(y + r + 1, s)
-        total = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
-        area = ((x1 - x0) * (y1 - y0)).astype(np.float64)
-        return total / area[:, None]
+        return _Boxes(x0, x1, y0, y1)
+
+    @staticmethod
+    def _box_means(integral: np.ndarray, b: _Boxes) -> np.ndarray:
+        """(N, C) mean of each channel over each box, from an (S+1, S+1, C) summed-area table."""
+        total = integral[b.y1, b.x1] - integral[b.y0, b.x1] - integral[b.y1, b.x0] + integral[b.y0, b.x0]
+        return total / b.area[:, None]
+
+    def _patch_means(self, integral: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """(N, C) mean of each channel over the square patch around each point."""
+        return self._box_means(integral, self._boxes(points))
 
     def _openness(self, landmarks: np.ndarray) -> np.ndarray:
         """(E,) mean upper-to-lower lid distance over the eye's width, per eye."""
@@ -360,6 +378,29 @@ class RegionFeaturizer:
         lin = np.clip(y[:, None] + dy, 0, s - 1) * s + np.clip(x[:, None] + dx, 0, s - 1)  # (N, P)
         flat = img.reshape(s * s, -1)
         return np.stack([np.median(flat[np.unique(lin[rows])], axis=0) for rows in self._rows])
+
+
+@dataclass(frozen=True, slots=True)
+class _Boxes:
+    """Pixel boxes [x0, x1) x [y0, y1), one per point."""
+
+    x0: np.ndarray
+    x1: np.ndarray
+    y0: np.ndarray
+    y1: np.ndarray
+
+    @property
+    def area(self) -> np.ndarray:
+        return ((self.x1 - self.x0) * (self.y1 - self.y0)).astype(np.float64)
+
+    @property
+    def cx(self) -> np.ndarray:
+        """Centre x of each box in pixel coordinates (the mean of its pixels' x)."""
+        return (self.x0 + self.x1 - 1) / 2.0
+
+    @property
+    def cy(self) -> np.ndarray:
+        return (self.y0 + self.y1 - 1) / 2.0
 
 
 def _integral(img: np.ndarray) -> np.ndarray:

@@ -275,6 +275,41 @@ def test_robust_pooling_resists_an_outlying_patch(aligned: AlignedFace) -> None:
     assert pooled("robust", whole) > 0.5
 
 
+@pytest.mark.parametrize("rigid_model", ["similarity", "affine"])
+def test_mean_pooling_subtracts_the_head_motion_at_each_patch_centre(
+    aligned: AlignedFace, rigid_model: str
+) -> None:
+    """Mean pooling takes a patch's residual u, v as its mean flow less the rigid motion at the
+    patch's centre; that is the mean of the residual field itself, patches clipped at the crop's
+    edge included."""
+    f = featurizer(rigid_model=rigid_model)
+    yy, xx = np.mgrid[0:128, 0:128].astype(np.float32)
+    rng = np.random.default_rng(3)
+    # a head turn (rotation, scale, shift about the crop centre) plus local motion and noise
+    a, s, tx, ty = 0.01, 1.02, 0.4, -0.3
+    head = np.dstack(
+        [
+            (s * np.cos(a) - 1) * (xx - 64) - s * np.sin(a) * (yy - 64) + tx,
+            s * np.sin(a) * (xx - 64) + (s * np.cos(a) - 1) * (yy - 64) + ty,
+        ]
+    )
+    local = 0.8 * np.exp(-((xx - 45) ** 2 + (yy - 95) ** 2) / 200.0)[..., None] * np.array([1.0, -0.5])
+    flow = (head + local + rng.normal(0, 0.05, head.shape)).astype(np.float32)
+    edge = aligned.landmarks.copy()
+    edge[f._idx[:4]] = [[1.0, 1.0], [126.5, 3.0], [2.0, 127.0], [127.0, 64.0]]  # clipped patches
+    face = replace(aligned, landmarks=edge)
+    got = f._motion(flow, face)
+    ref = face.landmarks[f._ref].astype(np.float64)
+    from stream.features import _integral, fit_rigid
+
+    rigid = fit_rigid(rigid_model, ref, ref + f._patch_means(_integral(flow), ref))
+    u, v = cv2.split(cv2.subtract(flow, f._rigid_field(rigid)))
+    field = cv2.merge([u, v, cv2.magnitude(u, v)])
+    want = f._avg @ f._patch_means(_integral(field), face.landmarks[f._idx]) * f.unit
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.abs(got[:, :2]).max() > 0.05  # the local motion is left, the head turn is gone
+
+
 def homography_head_moves(
     img: np.ndarray, centre: tuple[float, float], n: int, eye_span: float
 ) -> list[np.ndarray]:
