@@ -28,14 +28,14 @@ def bump_pair(img: np.ndarray, amp: float) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def test_registry_lists_the_estimators() -> None:
-    assert {"dis", "farneback", "tvl1"} <= set(FLOWS.names())
+    assert {"dis", "dis-lean", "farneback", "tvl1"} <= set(FLOWS.names())
     with pytest.raises(ConfigError, match="unknown optical flow 'lk'"):
         FLOWS.get("lk")
     with pytest.raises(ValueError, match="already registered"):
         FLOWS.register("dis")(object)
 
 
-@pytest.mark.parametrize("name,bound", [("dis", 0.12), ("farneback", 0.12)])
+@pytest.mark.parametrize("name,bound", [("dis", 0.12), ("dis-lean", 0.12), ("farneback", 0.12)])
 def test_subpixel_local_motion_is_recovered(crops: list[np.ndarray], name: str, bound: float) -> None:
     est = FLOWS.build(name)
     prev, nxt, true = bump_pair(crops[0], 0.5)
@@ -47,6 +47,23 @@ def test_subpixel_local_motion_is_recovered(crops: list[np.ndarray], name: str, 
     # with a warm start from the answer itself it stays as good
     warm = est(prev, nxt, true.astype(np.float32))
     assert np.hypot(*(warm - true).transpose(2, 0, 1))[inside].mean() < bound
+
+
+def test_lean_dis_is_medium_with_sparser_patches_and_fewer_iterations(crops: list[np.ndarray]) -> None:
+    lean, medium = FLOWS.build("dis-lean"), FLOWS.build("dis")
+    assert (lean._dis.getFinestScale(), lean._dis.getPatchSize()) == (
+        medium._dis.getFinestScale(),
+        medium._dis.getPatchSize(),
+    )
+    assert lean._dis.getPatchStride() > medium._dis.getPatchStride()
+    assert lean._dis.getGradientDescentIterations() < medium._dis.getGradientDescentIterations()
+    # its fields differ from medium's by a fraction of the motion, not by a different answer
+    prev, nxt, true = bump_pair(crops[0], 1.5)
+    inside = np.hypot(*true.transpose(2, 0, 1)) > 0.5
+    gap = np.hypot(*(lean(prev, nxt) - medium(prev, nxt)).transpose(2, 0, 1))[inside].mean()
+    assert gap < 0.2 * np.hypot(*true.transpose(2, 0, 1))[inside].mean(), gap
+    with pytest.raises(ConfigError, match="dis preset='slow'"):
+        FLOWS.build("dis", preset="slow")
 
 
 def test_shape_mismatch_is_an_error(crops: list[np.ndarray]) -> None:
