@@ -28,13 +28,23 @@ The choice is written into the bundle (``bundle.json`` ``operating_point`` and
 not trained on (its held-out subject) leaks the evaluation data into the operating point: it is
 refused unless explicitly allowed, and then warned about loudly and recorded.
 
+Live event latency. Every point is chosen within the live latency budget (`LATENCY_BUDGET_S`:
+an event's publication at most 0.5 s after an ME's offset frame and 1.5 s after a MaE's, at the
+median): the candidates are tried in the objective's order and the first whose median event
+latency fits is kept. The latency is estimated on the calibration videos themselves, exactly: each
+video's scores are streamed through the live `engine.online.OnlineSpotter` (`engine.online.replay`),
+and an event's latency is the snippets the spotter waited after the interval's last one, in
+seconds, plus the bundle's look-ahead and an allowance for capturing and scoring a snippet
+(`PROCESSING_ALLOWANCE_S`; measured live at 40-60 ms on the project's 2-core machine). The chosen
+point's estimate is recorded with it.
+
 Out-of-fold calibration (``--out-of-fold RUN``, `out_of_fold_scores`) chooses the point on scores
 of the training subjects from the fold bundles of a leave-one-out run that each held one of them
 out: the scores a person the model never saw gets, not the cleaner ones of people it learnt.
 
     mespot calibrate BUNDLE ANNOTATIONS --features DIR [--objective f1|false-alarms]
         [--max-fa-per-min X] [--class overall|me|mae] [--subjects S ...] [--plot OUT.png]
-        [--out-of-fold LOSO_RUN]
+        [--out-of-fold LOSO_RUN] [--latency-budget ME_S MAE_S | --no-latency-budget]
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +64,7 @@ from tqdm import tqdm
 
 from engine.bundle import Bundle, load_bundle, set_operating_point
 from engine.evaluate import Metrics, evaluate
+from engine.online import replay
 from engine.proposals import ProposalConfig
 from engine.train import OPERATING_GRID, Scores, Video, grid_counts, predict, spot
 from stream.errors import ConfigError, MespotError
@@ -76,6 +87,15 @@ CALIBRATION_GRID: Mapping[str, tuple[Any, ...]] = MappingProxyType(
     }
 )
 _LABELS = {"me": "ME", "mae": "MaE", "overall": "overall"}
+
+# The live budget: median seconds from an expression's offset frame to its event, per type.
+LATENCY_BUDGET_S: Mapping[str, float] = MappingProxyType({"me": 0.5, "mae": 1.5})
+# Capture-to-score time a live run adds to the online spotter's wait (docs/benchmarks.md: p50
+# 37-42 ms, p95 58-61 ms on the project's 2-core machine), rounded up.
+PROCESSING_ALLOWANCE_S = 0.1
+# Candidates whose latency is estimated before the search gives up (each costs one replay of
+# every calibration video through the online spotter, about 2 s for SynthSpot-v2).
+MAX_LATENCY_CANDIDATES = 60
 
 
 def calibration_grid(method: str) -> Mapping[str, tuple[Any, ...]]:
@@ -140,6 +160,105 @@ def _jsonable(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class EventLatency:
+    """How long a live run would take to publish each type's events at one operating point.
+
+    Attributes:
+        seconds: type ("me", "mae") -> per event, the online spotter's wait after the
+            interval's last snippet plus the look-ahead and the processing allowance, in seconds,
+            over every event published while streaming (those only the end of a video flushed
+            are left out: live, the stream goes on).
+        lookahead_s: the bundle's look-ahead included.
+        processing_s: the capture-and-scoring allowance included.
+    """
+
+    seconds: Mapping[str, tuple[float, ...]]
+    lookahead_s: float = 0.0
+    processing_s: float = PROCESSING_ALLOWANCE_S
+
+    def p50(self, kind: str) -> float | None:
+        """Median latency of a type's events (None without events)."""
+        values = self.seconds.get(kind, ())
+        return float(np.median(values)) if values else None
+
+    def within(self, budget: Mapping[str, float]) -> bool:
+        """Whether every budgeted type's median fits its budget (a type without events fits)."""
+        return all((m := self.p50(kind)) is None or m <= limit + _EPS for kind, limit in budget.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"lookahead_s": self.lookahead_s, "processing_s": self.processing_s}
+        for kind in ("me", "mae"):
+            values = self.seconds.get(kind, ())
+            out[kind] = {
+                "events": len(values),
+                "p50_s": None if not values else round(float(np.median(values)), 4),
+                "p95_s": None if not values else round(float(np.percentile(values, 95)), 4),
+                "max_s": None if not values else round(float(max(values)), 4),
+            }
+        return out
+
+    def summary(self) -> str:
+        parts = []
+        for kind in ("me", "mae"):
+            values = self.seconds.get(kind, ())
+            parts.append(
+                f"{_LABELS[kind]} p50 {np.median(values):.2f} s, p95 {np.percentile(values, 95):.2f} s "
+                f"({len(values)} events)"
+                if values
+                else f"{_LABELS[kind]} no events"
+            )
+        return "; ".join(parts)
+
+
+def event_latency(
+    videos: Sequence[Video],
+    scores: Mapping[str, Scores],
+    config: ProposalConfig,
+    *,
+    lookahead_s: float = 0.0,
+    processing_s: float = PROCESSING_ALLOWANCE_S,
+) -> EventLatency:
+    """The live event latency of an operating point, estimated by streaming each video's scores
+    through the online spotter (`engine.online.replay`), snippet by snippet as live."""
+    seconds: dict[str, list[float]] = {"me": [], "mae": []}
+    for rec, feats in videos:
+        cls, act = scores[rec.video]
+        if not np.isfinite(act).any():
+            continue
+        streamed, _ = replay(
+            cls,
+            act,
+            config,
+            snippet_s=feats.snippet_s,
+            fps=feats.fps,
+            frame_offset=feats.first_frame,
+            n_frames=rec.n_frames,
+        )
+        for s in streamed:
+            wait = s.latency_snippets * feats.snippet_s
+            seconds[s.interval.type.value].append(wait + lookahead_s + processing_s)
+    return EventLatency(
+        MappingProxyType({k: tuple(v) for k, v in seconds.items()}), float(lookahead_s), float(processing_s)
+    )
+
+
+def check_latency_budget(budget: Mapping[str, float] | None) -> None:
+    """Validate a latency budget (type -> seconds, types "me" / "mae")."""
+    if budget is None:
+        return
+    for kind, limit in budget.items():
+        if kind not in ("me", "mae"):
+            raise ConfigError(f"latency budget type {kind!r}: choose me or mae")
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int | float)
+            or not math.isfinite(limit)
+            or limit <= 0
+        ):
+            raise ConfigError(f"latency budget {kind}={limit!r}: must be a number of seconds > 0")
+
+
+@dataclass(frozen=True)
 class Calibration:
     """The outcome of a calibration sweep.
 
@@ -155,6 +274,8 @@ class Calibration:
         previous: the configuration in force before (the bundle's operating point or its
             method's default) evaluated on the same videos; None when not computed.
         info: more JSON-ready facts recorded with the choice (dataset, scorer, other subjects).
+        latency: the chosen point's estimated live event latency (`event_latency`).
+        latency_budget: the budget the choice was held to (type -> median seconds); None: none.
     """
 
     points: tuple[GridPoint, ...]
@@ -167,6 +288,8 @@ class Calibration:
     subjects: tuple[str, ...]
     previous: GridPoint | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
+    latency: EventLatency | None = None
+    latency_budget: Mapping[str, float] | None = None
 
     @property
     def point(self) -> GridPoint:
@@ -195,6 +318,8 @@ class Calibration:
             "grid": {k: [_jsonable(v) for v in values] for k, values in self.grid.items()},
             "grid_points": len(self.points),
             "chosen": self.point.to_dict(),
+            "latency_budget_s": None if self.latency_budget is None else dict(self.latency_budget),
+            "event_latency": None if self.latency is None else self.latency.to_dict(),
             "previous": None
             if self.previous is None
             else {"operating_point": self.previous.config.to_dict(), **self.previous.to_dict()},
@@ -222,6 +347,13 @@ class Calibration:
                 )
         setting = ", ".join(f"{k}={_jsonable(v)}" for k, v in self.point.setting.items())
         lines.append(f"chosen: {setting}")
+        if self.latency is not None:
+            budget = (
+                "no budget"
+                if self.latency_budget is None
+                else "budget " + ", ".join(f"{_LABELS[k]} {v:g} s" for k, v in self.latency_budget.items())
+            )
+            lines.append(f"estimated live event latency ({budget}): {self.latency.summary()}")
         return "\n".join(lines)
 
 
@@ -341,6 +473,8 @@ def choose(
     *,
     max_fa_per_min: float | None = None,
     target_class: str = "overall",
+    admissible: Callable[[int], bool] | None = None,
+    max_candidates: int | None = None,
 ) -> int:
     """Index of the grid point an objective picks.
 
@@ -352,13 +486,18 @@ def choose(
         max_fa_per_min: cap on the target class's false alarms per minute; required for
             "false-alarms", optional for "f1".
         target_class: "overall", "me" or "mae".
+        admissible: a further test (e.g. the latency budget), tried on the points in the
+            objective's order (best first, the earlier point first among equals); the first
+            point that passes is chosen.
+        max_candidates: try `admissible` on at most this many points.
 
     Returns:
         The index into `points`.
 
     Raises:
         ConfigError: bad objective, class or cap.
-        CalibrationError: no point meets the cap (the message names the lowest rate reached).
+        CalibrationError: no point meets the cap (the message names the lowest rate reached), or
+            none of the candidates tried is admissible.
     """
     check_objective(objective, max_fa_per_min, target_class)
     if not points:
@@ -383,11 +522,21 @@ def choose(
             return (m.f1, p.overall.f1, p.me.f1)
         return (m.recall, m.f1, -p.fa_per_min(target_class))
 
-    best = feasible[0]
-    for i in feasible[1:]:
-        if key(i) > key(best):  # strict: the earlier point wins ties
-            best = i
-    return best
+    if admissible is None:
+        best = feasible[0]
+        for i in feasible[1:]:
+            if key(i) > key(best):  # strict: the earlier point wins ties
+                best = i
+        return best
+    ranked = sorted(feasible, key=lambda i: (tuple(-v for v in key(i)), i))
+    tried = ranked[: max_candidates or len(ranked)]
+    for i in tried:
+        if admissible(i):
+            return i
+    raise CalibrationError(
+        f"none of the {len(tried)} best grid points (of {len(feasible)}) meets the latency budget; "
+        "widen the budget (--latency-budget) or calibrate without it (--no-latency-budget)"
+    )
 
 
 def calibrate(
@@ -402,8 +551,12 @@ def calibrate(
     previous: ProposalConfig | None = None,
     info: Mapping[str, Any] | None = None,
     progress: bool = False,
+    latency_budget: Mapping[str, float] | None = LATENCY_BUDGET_S,
+    lookahead_s: float = 0.0,
+    processing_s: float = PROCESSING_ALLOWANCE_S,
 ) -> Calibration:
-    """Sweep the grid on the videos' scores and choose a point (see `choose`).
+    """Sweep the grid on the videos' scores and choose a point (see `choose`) whose estimated live
+    event latency (`event_latency`) fits the budget.
 
     Args:
         videos: the calibration videos (the bundle's training subjects).
@@ -414,9 +567,32 @@ def calibrate(
         previous: the configuration in force before, evaluated on the same videos for comparison.
         info: more JSON-ready facts for the metadata.
         progress: a tqdm bar.
+        latency_budget: type -> the most seconds its median event latency may take
+            (`LATENCY_BUDGET_S`); None: no constraint (the chosen point's latency is still estimated).
+        lookahead_s: the bundle's look-ahead, added to every event's latency.
+        processing_s: the capture-and-scoring allowance added to every event's latency.
     """
+    check_latency_budget(latency_budget)
     points = sweep(videos, scores, base, grid, progress=progress)
-    chosen = choose(points, objective, max_fa_per_min=max_fa_per_min, target_class=target_class)
+    latencies: dict[int, EventLatency] = {}
+
+    def latency_of(i: int) -> EventLatency:
+        if i not in latencies:
+            latencies[i] = event_latency(
+                videos, scores, points[i].config, lookahead_s=lookahead_s, processing_s=processing_s
+            )
+        return latencies[i]
+
+    chosen = choose(
+        points,
+        objective,
+        max_fa_per_min=max_fa_per_min,
+        target_class=target_class,
+        admissible=None if latency_budget is None else (lambda i: latency_of(i).within(latency_budget)),
+        max_candidates=MAX_LATENCY_CANDIDATES,
+    )
+    if len(latencies) > 1:
+        log.info("latency budget: %d better grid points exceed it; chose the next", len(latencies) - 1)
     return Calibration(
         points=tuple(points),
         chosen=chosen,
@@ -428,6 +604,8 @@ def calibrate(
         subjects=tuple(sorted({rec.subject for rec, _ in videos})),
         previous=None if previous is None else evaluate_point(videos, scores, previous),
         info=MappingProxyType(dict(info or {})),
+        latency=latency_of(chosen),
+        latency_budget=None if latency_budget is None else MappingProxyType(dict(latency_budget)),
     )
 
 
@@ -663,6 +841,7 @@ def calibrate_bundle(
     plot: str | Path | None = None,
     progress: bool = False,
     folds: Sequence[Bundle] | None = None,
+    latency_budget: Mapping[str, float] | None = LATENCY_BUDGET_S,
 ) -> Calibration:
     """Calibrate a bundle's operating point on videos and store it in the bundle.
 
@@ -681,6 +860,7 @@ def calibrate_bundle(
         progress: a tqdm bar.
         folds: score each video with the fold bundle that held its subject out
             (`out_of_fold_scores`) instead of with the bundle itself.
+        latency_budget: as in `calibrate` (the bundle's look-ahead is counted).
 
     Returns:
         The calibration.
@@ -705,6 +885,8 @@ def calibrate_bundle(
         previous=bundle.proposal_config(),
         info={"scorer": scorer, **dict(info or {})},
         progress=progress,
+        latency_budget=latency_budget,
+        lookahead_s=bundle.lookahead_s,
     )
     if plot is not None:
         plot_calibration(result, Path(plot), title=f"{bundle.path.name}: operating points")
@@ -825,10 +1007,13 @@ def dataset_videos(
 __all__ = [
     "BACKEND_NAMES",
     "CALIBRATION_GRID",
+    "LATENCY_BUDGET_S",
     "OBJECTIVES",
+    "PROCESSING_ALLOWANCE_S",
     "TARGET_CLASSES",
     "Calibration",
     "CalibrationError",
+    "EventLatency",
     "GridPoint",
     "base_config",
     "bundle_scores",
@@ -839,6 +1024,7 @@ __all__ = [
     "choose",
     "dataset_videos",
     "evaluate_point",
+    "event_latency",
     "fold_bundles",
     "out_of_fold_scores",
     "plot_calibration",

@@ -92,7 +92,7 @@ from stream.errors import ConfigError
 from stream.intervals import ExpressionType, Interval
 from stream.ring import Ring
 
-__all__ = ["OnlineSpotter", "SpottedInterval"]
+__all__ = ["OnlineSpotter", "SpottedInterval", "replay"]
 
 # Margin (frames) of the conservative duration test: a run longer than max_duration_s * fps + this
 # is certainly dropped by `propose` (whose own test has a 1e-6 tolerance on integer lengths).
@@ -463,6 +463,36 @@ class OnlineSpotter:
         keep_from = self._frame_of(max(0, judged_end + 1 - self.lmax))
         self._recent = [p for p in self._recent if p.offset >= keep_from]
         return out
+
+
+def replay(
+    class_scores: np.ndarray,
+    actionness: np.ndarray | None,
+    config: ProposalConfig,
+    *,
+    snippet_s: float,
+    fps: float,
+    frame_offset: int = 0,
+    n_frames: int | None = None,
+) -> tuple[list[SpottedInterval], list[SpottedInterval]]:
+    """A whole video's scores streamed through a fresh `OnlineSpotter`, snippet by snippet, as a
+    live run would have scored them.
+
+    Args:
+        class_scores: (T, 2) ME / MaE scores, NaN at invalid snippets.
+        actionness: (T,) or None (as `OnlineSpotter.push`).
+        config, snippet_s, fps, frame_offset: as `OnlineSpotter`.
+        n_frames: frames in the video (as `OnlineSpotter.flush`).
+
+    Returns:
+        (the intervals published while streaming, each with the snippet that finalised it; those
+        only the end of the stream published, whose latency says nothing about a live run).
+    """
+    spotter = OnlineSpotter(config, snippet_s, fps, frame_offset=frame_offset)
+    streamed: list[SpottedInterval] = []
+    for j in range(len(class_scores)):
+        streamed += spotter.push(j, class_scores[j], None if actionness is None else actionness[j])
+    return streamed, spotter.flush(n_frames)
 
 
 def _time_key(s: SpottedInterval) -> tuple[int, int, str]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from calibration.operating_point import (
     BACKEND_NAMES,
+    LATENCY_BUDGET_S,
     OBJECTIVES,
     TARGET_CLASSES,
     CalibrationError,
@@ -85,6 +86,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="the grid searched: calibration's wider one (default) or the one training chose on "
         "(the method's operating grid; with the bundle's own scores it gives training's choice)",
     )
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--latency-budget",
+        nargs=2,
+        type=float,
+        metavar=("ME_S", "MAE_S"),
+        default=(LATENCY_BUDGET_S["me"], LATENCY_BUDGET_S["mae"]),
+        help="the median live event latency allowed per type, in seconds, estimated by streaming the "
+        "calibration videos' scores through the live spotter (default: the live budget, "
+        f"{LATENCY_BUDGET_S['me']:g} and {LATENCY_BUDGET_S['mae']:g})",
+    )
+    budget.add_argument(
+        "--no-latency-budget",
+        action="store_true",
+        help="choose without a latency budget (the chosen point's latency is still reported)",
+    )
     p.add_argument("--dry-run", action="store_true", help="report the choice, leave the bundle unchanged")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_calibrate)
@@ -130,6 +147,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         folds=folds,
         grid=grid,
+        latency_budget=None
+        if args.no_latency_budget
+        else {"me": args.latency_budget[0], "mae": args.latency_budget[1]},
     )
     print(result.table())
     if args.plot:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 
 from calibration.operating_point import (
     CALIBRATION_GRID,
+    LATENCY_BUDGET_S,
     CalibrationError,
     GridPoint,
     bundle_scores,
@@ -21,6 +23,7 @@ from calibration.operating_point import (
     choose,
     dataset_videos,
     evaluate_point,
+    event_latency,
     fold_bundles,
     out_of_fold_scores,
     plot_calibration,
@@ -29,12 +32,15 @@ from engine.bundle import load_bundle, save_bundle, set_operating_point
 from engine.cli import main
 from engine.cli.calibrate import add_parser as add_calibrate_parser
 from engine.data import load_dataset
+from engine.data.features import VideoFeatures
+from engine.data.records import VideoRecord
 from engine.evaluate import Metrics
 from engine.live import LiveRunner
 from engine.methods import METHODS
 from engine.proposals import ProposalConfig
 from engine.train import OPERATING_GRID, choose_operating_point
 from stream.errors import ConfigError
+from stream.intervals import ExpressionType, Interval
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -64,6 +70,8 @@ def test_the_point_chosen_on_training_subjects_is_stored_and_used_live(synth, bu
     calibration = bundle.metadata["calibration"]
     assert calibration["subjects"] == ["s01", "s02"] and calibration["other_subjects"] == []
     assert calibration["objective"] == "f1" and calibration["videos"] == 4
+    assert calibration["latency_budget_s"] == dict(LATENCY_BUDGET_S)  # the live budget by default
+    assert calibration["event_latency"]["me"]["events"] + calibration["event_latency"]["mae"]["events"] > 0
     assert calibration["grid"]["nms_iou"] == list(CALIBRATION_GRID["nms_iou"])
     # What the live runner and `mespot eval` read is the calibrated point.
     assert bundle.operating_point is not None
@@ -140,7 +148,7 @@ def test_false_alarm_objective_keeps_the_target_on_the_calibration_data(synth, b
     cheapest_top = min(p.fa_per_min() for p in sweep.points if p.overall.recall == top)
     target = max(p.fa_per_min() for p in sweep.points if p.fa_per_min() < cheapest_top)  # binds
     common = [str(synth.annotations), "--features", str(synth.features), "--quiet", "--plot", str(png)]
-    objective = ["--objective", "false-alarms", "--max-fa-per-min", str(target)]
+    objective = ["--objective", "false-alarms", "--max-fa-per-min", str(target), "--no-latency-budget"]
     assert run_cli(str(bundle_copy), *common, *objective) == 0
 
     stored = load_bundle(bundle_copy)
@@ -152,6 +160,8 @@ def test_false_alarm_objective_keeps_the_target_on_the_calibration_data(synth, b
     chosen = stored.metadata["calibration"]["chosen"]
     assert chosen["overall"]["fa_per_min"] <= target
     assert stored.metadata["calibration"]["max_fa_per_min"] == target
+    assert stored.metadata["calibration"]["latency_budget_s"] is None
+    assert stored.metadata["calibration"]["event_latency"]["processing_s"] == pytest.approx(0.1)
     assert png.read_bytes()[:8] == PNG and png.stat().st_size > 20_000
 
 
@@ -178,6 +188,62 @@ def test_choice_rules_on_hand_made_points(tmp_path: Path) -> None:
         choose(points, "false-alarms")
     with pytest.raises(ConfigError, match="objective"):
         choose(points, "recall")
+    # A further test (the latency budget) takes the points in the objective's order, ties by index.
+    assert choose(points, "f1", admissible=lambda i: True) == 1
+    assert choose(points, "f1", admissible=lambda i: i != 1) == 3
+    assert choose(points, "f1", admissible=lambda i: i not in (1, 3)) == 2
+    assert choose(points, "false-alarms", max_fa_per_min=1.0, admissible=lambda i: i != 1) == 3
+    with pytest.raises(CalibrationError, match="latency budget"):
+        choose(points, "f1", admissible=lambda i: False)
+    with pytest.raises(CalibrationError, match="none of the 2 best"):
+        choose(points, "f1", admissible=lambda i: i == 0, max_candidates=2)
+
+
+def slow_tail_video() -> tuple[list, dict]:
+    """One 400-frame video, a 2 s MaE at frames 80-139 (snippets 20-34 of 4 frames), its scores
+    0.9 over the MaE and then a tail falling slowly from 0.4 to 0.01 over 35 snippets."""
+    n = 100
+    act = np.zeros(n)
+    act[20:35] = 0.9
+    act[35:70] = np.linspace(0.4, 0.01, 35)
+    record = VideoRecord("v", "s1", 30.0, (Interval(80, 139, ExpressionType.MAE),), None, n * 4)
+    empty = np.zeros((n, 1), np.float32)
+    feats = VideoFeatures("v", empty, empty, np.ones(n, bool), 4 / 30, 30.0)
+    return [(record, feats)], {"v": (np.stack([np.zeros(n), act], axis=1), act)}
+
+
+def test_event_latency_is_the_online_spotters_wait_and_the_budget_holds_it() -> None:
+    """Both threshold sets find the MaE exactly. With 0.5 alone it is published once its right OIC
+    band (4 snippets) has been seen; with 0.05 beside it the spotter must wait until the low run
+    has grown past max_duration_s (4 s: snippet 50) before nothing can change the interval, 16
+    snippets after its last one. The latency budget turns the slow set down."""
+    videos, scores = slow_tail_video()
+    base = ProposalConfig(thresholds=(0.5,))
+    slow = event_latency(videos, scores, dataclasses.replace(base, thresholds=(0.05, 0.5)), processing_s=0.0)
+    fast = event_latency(videos, scores, base, processing_s=0.0)
+    assert slow.seconds["mae"] == pytest.approx((16 * 4 / 30,))
+    assert fast.seconds["mae"] == pytest.approx((4 * 4 / 30,))
+    assert slow.seconds["me"] == fast.seconds["me"] == ()
+    with_allowance = event_latency(videos, scores, base, lookahead_s=0.2)
+    assert with_allowance.p50("mae") == pytest.approx(4 * 4 / 30 + 0.2 + with_allowance.processing_s)
+    assert with_allowance.p50("me") is None and with_allowance.within({"me": 0.01, "mae": 1.0})
+
+    grid = {"thresholds": ((0.05, 0.5), (0.5,))}  # equal F1: the first wins unless the budget says no
+    free = calibrate(videos, scores, base, grid=grid, latency_budget=None)
+    assert free.point.setting["thresholds"] == (0.05, 0.5) and free.point.overall.f1 == 1.0
+    held = calibrate(videos, scores, base, grid=grid)  # the live budget by default
+    assert held.latency_budget == LATENCY_BUDGET_S
+    assert held.point.setting["thresholds"] == (0.5,) and held.point.overall.f1 == 1.0
+    assert held.latency.p50("mae") <= LATENCY_BUDGET_S["mae"] < free.latency.p50("mae")
+    meta = held.metadata()
+    assert meta["latency_budget_s"] == dict(LATENCY_BUDGET_S)
+    assert meta["event_latency"]["mae"]["events"] == 1
+    assert meta["event_latency"]["mae"]["p50_s"] == pytest.approx(held.latency.p50("mae"), abs=1e-4)
+    assert "estimated live event latency (budget ME 0.5 s, MaE 1.5 s)" in held.table()
+    with pytest.raises(CalibrationError, match="latency budget"):
+        calibrate(videos, scores, base, grid=grid, latency_budget={"mae": 0.3})
+    with pytest.raises(ConfigError, match="latency budget mae=-1"):
+        calibrate(videos, scores, base, grid=grid, latency_budget={"mae": -1})
 
 
 def test_held_out_subjects_are_refused_unless_allowed(
