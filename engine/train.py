@@ -34,6 +34,13 @@ from tqdm import tqdm
 from engine.data.features import VideoFeatures
 from engine.data.records import Dataset, Fold, VideoRecord
 from engine.evaluate import Metrics, Report, evaluate, evaluate_folds, match
+from engine.latency import (
+    LATENCY_BUDGET_S,
+    MAX_LATENCY_CANDIDATES,
+    EventLatency,
+    check_latency_budget,
+    event_latency,
+)
 from engine.methods import METHODS, Method, build_method
 from engine.models import NetworkConfig, SpottingNetwork, build_network
 from engine.models.spotter import set_input_statistics
@@ -416,8 +423,12 @@ def choose_operating_point(
     scores: Mapping[str, Scores],
     base: ProposalConfig,
     grid: Mapping[str, Sequence[Any]] = OPERATING_GRID,
+    *,
+    latency_budget: Mapping[str, float] | None = LATENCY_BUDGET_S,
+    lookahead_s: float = 0.0,
 ) -> tuple[ProposalConfig, Report]:
-    """The grid point of best pooled overall F1 (then ME F1) on these videos.
+    """The grid point of best pooled overall F1 (then ME F1) on these videos whose live event
+    latency, estimated on the same videos (`engine.latency.event_latency`), fits the budget.
 
     Call it with the *training* videos' predictions only; the held-out identity (subject) must
     never reach it (`loso` keeps to that).
@@ -427,18 +438,34 @@ def choose_operating_point(
         scores: video id -> its `predict` scores.
         base: the proposal configuration whose grid fields are replaced.
         grid: field name -> values (fields of `ProposalConfig`).
+        latency_budget: type -> the most seconds its median event latency may take; the points
+            are tried best first until one fits (at most `MAX_LATENCY_CANDIDATES`). None: none.
+        lookahead_s: the network's look-ahead, counted in every event's latency.
 
     Returns:
         (the chosen configuration, its report on these videos).
+
+    Raises:
+        ConfigError: an empty grid, a bad budget, or no point of the best few within the budget.
     """
-    best: tuple[tuple[float, float], ProposalConfig] | None = None
-    for _, cfg, me, mae in grid_counts(videos, scores, base, grid):
-        key = ((me + mae).f1, me.f1)
-        if best is None or key > best[0]:  # strict: the first (coarsest) grid point wins ties
-            best = (key, cfg)
-    if best is None:
+    check_latency_budget(latency_budget)
+    ranked: list[tuple[tuple[float, float], int, ProposalConfig]] = []
+    for i, (_, cfg, me, mae) in enumerate(grid_counts(videos, scores, base, grid)):
+        ranked.append((((me + mae).f1, me.f1), i, cfg))
+    if not ranked:
         raise ConfigError("choose_operating_point: empty grid")
-    chosen = best[1]
+    ranked.sort(key=lambda r: (-r[0][0], -r[0][1], r[1]))  # best first; the first (coarsest) wins ties
+    chosen = ranked[0][2]
+    if latency_budget is not None:
+        for _, _, cfg in ranked[:MAX_LATENCY_CANDIDATES]:
+            if event_latency(videos, scores, cfg, lookahead_s=lookahead_s).within(latency_budget):
+                chosen = cfg
+                break
+        else:
+            raise ConfigError(
+                f"choose_operating_point: none of the {min(len(ranked), MAX_LATENCY_CANDIDATES)} best grid "
+                f"points keeps the median event latency within {dict(latency_budget)} s"
+            )
     preds = {rec.video: spot(scores[rec.video], (rec, feats), chosen) for rec, feats in videos}
     truths = {rec.video: list(rec.expressions) for rec, _ in videos}
     return chosen, evaluate(preds, truths, {rec.video: feats.fps for rec, feats in videos})
@@ -460,6 +487,8 @@ class LosoResult:
         wall_s: seconds for the whole run.
         group: ``"identity"`` or ``"subject"``: what each fold holds out.
         plan: held-out identity -> its `Fold` (held-out and training subjects).
+        latency: held-out identity -> the live event latency of its held-out videos at its
+            operating point (`engine.latency.event_latency`).
     """
 
     report: Report
@@ -473,6 +502,12 @@ class LosoResult:
     wall_s: float
     group: str = "identity"
     plan: dict[str, Fold] = field(default_factory=dict)
+    latency: dict[str, EventLatency] = field(default_factory=dict)
+
+
+def lookahead_seconds(config: TrainConfig, videos: Sequence[Video]) -> float:
+    """The network's look-ahead in seconds on these videos' snippet grid (0 when causal)."""
+    return config.network.lookahead * videos[0][1].snippet_s if videos else 0.0
 
 
 def loso(
@@ -538,6 +573,7 @@ def loso(
     all_scores: dict[str, Scores] = {}
     histories: dict[str, list[dict[str, float]]] = {}
     networks: dict[str, SpottingNetwork] = {}
+    latency: dict[str, EventLatency] = {}
     desc = "LOIO" if group == "identity" else "LOSO"
     for fold in tqdm(plan, desc=desc, disable=not progress):
         held_out = fold.name
@@ -557,8 +593,12 @@ def loso(
             train_scores = cross_validated_scores(inner, features, config, group=group, progress=progress)
         else:
             train_scores = {r.video: predict(network, method, f) for r, f in train_videos}
-        point, train_report = choose_operating_point(train_videos, train_scores, config.proposals, grid)
+        lookahead_s = lookahead_seconds(config, train_videos)
+        point, train_report = choose_operating_point(
+            train_videos, train_scores, config.proposals, grid, lookahead_s=lookahead_s
+        )
         test_scores, preds, fold_reports[held_out] = spot_and_evaluate(network, method, point, test_videos)
+        latency[held_out] = event_latency(test_videos, test_scores, point, lookahead_s=lookahead_s)
         networks[held_out] = network
         points[held_out] = point
         train_reports[held_out] = train_report
@@ -585,6 +625,7 @@ def loso(
         wall_s=time.monotonic() - start,
         group=group,
         plan={f.name: f for f in plan},
+        latency=latency,
     )
 
 

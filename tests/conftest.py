@@ -212,3 +212,23 @@ def rtsp_server(videos: Path, rtsp_cache: Path, tmp_path: Path) -> Iterator[Rtsp
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def slow_tail_video() -> tuple[list, dict]:
+    """One 400-frame video, a 2 s MaE at frames 80-139 (snippets 20-34 of 4 frames), its scores
+    0.9 over the MaE and then a tail falling slowly from 0.4 to 0.01 over 35 snippets."""
+    import numpy as np
+
+    from engine.data.features import VideoFeatures
+    from engine.data.records import VideoRecord
+    from stream.intervals import ExpressionType, Interval
+
+    n = 100
+    act = np.zeros(n)
+    act[20:35] = 0.9
+    act[35:70] = np.linspace(0.4, 0.01, 35)
+    record = VideoRecord("v", "s1", 30.0, (Interval(80, 139, ExpressionType.MAE),), None, n * 4)
+    empty = np.zeros((n, 1), np.float32)
+    feats = VideoFeatures("v", empty, empty, np.ones(n, bool), 4 / 30, 30.0)
+    return [(record, feats)], {"v": (np.stack([np.zeros(n), act], axis=1), act)}

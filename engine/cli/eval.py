@@ -47,7 +47,7 @@ def retune_fold(bundle, network, dataset, features, trained_on, base, fields: li
     if not train_videos:
         raise ConfigError(f"{bundle.path}: --retune needs its training subjects' videos in the dataset")
     scores = {r.video: predict(network, method, f) for r, f in train_videos}
-    point, report = choose_operating_point(train_videos, scores, base, grid)
+    point, report = choose_operating_point(train_videos, scores, base, grid, lookahead_s=bundle.lookahead_s)
     log.info(
         "%s: retuned on %d training videos, train F1 %.3f", bundle.path, len(train_videos), report.overall.f1
     )

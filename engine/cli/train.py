@@ -41,9 +41,18 @@ def _train(args: argparse.Namespace, group) -> int:
     from engine import distributed
     from engine.bundle import feature_dims, save_bundle
     from engine.evaluate import write_megc_csv
+    from engine.latency import LATENCY_BUDGET_S, pooled
     from engine.methods import METHODS, build_method
     from engine.models import NetworkConfig
-    from engine.train import TrainConfig, choose_operating_point, cross_validated_scores, loso, predict, train
+    from engine.train import (
+        TrainConfig,
+        choose_operating_point,
+        cross_validated_scores,
+        lookahead_seconds,
+        loso,
+        predict,
+        train,
+    )
 
     fconfig = feature_config(args)
     lookahead = lookahead_option(args, fconfig)  # before reading any data: a bad value fails here
@@ -103,6 +112,11 @@ def _train(args: argparse.Namespace, group) -> int:
             f"{result.wall_s:.0f} s"
         )
         print(result.report.table())
+        held_out_latency = pooled(list(result.latency.values()))
+        print(
+            f"estimated live event latency of the held-out videos (budget ME {LATENCY_BUDGET_S['me']:g} s, "
+            f"MaE {LATENCY_BUDGET_S['mae']:g} s): {held_out_latency.summary()}"
+        )
         out.mkdir(parents=True, exist_ok=True)
         for held_out, network in result.networks.items():
             if not config.network.causal:
@@ -146,6 +160,8 @@ def _train(args: argparse.Namespace, group) -> int:
                     "folds": {s: r.pooled.to_dict() for s, r in result.folds.items()},
                     "operating_points": {s: op.to_dict() for s, op in result.operating_points.items()},
                     "operating_point_scores": args.operating_point,
+                    "latency_budget_s": dict(LATENCY_BUDGET_S),
+                    "event_latency": held_out_latency.to_dict(),
                     "train_f1": {s: r.overall.f1 for s, r in result.train_reports.items()},
                     "histories": result.histories,
                     "wall_s": result.wall_s,
@@ -164,7 +180,13 @@ def _train(args: argparse.Namespace, group) -> int:
         scores = cross_validated_scores(dataset, features, config, group=args.group, progress=not args.quiet)
     else:
         scores = {r.video: predict(network, method, f) for r, f in videos}
-    point, report = choose_operating_point(videos, scores, config.proposals, method.operating_grid())
+    point, report = choose_operating_point(
+        videos,
+        scores,
+        config.proposals,
+        method.operating_grid(),
+        lookahead_s=lookahead_seconds(config, videos),
+    )
     if not main:
         return 0
     save_bundle(

@@ -32,15 +32,12 @@ from engine.bundle import load_bundle, save_bundle, set_operating_point
 from engine.cli import main
 from engine.cli.calibrate import add_parser as add_calibrate_parser
 from engine.data import load_dataset
-from engine.data.features import VideoFeatures
-from engine.data.records import VideoRecord
 from engine.evaluate import Metrics
 from engine.live import LiveRunner
 from engine.methods import METHODS
 from engine.proposals import ProposalConfig
 from engine.train import OPERATING_GRID, choose_operating_point
 from stream.errors import ConfigError
-from stream.intervals import ExpressionType, Interval
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -199,25 +196,12 @@ def test_choice_rules_on_hand_made_points(tmp_path: Path) -> None:
         choose(points, "f1", admissible=lambda i: i == 0, max_candidates=2)
 
 
-def slow_tail_video() -> tuple[list, dict]:
-    """One 400-frame video, a 2 s MaE at frames 80-139 (snippets 20-34 of 4 frames), its scores
-    0.9 over the MaE and then a tail falling slowly from 0.4 to 0.01 over 35 snippets."""
-    n = 100
-    act = np.zeros(n)
-    act[20:35] = 0.9
-    act[35:70] = np.linspace(0.4, 0.01, 35)
-    record = VideoRecord("v", "s1", 30.0, (Interval(80, 139, ExpressionType.MAE),), None, n * 4)
-    empty = np.zeros((n, 1), np.float32)
-    feats = VideoFeatures("v", empty, empty, np.ones(n, bool), 4 / 30, 30.0)
-    return [(record, feats)], {"v": (np.stack([np.zeros(n), act], axis=1), act)}
-
-
-def test_event_latency_is_the_online_spotters_wait_and_the_budget_holds_it() -> None:
+def test_event_latency_is_the_online_spotters_wait_and_the_budget_holds_it(slow_tail_video) -> None:
     """Both threshold sets find the MaE exactly. With 0.5 alone it is published once its right OIC
     band (4 snippets) has been seen; with 0.05 beside it the spotter must wait until the low run
     has grown past max_duration_s (4 s: snippet 50) before nothing can change the interval, 16
     snippets after its last one. The latency budget turns the slow set down."""
-    videos, scores = slow_tail_video()
+    videos, scores = slow_tail_video
     base = ProposalConfig(thresholds=(0.5,))
     slow = event_latency(videos, scores, dataclasses.replace(base, thresholds=(0.05, 0.5)), processing_s=0.0)
     fast = event_latency(videos, scores, base, processing_s=0.0)

@@ -261,6 +261,8 @@ def test_synth_then_train_leave_one_identity_out(tmp_path: Path, capsys: pytest.
     assert set(report["folds"]) == {"ann", "bob"}
     assert report["fold_subjects"] == {"ann": ["s01"], "bob": ["s02"]}
     assert report["train_config"]["method"] == "full"
+    assert report["latency_budget_s"] == {"me": 0.5, "mae": 1.5}
+    assert set(report["event_latency"]) == {"me", "mae", "lookahead_s", "processing_s"}
     assert (out / "loso_predictions.csv").read_text().startswith("vid,pred_onset,pred_offset,type")
     assert sorted(p.name for p in (out / "folds").iterdir()) == ["ann.mespot", "bob.mespot"]
     meta = json.loads((out / "folds" / "ann.mespot" / "bundle.json").read_text())["metadata"]

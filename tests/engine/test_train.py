@@ -96,9 +96,9 @@ def test_full_loso_beats_chance_and_tunes_only_on_training_videos(data, monkeypa
     dataset, features = data
     seen: list[set[str]] = []
 
-    def spy(videos, scores, base, grid=train_module.OPERATING_GRID):
+    def spy(videos, scores, base, grid=train_module.OPERATING_GRID, **kwargs):
         seen.append({r.video for r, _ in videos} | set(scores))
-        return choose_operating_point(videos, scores, base, grid)
+        return choose_operating_point(videos, scores, base, grid, **kwargs)
 
     monkeypatch.setattr(train_module, "choose_operating_point", spy)
     result = loso(dataset, features, CONFIG, progress=False)
@@ -109,12 +109,32 @@ def test_full_loso_beats_chance_and_tunes_only_on_training_videos(data, monkeypa
         assert not any(r.video in ids for r in dataset.by_subject(test_subject))
     assert set(result.predictions) == {r.video for r in dataset.videos}
     assert set(result.operating_points) == {"s1", "s2", "s3"}
+    # Each fold's point keeps the live budget on its training videos; its held-out videos' event
+    # latency is estimated too.
+    assert set(result.latency) == {"s1", "s2", "s3"}
+    held_out_events = sum(len(lat.seconds["me"]) + len(lat.seconds["mae"]) for lat in result.latency.values())
+    assert held_out_events > 0
     overall = result.report.overall
     assert overall.tp + overall.fn == 48
     # Measured with seeds 0-3: overall F1 0.81-0.91, ME 0.67-0.85, MaE 0.97-1.0 (chance: ~0).
     assert overall.f1 > 0.65, result.report.table()
     assert result.report.me.f1 > 0.4 and result.report.mae.f1 > 0.8, result.report.table()
     assert result.wall_s > 0 and len(result.histories["s1"]) == CONFIG.epochs
+
+
+def test_the_operating_point_keeps_the_live_latency_budget(slow_tail_video) -> None:
+    """Two threshold sets find a MaE equally well; the one whose low threshold keeps the run open
+    along the score's slow tail would publish it 2.1 s after its offset, over the 1.5 s budget."""
+    videos, scores = slow_tail_video
+    base = ProposalConfig(thresholds=(0.5,))
+    grid = {"thresholds": ((0.05, 0.5), (0.5,))}
+    free, _ = choose_operating_point(videos, scores, base, grid, latency_budget=None)
+    assert free.thresholds == (0.05, 0.5)  # equal F1: the first point
+    held, report = choose_operating_point(videos, scores, base, grid)
+    assert held.thresholds == (0.5,) and report.overall.f1 == 1.0
+    # a look-ahead counts in the latency: 0.9 s of it pushes even the fast set over a 1.3 s budget
+    with pytest.raises(ConfigError, match="event latency within"):
+        choose_operating_point(videos, scores, base, grid, latency_budget={"mae": 1.3}, lookahead_s=0.9)
 
 
 def test_identity_loso_keeps_every_variant_of_the_held_out_person_out_of_training(monkeypatch) -> None:
@@ -135,9 +155,9 @@ def test_identity_loso_keeps_every_variant_of_the_held_out_person_out_of_trainin
         trained.append({r.subject for r, _ in videos})
         return real_train(videos, config, progress=progress)
 
-    def tune_spy(videos, scores, base, grid=train_module.OPERATING_GRID):
+    def tune_spy(videos, scores, base, grid=train_module.OPERATING_GRID, **kwargs):
         tuned.append({r.subject for r, _ in videos} | {v.split("_")[0] for v in scores})
-        return choose_operating_point(videos, scores, base, grid)
+        return choose_operating_point(videos, scores, base, grid, **kwargs)
 
     monkeypatch.setattr(train_module, "train", train_spy)
     monkeypatch.setattr(train_module, "choose_operating_point", tune_spy)
@@ -301,9 +321,9 @@ def test_out_of_fold_operating_points_are_chosen_on_scores_of_networks_that_neve
         networks.append(({r.subject for r, _ in videos}, network))
         return network, history
 
-    def tune_spy(videos, scores, base, grid=train_module.OPERATING_GRID):
+    def tune_spy(videos, scores, base, grid=train_module.OPERATING_GRID, **kwargs):
         chosen_on.append(dict(scores))
-        return choose_operating_point(videos, scores, base, grid)
+        return choose_operating_point(videos, scores, base, grid, **kwargs)
 
     monkeypatch.setattr(train_module, "train", train_spy)
     monkeypatch.setattr(train_module, "choose_operating_point", tune_spy)
