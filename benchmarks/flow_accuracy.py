@@ -34,10 +34,11 @@ def main() -> None:
         "dis ultrafast": DISFlow("ultrafast"),
         "dis fast": DISFlow("fast"),
         "dis medium (default)": DISFlow("medium"),
+        "dis lean (dis-lean)": DISFlow("lean"),
         "farneback": FarnebackFlow(),
     }
     yy, xx = np.mgrid[0:128, 0:128].astype(np.float32)
-    amps = (0.3, 0.7, 1.5)
+    amps = (0.3, 0.7, 1.5, 3.0)
     epe = {(n, a): [] for n in estimators for a in amps}
     cost = {n: 0.0 for n in estimators}
     pairs = 0
