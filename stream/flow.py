@@ -3,7 +3,7 @@
 Estimators (registry FLOWS):
     dis        OpenCV DIS, its "medium" preset (CPU default: fast and accurate enough on 128 px crops)
     dis-lean   OpenCV DIS with medium's scales and patches, sparser and fewer iterations: the same
-               error on sub-pixel facial motion for about 0.6 of the time (docs/benchmarks.md)
+               error on sub-pixel facial motion for 0.6-0.65 of the time (docs/benchmarks.md)
     farneback  OpenCV Farneback polynomial expansion
     tvl1       Dual TV-L1 in PyTorch (CUDA when present, CPU otherwise); the spotting papers use
                TV-L1 with lambda 0.15.
@@ -63,7 +63,7 @@ class DISFlow(FlowEstimator):
             patches) with a patch stride of 5 instead of 3, 16 gradient-descent iterations instead
             of 25 and 3 variational-refinement iterations instead of 5. On 128 px face crops
             its end-point error on known sub-pixel motion matches medium's
-            (benchmarks/flow_accuracy.py) at about 0.6 of the time.
+            (benchmarks/flow_accuracy.py) at 0.6-0.65 of the time.
     """
 
     name = "dis"
