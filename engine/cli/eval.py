@@ -65,6 +65,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a bundle on a dataset, or re-evaluate a LOSO run from its per-fold bundles."""
     from engine.bundle import load_bundle
     from engine.evaluate import evaluate_folds, write_megc_csv
+    from engine.latency import LATENCY_BUDGET_S, event_latency, pooled
     from engine.train import spot_and_evaluate
     from stream.errors import ConfigError
 
@@ -87,6 +88,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     reports, predictions, per_fold, shared_identities = {}, {}, {}, {}
     per_fold_points: dict[str, dict] = {}
     train_f1: dict[str, float] = {}
+    latencies = []
     for bundle, subjects in plan:
         meta = bundle.metadata
         # a fold's bundle: its held-out subjects (every subject of the held-out identity)
@@ -124,17 +126,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 bundle, network, dataset, features, trained_on, point, args.retune
             )
             per_fold_points[held_out] = point.to_dict()
-        _, preds, report = spot_and_evaluate(network, bundle.method(network), point, videos)
+        scores, preds, report = spot_and_evaluate(network, bundle.method(network), point, videos)
+        latencies.append(event_latency(videos, scores, point, lookahead_s=bundle.lookahead_s))
         key = held_out if held_out is not None else "all"
         reports[key] = report
         predictions.update(preds)
         per_fold[key] = {"bundle": str(bundle.path), **report.pooled.to_dict()}
         if shared:
             shared_identities[key] = shared
-    pooled = evaluate_folds(reports) if len(reports) > 1 else next(iter(reports.values()))
+    counts = evaluate_folds(reports) if len(reports) > 1 else next(iter(reports.values()))
+    latency = pooled(latencies)
     held = f", {protocol_header(dataset, group, len(reports))}" if group is not None else ""
     print(f"{run}: {len(reports)} model(s) on {len(predictions)} videos ({dataset.name}{held})")
-    print(pooled.table())
+    print(counts.table())
+    print(
+        f"estimated live event latency (budget ME {LATENCY_BUDGET_S['me']:g} s, "
+        f"MaE {LATENCY_BUDGET_S['mae']:g} s): {latency.summary()}"
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval_report.json").write_text(
@@ -143,8 +151,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 "run": str(run.resolve()),
                 "dataset": dataset.name,
                 "group": group,
-                "report": pooled.to_dict(),
+                "report": counts.to_dict(),
                 "folds": per_fold,
+                # the live online spotter replayed on these videos' scores (engine/latency.py)
+                "event_latency": latency.to_dict(),
                 # identities evaluated although other variants of them were trained on
                 "shared_identities": shared_identities,
                 "retune": args.retune or [],

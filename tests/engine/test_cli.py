@@ -274,6 +274,8 @@ def test_synth_then_train_leave_one_identity_out(tmp_path: Path, capsys: pytest.
     assert main(["eval", str(out), *common, "--out", str(tmp_path / "ev")]) == 0
     again = json.loads((tmp_path / "ev" / "eval_report.json").read_text())
     assert again["report"]["pooled"] == report["report"]["pooled"]
+    assert again["event_latency"]["me"]["events"] + again["event_latency"]["mae"]["events"] >= 0
+    assert again["event_latency"]["processing_s"] == report["event_latency"]["processing_s"]
     assert set(again["folds"]) == {"ann", "bob"} and again["group"] == "identity"
     assert again["shared_identities"] == {}
     # --retune chooses each fold's point again on its training identity and reports that
