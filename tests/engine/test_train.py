@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -122,7 +123,7 @@ def test_full_loso_beats_chance_and_tunes_only_on_training_videos(data, monkeypa
     assert result.wall_s > 0 and len(result.histories["s1"]) == CONFIG.epochs
 
 
-def test_the_operating_point_keeps_the_live_latency_budget(slow_tail_video) -> None:
+def test_the_operating_point_keeps_the_live_latency_budget(slow_tail_video, caplog) -> None:
     """Two threshold sets find a MaE equally well; the one whose low threshold keeps the run open
     along the score's slow tail would publish it 2.1 s after its offset, over the 1.5 s budget."""
     videos, scores = slow_tail_video
@@ -132,9 +133,14 @@ def test_the_operating_point_keeps_the_live_latency_budget(slow_tail_video) -> N
     assert free.thresholds == (0.05, 0.5)  # equal F1: the first point
     held, report = choose_operating_point(videos, scores, base, grid)
     assert held.thresholds == (0.5,) and report.overall.f1 == 1.0
-    # a look-ahead counts in the latency: 0.9 s of it pushes even the fast set over a 1.3 s budget
-    with pytest.raises(ConfigError, match="event latency within"):
-        choose_operating_point(videos, scores, base, grid, latency_budget={"mae": 1.3}, lookahead_s=0.9)
+    # A look-ahead counts in the latency: 0.9 s of it pushes even the fast set over a 1.3 s budget.
+    # The trained network is not lost for it: the best point is kept, and the overrun said.
+    with caplog.at_level(logging.WARNING, logger="engine.train"):
+        over, _ = choose_operating_point(
+            videos, scores, base, grid, latency_budget={"mae": 1.3}, lookahead_s=0.9
+        )
+    assert over.thresholds == (0.05, 0.5)
+    assert any("keeps the median event latency within" in r.getMessage() for r in caplog.records)
 
 
 def test_identity_loso_keeps_every_variant_of_the_held_out_person_out_of_training(monkeypatch) -> None:
