@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from engine.bundle import lookahead_seconds
 from engine.data.features import VideoFeatures
 from engine.data.records import Dataset, Fold, VideoRecord
 from engine.evaluate import Metrics, Report, evaluate, evaluate_folds, match
@@ -511,11 +512,6 @@ class LosoResult:
     latency: dict[str, EventLatency] = field(default_factory=dict)
 
 
-def lookahead_seconds(config: TrainConfig, videos: Sequence[Video]) -> float:
-    """The network's look-ahead in seconds on these videos' snippet grid (0 when causal)."""
-    return config.network.lookahead * videos[0][1].snippet_s if videos else 0.0
-
-
 def loso(
     dataset: Dataset,
     features: Mapping[str, VideoFeatures],
@@ -599,7 +595,7 @@ def loso(
             train_scores = cross_validated_scores(inner, features, config, group=group, progress=progress)
         else:
             train_scores = {r.video: predict(network, method, f) for r, f in train_videos}
-        lookahead_s = lookahead_seconds(config, train_videos)
+        lookahead_s = lookahead_seconds(config.network.lookahead, train_videos[0][1].config)
         point, train_report = choose_operating_point(
             train_videos, train_scores, config.proposals, grid, lookahead_s=lookahead_s
         )

@@ -39,7 +39,7 @@ def _train(args: argparse.Namespace, group) -> int:
     import json
 
     from engine import distributed
-    from engine.bundle import feature_dims, save_bundle
+    from engine.bundle import feature_dims, lookahead_seconds, save_bundle
     from engine.evaluate import write_megc_csv
     from engine.latency import LATENCY_BUDGET_S, pooled
     from engine.methods import METHODS, build_method
@@ -48,7 +48,6 @@ def _train(args: argparse.Namespace, group) -> int:
         TrainConfig,
         choose_operating_point,
         cross_validated_scores,
-        lookahead_seconds,
         loso,
         predict,
         train,
@@ -185,7 +184,7 @@ def _train(args: argparse.Namespace, group) -> int:
         scores,
         config.proposals,
         method.operating_grid(),
-        lookahead_s=lookahead_seconds(config, videos),
+        lookahead_s=lookahead_seconds(config.network.lookahead, fconfig),
     )
     if not main:
         return 0
