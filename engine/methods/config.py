@@ -25,6 +25,7 @@ IAC_SOURCES = ("embedding", "intensity")
 SIMILARITIES = ("cosine", "dot")
 PWES_POINT_MODES = ("random", "apex")
 PSEUDO_SOURCES = ("eval", "batch")
+PWES_MIL_K = ("divisor", "points")
 
 
 def _frames(k: int) -> float:
@@ -365,6 +366,11 @@ class PwesConfig(McwesConfig):
         class_balance: the focal snippet loss averages each class over its own labelled
             snippets, then over the classes, so that the few ME snippets weigh as much as the
             many MaE and background ones (off: one mean over all labelled snippets, eq. 16).
+        mil_k: how many snippets the video-level MIL pools per expression class: "divisor"
+            (MC-WES eq. 7, k = T / h whatever the video holds, the paper's) or "points" (the
+            video's points of the class times the longest expression of the class in snippets,
+            ME 0.5 s and MaE 4 s, at most T: the points count the expressions, so the pooled
+            snippets can cover them and little else). The background keeps T / h.
     """
 
     lambda_duration: float = 0.0
@@ -388,6 +394,7 @@ class PwesConfig(McwesConfig):
     pseudo_source: str = "eval"
     class_balance: bool = False
     class_regions: bool = True
+    mil_k: str = "divisor"
 
     _prefix: ClassVar[str] = "pwes config"
     _weights: ClassVar[tuple[str, ...]] = (*McwesConfig._weights, "lambda_snippet", "lambda_contrast")
@@ -410,6 +417,8 @@ class PwesConfig(McwesConfig):
         object.__setattr__(self, "background_gap_s", background_gap(p, self.background_gap_s))
         if self.pseudo_source not in PSEUDO_SOURCES:
             raise ConfigError(f"{p} pseudo_source={self.pseudo_source!r}: choose one of {PSEUDO_SOURCES}")
+        if self.mil_k not in PWES_MIL_K:
+            raise ConfigError(f"{p} mil_k={self.mil_k!r}: choose one of {PWES_MIL_K}")
 
     @property
     def regions(self) -> tuple[int, int, int]:

@@ -311,7 +311,7 @@ class McwesMethod(Method):
         has = n_valid > 0  # (B,)
         per_snippet = 1.0 / n_valid.clamp_min(1).to(tcam.dtype)  # (B,)
 
-        k = top_k_counts(valid, c.divisors)  # (B, 3)
+        k = self.top_k(valid, targets)  # (B, 3)
         ones = torch.ones_like(labels[:, :1])  # (B, 1)
         zeros = torch.zeros_like(ones)  # (B, 1)
         y1 = torch.cat([ones, labels], dim=1)  # (B, 3) with background
@@ -352,6 +352,10 @@ class McwesMethod(Method):
             sm = jumps / (3 * pair.sum(dim=1).clamp_min(1.0))  # (B,)
             terms["smooth"] = (c.lambda_smooth, _video_mean(sm, pair.sum(dim=1) > 0))
         return terms
+
+    def top_k(self, valid: Tensor, targets: Mapping[str, Tensor]) -> Tensor:
+        """k of the video-level MIL per video and class column (eq. 7). # (B, 3) int64"""
+        return top_k_counts(valid, self.config.divisors)
 
     def duration_masks(self, attention: Tensor, valid: Tensor, eta: Tensor) -> Tensor:
         """`duration_mask` per video with its own eta. # (B, T)"""

@@ -90,6 +90,7 @@ from engine.data.records import VideoRecord
 from engine.methods.base import MethodConfig, eval_outputs
 from engine.methods.config import PwesConfig
 from engine.methods.mcwes import McwesMethod
+from stream.intervals import MAE_MAX_SECONDS, ME_MAX_SECONDS
 
 _EPS = 1e-6
 
@@ -193,6 +194,24 @@ def mplg(
     # Step 7: concatenate (background first, the T-CAM column order).
     out[idx] = torch.cat([bg.unsqueeze(1), fg], dim=1)
     return out
+
+
+def point_top_k(points: np.ndarray, snippet_s: float) -> np.ndarray:
+    """The MIL's k per class from a video's points: points x the class's longest expression.
+
+    Every expression carries one point, so n points of a class span at most n times its longest
+    expression (ME 0.5 s, MaE 4 s; `round(seconds / snippet_s)`, at least one snippet).
+
+    Args:
+        points: 1 at the labelled snippets of (ME, MaE). # (T, 2)
+        snippet_s: seconds per snippet.
+
+    Returns:
+        k of (ME, MaE); 0 for a class without points. # (2,) int64
+    """
+    counts = (np.asarray(points) > 0).sum(axis=0)  # (2,)
+    per_point = [max(1, round(s / snippet_s)) for s in (ME_MAX_SECONDS, MAE_MAX_SECONDS)]
+    return (counts * np.asarray(per_point)).astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,7 +366,8 @@ class PwesMethod(McwesMethod):
         (`class_regions`; used when ``class_regions`` is on), ``pseudo`` (T, 3) the
         labels the snippet loss starts from (points and point-free background; MPLG replaces
         them), ``video_labels`` (2,) aggregated from the points (PWES sec. 3.1), ``eta`` () and
-        ``video_index`` () int64 (the video's memory-bank row)."""
+        ``video_index`` () int64 (the video's memory-bank row), ``point_k`` (2,) int64 the MIL's
+        k of (ME, MaE) from the points (``mil_k="points"``; 0 for a class without points)."""
         t = len(feats.valid)
         points = np.zeros((t, 3), dtype=np.float32)  # (T, 3)
         for p in point_labels(video, feats.snippet_s, rng, self.config.point_mode, n_snippets=t):
@@ -370,7 +390,20 @@ class PwesMethod(McwesMethod):
             "video_labels": points[:, [ME, MAE]].max(axis=0, initial=0.0).astype(np.float32),
             "eta": self._eta(feats.snippet_s),
             "video_index": np.asarray(index, dtype=np.int64),
+            "point_k": point_top_k(points[:, ME : MAE + 1], feats.snippet_s),
         }
+
+    def top_k(self, valid: Tensor, targets: Mapping[str, Tensor]) -> Tensor:
+        """k of the video-level MIL: MC-WES's T / h, or with ``mil_k="points"`` each class's
+        `point_top_k` where the video has points of it, at most its valid snippets. # (B, 3)"""
+        k = super().top_k(valid, targets)  # (B, 3)
+        if self.config.mil_k != "points":
+            return k
+        n_valid = valid.sum(dim=1, keepdim=True)  # (B, 1)
+        from_points = torch.minimum(targets["point_k"].to(k), n_valid).clamp_min(1)  # (B, 2)
+        fg = k[:, ME : MAE + 1]
+        k[:, ME : MAE + 1] = torch.where(targets["point_k"].to(k) > 0, from_points, fg)
+        return k
 
     def prepare(self, targets: Sequence[Mapping[str, np.ndarray]]) -> None:
         """Allocate the memory bank for every training video (its size depends on the network)."""

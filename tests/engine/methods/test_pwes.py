@@ -13,7 +13,15 @@ import torch.nn.functional as F
 
 from engine.data.labels import full_labels
 from engine.methods import METHODS, McwesMethod, PwesConfig, PwesMethod, build_method
-from engine.methods.pwes import info_nce, mplg, region_classes, region_vectors, snippet_focal_loss
+from engine.methods.mcwes import top_k_counts
+from engine.methods.pwes import (
+    info_nce,
+    mplg,
+    point_top_k,
+    region_classes,
+    region_vectors,
+    snippet_focal_loss,
+)
 from engine.models import NetworkConfig, build_network
 from engine.train import TrainConfig, _whole_batch, predict, train
 from stream.errors import ConfigError
@@ -90,6 +98,7 @@ def test_defaults_are_the_papers() -> None:
         ({"background_gap_s": [0.5]}, "background_gap_s"),
         ({"background_gap_s": [0.5, "4"]}, "background_gap_s"),
         ({"background_gap_s": True}, "background_gap_s"),
+        ({"mil_k": "count"}, "mil_k"),
         ({"bogus": 1}, "bogus"),
     ],
 )
@@ -112,7 +121,16 @@ def test_points_fall_inside_their_expressions_and_are_reproducible(make_video) -
     method = PwesMethod(None, network())
     record, feats = make_video("s1_a", 4)
     tg = method.targets(record, feats, np.random.default_rng(7))
-    assert set(tg) == {"points", "background", "pseudo", "possible", "video_labels", "eta", "video_index"}
+    assert set(tg) == {
+        "points",
+        "background",
+        "pseudo",
+        "possible",
+        "video_labels",
+        "eta",
+        "video_index",
+        "point_k",
+    }
     points = tg["points"]
     assert points.shape == (96, 3) and points.dtype == np.float32
     assert points[:, 0].sum() == 0 and points.sum() == len(record.expressions)
@@ -348,6 +366,34 @@ def test_loss_before_and_after_pretraining(make_video) -> None:
     for name in ("classifier.weight", "attention_motion.proj.weight", "backbone.0.conv.conv.weight"):
         grad = dict(method.network.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_point_top_k_counts_each_point_as_its_longest_expression() -> None:
+    points = np.zeros((40, 2), dtype=np.float32)
+    points[[3, 20], 0] = 1.0  # two ME points
+    points[9, 1] = 1.0  # one MaE point
+    # At 4/30 s a snippet: ME 0.5 s -> 4 snippets, MaE 4 s -> 30.
+    np.testing.assert_array_equal(point_top_k(points, 4 / 30), [8, 30])
+    np.testing.assert_array_equal(point_top_k(points[:, ::-1] * 0, 4 / 30), [0, 0])
+
+
+def test_mil_k_from_points_replaces_the_divisor_only_where_a_class_has_points(make_video) -> None:
+    videos = [make_video("s0_v", 40, kinds=("me", "mae")), make_video("s1_v", 41, kinds=("mae",))]
+    divisor = PwesMethod(PAPER, network())
+    method = PwesMethod({**PAPER, "mil_k": "points"}, network())
+    targets, motion, geometry, valid, batch = ready(method, videos)
+    ks = method.top_k(valid.bool(), batch)
+    paper = top_k_counts(valid.bool(), divisor.config.divisors)
+    torch.testing.assert_close(ks[:, 0], paper[:, 0])  # the background keeps T / h
+    n_valid = valid.bool().sum(dim=1)
+    for b, t in enumerate(targets):
+        for col, cls in ((1, 0), (2, 1)):
+            want = min(int(t["point_k"][cls]), int(n_valid[b])) if t["point_k"][cls] else int(paper[b, col])
+            assert int(ks[b, col]) == want
+    assert targets[1]["point_k"][0] == 0 and int(ks[1, 1]) == int(paper[1, 1])  # no ME point
+    _, parts = method.loss(method.network(motion, geometry, valid), batch, valid)
+    _, paper_parts = divisor.loss(divisor.network(motion, geometry, valid), batch, valid)
+    assert parts["dc1"] != pytest.approx(paper_parts["dc1"])  # the MIL pools other snippets
 
 
 def test_switches_turn_mplg_and_dfcl_off(make_video) -> None:
