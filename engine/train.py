@@ -496,6 +496,10 @@ class LosoResult:
         plan: held-out identity -> its `Fold` (held-out and training subjects).
         latency: held-out identity -> the live event latency of its held-out videos at its
             operating point (`engine.latency.event_latency`).
+        configs: held-out identity -> the training configuration its network was trained with
+            (the given one, or what its training identities selected).
+        selections: held-out identity -> what the inner leave-one-out chose (`engine.selection`),
+            when candidates were offered.
     """
 
     report: Report
@@ -510,6 +514,8 @@ class LosoResult:
     group: str = "identity"
     plan: dict[str, Fold] = field(default_factory=dict)
     latency: dict[str, EventLatency] = field(default_factory=dict)
+    configs: dict[str, TrainConfig] = field(default_factory=dict)
+    selections: dict[str, Any] = field(default_factory=dict)
 
 
 def loso(
@@ -522,6 +528,7 @@ def loso(
     grid: Mapping[str, Sequence[Any]] | None = None,
     progress: bool = True,
     operating_point: str = "own",
+    select: Sequence[Any] | None = None,
 ) -> LosoResult:
     """Leave-one-identity-out (default) or leave-one-subject-out training and evaluation.
 
@@ -541,6 +548,10 @@ def loso(
             (`cross_validated_scores`), i.e. scores of people the scoring network never saw, as
             the held-out person's are (nested; about as many more trainings per fold as it has
             training groups). The fold's training report is then on those scores.
+        select: candidate training configurations (`engine.selection.Candidate`, built from
+            `config`); with two or more, each fold's training identities choose one by an inner
+            leave-one-out (`engine.selection.select_training_config`) and the fold trains with it
+            (an out-of-fold operating point then reuses the winner's inner scores).
 
     Returns:
         The `LosoResult`, its folds named by the held-out identity (or subject).
@@ -560,9 +571,11 @@ def loso(
     if missing:
         log.warning("%d video(s) have no features and are left out: %s", len(missing), missing[:5])
     plan = dataset.folds(group)
-    if operating_point == "out-of-fold" and len(plan) < 3:
+    nested = select is not None and len(select) > 1
+    if (operating_point == "out-of-fold" or nested) and len(plan) < 3:
+        what = "out-of-fold operating points" if operating_point == "out-of-fold" else "--select"
         raise ConfigError(
-            f"out-of-fold operating points need at least 3 {group} groups (each fold's training "
+            f"{what} need at least 3 {group} groups (each fold's training "
             f"set is split again, leave-one-out); {dataset.name} has {len(plan)}"
         )
     if folds is not None:
@@ -576,6 +589,8 @@ def loso(
     histories: dict[str, list[dict[str, float]]] = {}
     networks: dict[str, SpottingNetwork] = {}
     latency: dict[str, EventLatency] = {}
+    configs: dict[str, TrainConfig] = {}
+    selections: dict[str, Any] = {}
     desc = "LOIO" if group == "identity" else "LOSO"
     for fold in tqdm(plan, desc=desc, disable=not progress):
         held_out = fold.name
@@ -588,16 +603,35 @@ def loso(
         test_videos = [
             (r, features[r.video]) for r in dataset.videos if r.subject in test_set and r.video in features
         ]
-        network, history = train(train_videos, config, progress=progress)
-        method = build_method(config.method, network, config.method_options)
+        fold_config, inner_scores = config, None
+        if nested:
+            from engine.selection import select_training_config
+
+            chosen = select_training_config(
+                dataset.subset(fold.train_subjects),
+                features,
+                select,
+                group=group,
+                grid=grid,
+                progress=progress,
+            )
+            selections[held_out] = chosen
+            fold_config, inner_scores = select[chosen.chosen].config, chosen.scores
+            log.info("fold %s %s: its training identities select %s", group, held_out, chosen.label)
+        configs[held_out] = fold_config
+        network, history = train(train_videos, fold_config, progress=progress)
+        method = build_method(fold_config.method, network, fold_config.method_options)
         if operating_point == "out-of-fold":
-            inner = dataset.subset(fold.train_subjects)
-            train_scores = cross_validated_scores(inner, features, config, group=group, progress=progress)
+            if inner_scores is not None:
+                train_scores = inner_scores
+            else:
+                inner = dataset.subset(fold.train_subjects)
+                train_scores = cross_validated_scores(inner, features, config, group=group, progress=progress)
         else:
             train_scores = {r.video: predict(network, method, f) for r, f in train_videos}
         lookahead_s = lookahead_seconds(config.network.lookahead, train_videos[0][1].config)
         point, train_report = choose_operating_point(
-            train_videos, train_scores, config.proposals, grid, lookahead_s=lookahead_s
+            train_videos, train_scores, fold_config.proposals, grid, lookahead_s=lookahead_s
         )
         test_scores, preds, fold_reports[held_out] = spot_and_evaluate(network, method, point, test_videos)
         latency[held_out] = event_latency(test_videos, test_scores, point, lookahead_s=lookahead_s)
@@ -628,6 +662,8 @@ def loso(
         group=group,
         plan={f.name: f for f in plan},
         latency=latency,
+        configs=configs,
+        selections=selections,
     )
 
 
@@ -642,14 +678,26 @@ def cross_validated_scores(
     group: str = "identity",
     progress: bool = True,
 ) -> dict[str, Scores]:
-    """Out-of-fold scores of every video: each from the network of a leave-one-out run that did
-    not train on its group (`loso`). An operating point chosen on them is chosen on what a new
-    person's scores look like, not on the cleaner scores of people the network learnt.
+    """Out-of-fold scores of every video: each from a network trained on every other group of
+    `dataset` (a leave-one-out over its groups, without choosing operating points). An operating
+    point chosen on them is chosen on what a new person's scores look like, not on the cleaner
+    scores of people the network learnt.
 
     Raises:
         ConfigError: fewer than two groups.
     """
-    return dict(loso(dataset, features, config, group=group, progress=progress).scores)
+    scores: dict[str, Scores] = {}
+    for fold in tqdm(dataset.folds(group), desc="out-of-fold", disable=not progress):
+        train_set, test_set = set(fold.train_subjects), set(fold.test_subjects)
+        train_videos = [
+            (r, features[r.video]) for r in dataset.videos if r.subject in train_set and r.video in features
+        ]
+        network, _ = train(train_videos, config, progress=progress)
+        method = build_method(config.method, network, config.method_options)
+        for r in dataset.videos:
+            if r.subject in test_set and r.video in features:
+                scores[r.video] = predict(network, method, features[r.video])
+    return scores
 
 
 def _json_default(value: object) -> object:

@@ -44,6 +44,7 @@ def _train(args: argparse.Namespace, group) -> int:
     from engine.latency import LATENCY_BUDGET_S, pooled
     from engine.methods import METHODS, build_method
     from engine.models import NetworkConfig
+    from engine.selection import candidates, parse_selection, select_training_config
     from engine.train import (
         TrainConfig,
         choose_operating_point,
@@ -55,14 +56,7 @@ def _train(args: argparse.Namespace, group) -> int:
 
     fconfig = feature_config(args)
     lookahead = lookahead_option(args, fconfig)  # before reading any data: a bad value fails here
-    main = group is None or group.is_main  # the process that prints and writes the run
-    dataset, media = load_annotations(args)
-    if main:
-        print(dataset.summary(), file=sys.stderr)
-    if args.loso:
-        dataset.folds(args.group)  # before extracting: fewer than two groups fails here
-    with distributed.main_first():  # rank 0 fills the feature cache, the others read it
-        dataset, features = annotated_features(args, dataset, media, fconfig)
+    selection = parse_selection(args.select)  # so does a bad --select
     network_name = args.network or METHOD_NETWORKS.get(args.method, "mcwes")
     # The method's own schedule where the command line is silent.
     schedule = dict(METHODS.get(args.method).training_defaults) if args.method in METHODS else {}
@@ -90,6 +84,15 @@ def _train(args: argparse.Namespace, group) -> int:
             lookahead=lookahead,
         ),
     )
+    offered = candidates(config, selection) if selection else None  # every combination, checked now
+    main = group is None or group.is_main  # the process that prints and writes the run
+    dataset, media = load_annotations(args)
+    if main:
+        print(dataset.summary(), file=sys.stderr)
+    if args.loso:
+        dataset.folds(args.group)  # before extracting: fewer than two groups fails here
+    with distributed.main_first():  # rank 0 fills the feature cache, the others read it
+        dataset, features = annotated_features(args, dataset, media, fconfig)
     out = Path(args.out)
     label = f"{args.method} ({network_name}, {'non-causal' if args.non_causal else 'causal'})"
     if lookahead:
@@ -103,6 +106,7 @@ def _train(args: argparse.Namespace, group) -> int:
             folds=args.folds,
             progress=not args.quiet,
             operating_point=args.operating_point,
+            select=offered,
         )
         if not main:
             return 0
@@ -111,6 +115,11 @@ def _train(args: argparse.Namespace, group) -> int:
             f"{result.wall_s:.0f} s"
         )
         print(result.report.table())
+        for held_out, chosen in result.selections.items():
+            inner = ", ".join(f"{lab}: {f1:.3f}" for lab, f1 in zip(chosen.labels, chosen.f1, strict=True))
+            print(
+                f"fold {held_out}: its training identities selected {chosen.label} (out-of-fold F1 {inner})"
+            )
         held_out_latency = pooled(list(result.latency.values()))
         print(
             f"estimated live event latency of the held-out videos (budget ME {LATENCY_BUDGET_S['me']:g} s, "
@@ -126,7 +135,7 @@ def _train(args: argparse.Namespace, group) -> int:
             save_bundle(
                 out / "folds" / f"{fold_file_name(held_out)}.mespot",
                 network,
-                config,
+                result.configs.get(held_out, config),
                 fconfig,
                 operating_point=result.operating_points[held_out],
                 metadata=run_metadata(
@@ -141,6 +150,11 @@ def _train(args: argparse.Namespace, group) -> int:
                     train_report=result.train_reports[held_out].to_dict(),
                     operating_point_scores=args.operating_point,
                     held_out_report=result.folds[held_out].to_dict(),
+                    **(
+                        {"selection": result.selections[held_out].to_dict()}
+                        if held_out in result.selections
+                        else {}
+                    ),
                 ),
                 overwrite=True,
             )
@@ -162,6 +176,7 @@ def _train(args: argparse.Namespace, group) -> int:
                     "latency_budget_s": dict(LATENCY_BUDGET_S),
                     "event_latency": held_out_latency.to_dict(),
                     "train_f1": {s: r.overall.f1 for s, r in result.train_reports.items()},
+                    "selection": {s: sel.to_dict() for s, sel in result.selections.items()},
                     "histories": result.histories,
                     "wall_s": result.wall_s,
                     "processes": distributed.describe(group),
@@ -173,9 +188,19 @@ def _train(args: argparse.Namespace, group) -> int:
         print(f"report, MEGC predictions and per-fold bundles in {out}", file=sys.stderr)
         return 0
     videos = [(v, features[v.video]) for v in dataset.videos if v.video in features]
+    chosen = None
+    if offered is not None:
+        # One leave-one-out per candidate over every identity; the bundle trains with the winner.
+        chosen = select_training_config(dataset, features, offered, group=args.group, progress=not args.quiet)
+        config = offered[chosen.chosen].config
+        if main:
+            inner = ", ".join(f"{lab}: {f1:.3f}" for lab, f1 in zip(chosen.labels, chosen.f1, strict=True))
+            print(f"selected {chosen.label} (out-of-fold F1 {inner})")
     network, history = train(videos, config, progress=not args.quiet)
     method = build_method(config.method, network, config.method_options)
-    if args.operating_point == "out-of-fold":
+    if args.operating_point == "out-of-fold" and chosen is not None:
+        scores = chosen.scores
+    elif args.operating_point == "out-of-fold":
         scores = cross_validated_scores(dataset, features, config, group=args.group, progress=not args.quiet)
     else:
         scores = {r.video: predict(network, method, f) for r, f in videos}
@@ -200,6 +225,7 @@ def _train(args: argparse.Namespace, group) -> int:
             train_subjects=sorted({v.subject for v, _ in videos}),
             train_report=report.to_dict(),
             operating_point_scores=args.operating_point,
+            **({"selection": chosen.to_dict()} if chosen is not None else {}),
             history=history,
             processes=distributed.describe(group),
         ),
@@ -277,6 +303,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="choose the operating point on the model's own scores of its training videos (default), "
         "or on out-of-fold scores of them from a leave-one-out run over the training groups (the "
         "scores a new person gets; nested under --loso: one more training per training group)",
+    )
+    tr.add_argument(
+        "--select",
+        action="append",
+        metavar="FIELD=[V1,V2,...]",
+        help="let the training identities choose a training option: each candidate is run "
+        "leave-one-out over them and the best out-of-fold F1 wins (nested in every fold under "
+        "--loso). FIELD: augment, lr, epochs, batch_size, weight_decay, steps_per_epoch, or "
+        "option.KEY for a method option; repeat for every combination (engine.selection)",
     )
     tr.add_argument("--folds", type=int, help="only the first N folds (quick runs)")
     tr.add_argument("--epochs", type=int, help="passes over the training data (default: the method's)")

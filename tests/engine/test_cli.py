@@ -394,3 +394,22 @@ def test_extract_reads_an_annotation_file_as_train_does(
     assert main(["extract", str(annotations), "--out", str(tmp_path / "f"), "--quiet"]) != 0
     err = capsys.readouterr().err
     assert "absent" in err and "error:" in err and "Traceback" not in err, err
+
+
+def test_train_refuses_a_bad_select_before_reading_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = [
+        "train",
+        str(tmp_path / "absent.csv"),
+        "--features",
+        str(tmp_path / "f"),
+        "--out",
+        str(tmp_path / "m"),
+    ]
+    capsys.readouterr()
+    assert main([*args, "--select", "augment=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--select 'augment=0.5': the values must be a JSON list" in err and "absent.csv" not in err
+    assert main([*args, "--select", "augment=[0, 2]"]) == 2
+    assert "--select candidate augment=2" in capsys.readouterr().err
