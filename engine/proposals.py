@@ -660,7 +660,74 @@ def _default_actionness(cls: np.ndarray) -> np.ndarray:
     return np.where(all_nan, np.nan, best)
 
 
-def propose(
+# Fields of `ProposalConfig` that steps 1-3 of `propose` read (the candidate spans and their
+# scores); the others type, filter and suppress them.
+CANDIDATE_FIELDS: tuple[str, ...] = (
+    "mode",
+    "thresholds",
+    "top_divisors",
+    "class_spans",
+    "outer_ratio",
+    "oic_source",
+    "video_score_weight",
+    "min_duration_s",
+    "max_duration_s",
+)
+
+
+def candidate_key(config: ProposalConfig) -> tuple[Any, ...]:
+    """What steps 1-3 of `propose` depend on: configurations with equal keys make the same
+    candidates from the same scores (the unused one of thresholds / top_divisors left out)."""
+    unused = "top_divisors" if config.mode == "threshold" else "thresholds"
+    return tuple(getattr(config, name) for name in CANDIDATE_FIELDS if name != unused)
+
+
+@dataclass(frozen=True)
+class SpanCandidate:
+    """One candidate span after steps 1-3 of `propose` (before typing, filtering and NMS).
+
+    Attributes:
+        start, end: the half-open span in snippets of the window.
+        length: its frames, both ends counted.
+        per_class: its OIC score per class (one value for class-agnostic scores).
+        apex_at: the window snippet of its highest actionness.
+    """
+
+    start: int
+    end: int
+    length: int
+    per_class: tuple[float, ...]
+    apex_at: int
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Steps 1-3 of `propose` on one window of scores, for every configuration whose
+    `candidate_key` is ``key`` (`propose_candidates`)."""
+
+    cls: np.ndarray  # (T, C)
+    classes: tuple[ExpressionType, ...]
+    spans: tuple[SpanCandidate, ...]
+    key: tuple[Any, ...]
+    snippet_s: float
+    fps: float
+    snippet_offset: int
+    frame_offset: int
+    n_frames: int | None
+    # type_by_class results by (start, end), filled as typing asks (identical for every use).
+    _types: dict[tuple[int, int], ExpressionType] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def class_type(self, start: int, end: int) -> ExpressionType:
+        """`type_by_class` of ``[start, end)`` on these class scores (cached)."""
+        got = self._types.get((start, end))
+        if got is None:
+            got = self._types[(start, end)] = type_by_class(self.cls, start, end)
+        return got
+
+
+def propose_candidates(
     scores: np.ndarray | Mapping[ExpressionType | str, np.ndarray],
     config: ProposalConfig,
     *,
@@ -671,41 +738,10 @@ def propose(
     snippet_offset: int = 0,
     frame_offset: int = 0,
     n_frames: int | None = None,
-    shift: bool = True,
-) -> list[Interval]:
-    """Snippet scores -> scored expression intervals in frames (the one proposal path).
-
-    1. Spans from the class-agnostic score (``actionness``; by default the per-snippet maximum
-       over the classes) by multi-threshold or multi-top.
-    2. Each span is converted to frames and dropped if shorter than ``min_duration_s`` or longer
-       than ``max_duration_s``.
-    3. Scores: with ``oic_source="class"`` each class j gets ``OIC(s_j) + varsigma * p_j``
-       (MC-WES eq. 23); with ``"actionness"`` one OIC on the class-agnostic score (GIM eq. 15).
-    4. Type: ``"duration"``: by length, scored with the best class score (MC-WES keeps both class
-       copies of a span and lets NMS keep the higher; the type comes from the duration).
-       ``"class"``: the class with the higher mean score inside, scored with that class's OIC;
-       ``"apex"``: the class with the higher score at the apex snippet (highest actionness).
-    5. ``min_score`` filter, then NMS (class-wise or joint).
-    6. Each kept interval's offset moves by ``offset_shift_s`` of its type (`shift_offsets`).
-
-    Args:
-        scores: (T, 2) class scores in ``CLASS_ORDER`` (ME, MaE), a dict with both classes, or a
-            class-agnostic (T,) / (T, 1) array (then only the duration rule applies).
-        config: the proposal configuration.
-        snippet_s: seconds per snippet (e.g. 8 / 30).
-        fps: the video's frame rate; frames per snippet = ``snippet_s * fps`` (may be fractional).
-        actionness: (T,) class-agnostic score to cut spans from (attention / intensity).
-        video_scores: (C,) or dict, MC-WES's video-level class scores p_j; needed only when
-            ``config.video_score_weight > 0``.
-        snippet_offset: absolute snippet index of ``scores[0]`` (a live window's start).
-        frame_offset: number of the video's first frame (frames are ``frame_offset + ...``).
-        n_frames: frames in the video; the last interval is clipped to it.
-        shift: apply step 6 (False: the intervals as NMS kept them; the online spotter finalises
-            those and shifts each when it publishes it).
-
-    Returns:
-        The proposals, in descending score (ties by onset, offset, type).
-    """
+) -> Candidates:
+    """Steps 1-3 of `propose` (spans, their frames and duration filter, their scores); the
+    arguments as `propose` takes them. `propose(..., candidates=)` finishes them for any
+    configuration of the same `candidate_key`."""
     cls, classes = _class_matrix(scores)  # (T, C)
     n = cls.shape[0]
     if not (snippet_s > 0 and fps > 0):
@@ -719,10 +755,6 @@ def propose(
         act = _as_1d(actionness, "actionness")
         if act.shape[0] != n:
             raise ValueError(f"actionness has {act.shape[0]} snippets, scores have {n}")
-    if config.type_rule in ("class", "apex") and not classes:
-        raise ValueError(
-            f"type_rule {config.type_rule!r} needs per-class scores (T, 2); got class-agnostic scores"
-        )
     use_class_oic = bool(classes) and config.oic_source == "class"
     bias = np.zeros(len(classes))  # (C,)
     if use_class_oic and config.video_score_weight > 0:
@@ -751,10 +783,9 @@ def propose(
             found.update(multi_threshold_proposals(column, config.thresholds))
         else:
             found.update(multi_top_proposals(column, config.top_divisors))
-    spans = sorted(found)
 
-    candidates: list[Interval] = []
-    for start, end in spans:
+    spans: list[SpanCandidate] = []
+    for start, end in sorted(found):
         frames = span_to_frames(
             snippet_offset + start, snippet_offset + end, g, frame_offset=frame_offset, n_frames=n_frames
         )
@@ -764,51 +795,145 @@ def propose(
         if length < config.min_duration_s * fps - _EPS or length > config.max_duration_s * fps + _EPS:
             continue
         if use_class_oic:
-            per_class = [
+            per_class = tuple(
                 outer_inner_contrast(cls[:, j], start, end, outer_ratio=config.outer_ratio) + bias[j]
                 for j in range(len(classes))
-            ]  # (C,)
+            )  # (C,)
         else:
             agnostic = outer_inner_contrast(act, start, end, outer_ratio=config.outer_ratio)
-            per_class = [agnostic] * max(1, len(classes))
+            per_class = (agnostic,) * max(1, len(classes))
+        inside = act[start:end]
+        apex_at = start + int(np.argmax(np.where(np.isnan(inside), -np.inf, inside)))
+        spans.append(SpanCandidate(start, end, length, per_class, apex_at))
+    return Candidates(
+        cls=cls,
+        classes=classes,
+        spans=tuple(spans),
+        key=candidate_key(config),
+        snippet_s=snippet_s,
+        fps=fps,
+        snippet_offset=snippet_offset,
+        frame_offset=frame_offset,
+        n_frames=n_frames,
+    )
+
+
+def propose(
+    scores: np.ndarray | Mapping[ExpressionType | str, np.ndarray],
+    config: ProposalConfig,
+    *,
+    snippet_s: float,
+    fps: float,
+    actionness: np.ndarray | None = None,
+    video_scores: np.ndarray | Mapping[ExpressionType | str, float] | None = None,
+    snippet_offset: int = 0,
+    frame_offset: int = 0,
+    n_frames: int | None = None,
+    shift: bool = True,
+    candidates: Candidates | None = None,
+) -> list[Interval]:
+    """Snippet scores -> scored expression intervals in frames (the one proposal path).
+
+    1. Spans from the class-agnostic score (``actionness``; by default the per-snippet maximum
+       over the classes) by multi-threshold or multi-top.
+    2. Each span is converted to frames and dropped if shorter than ``min_duration_s`` or longer
+       than ``max_duration_s``.
+    3. Scores: with ``oic_source="class"`` each class j gets ``OIC(s_j) + varsigma * p_j``
+       (MC-WES eq. 23); with ``"actionness"`` one OIC on the class-agnostic score (GIM eq. 15).
+    4. Type: ``"duration"``: by length, scored with the best class score (MC-WES keeps both class
+       copies of a span and lets NMS keep the higher; the type comes from the duration).
+       ``"class"``: the class with the higher mean score inside, scored with that class's OIC;
+       ``"apex"``: the class with the higher score at the apex snippet (highest actionness).
+    5. ``min_score`` filter, then NMS (class-wise or joint).
+    6. Each kept interval's offset moves by ``offset_shift_s`` of its type (`shift_offsets`).
+
+    Args:
+        scores: (T, 2) class scores in ``CLASS_ORDER`` (ME, MaE), a dict with both classes, or a
+            class-agnostic (T,) / (T, 1) array (then only the duration rule applies).
+        config: the proposal configuration.
+        snippet_s: seconds per snippet (e.g. 8 / 30).
+        fps: the video's frame rate; frames per snippet = ``snippet_s * fps`` (may be fractional).
+        actionness: (T,) class-agnostic score to cut spans from (attention / intensity).
+        video_scores: (C,) or dict, MC-WES's video-level class scores p_j; needed only when
+            ``config.video_score_weight > 0``.
+        snippet_offset: absolute snippet index of ``scores[0]`` (a live window's start).
+        frame_offset: number of the video's first frame (frames are ``frame_offset + ...``).
+        n_frames: frames in the video; the last interval is clipped to it.
+        candidates: steps 1-3 already made for these scores (`propose_candidates`) with a
+            configuration of the same `candidate_key`; the scores and offsets are then taken
+            from it (a grid search spots many points of one candidate set).
+        shift: apply step 6 (False: the intervals as NMS kept them; the online spotter finalises
+            those and shifts each when it publishes it).
+
+    Returns:
+        The proposals, in descending score (ties by onset, offset, type).
+    """
+    if candidates is None:
+        candidates = propose_candidates(
+            scores,
+            config,
+            snippet_s=snippet_s,
+            fps=fps,
+            actionness=actionness,
+            video_scores=video_scores,
+            snippet_offset=snippet_offset,
+            frame_offset=frame_offset,
+            n_frames=n_frames,
+        )
+    elif candidates.key != candidate_key(config):
+        raise ValueError("propose: the candidates were made with a configuration of another candidate_key")
+    classes = candidates.classes
+    if config.type_rule in ("class", "apex") and not classes:
+        raise ValueError(
+            f"type_rule {config.type_rule!r} needs per-class scores (T, 2); got class-agnostic scores"
+        )
+    snippet_s, fps = candidates.snippet_s, candidates.fps
+    snippet_offset, frame_offset, n_frames = (
+        candidates.snippet_offset,
+        candidates.frame_offset,
+        candidates.n_frames,
+    )
+    g = snippet_s * fps  # frames per snippet
+    me_limit = (config.me_max_s + config.duration_tolerance_hops * snippet_s) * fps + _EPS
+
+    kept_spans: list[Interval] = []
+    for cand in candidates.spans:
+        start, end, length, per_class = cand.start, cand.end, cand.length, cand.per_class
         if config.type_rule == "duration":
             me_max_s = config.me_max_s + config.duration_tolerance_hops * snippet_s
             etype = type_by_duration(length, fps, me_max_s=me_max_s, max_s=config.max_duration_s)
             if etype is None:
                 continue
             score = max(per_class)
-        inside = act[start:end]
-        apex_at = start + int(np.argmax(np.where(np.isnan(inside), -np.inf, inside)))
-        if config.type_rule == "class":
-            etype = type_by_class(cls, start, end)
+        elif config.type_rule == "class":
+            etype = candidates.class_type(start, end)
             score = per_class[classes.index(etype)]
-        elif config.type_rule == "apex":
-            etype = type_by_class(cls, apex_at, apex_at + 1)
+        else:  # "apex"
+            etype = candidates.class_type(cand.apex_at, cand.apex_at + 1)
             score = per_class[classes.index(etype)]
         if (
             config.duration_check
             and config.type_rule != "duration"
             and etype == ExpressionType.ME
-            and length > (config.me_max_s + config.duration_tolerance_hops * snippet_s) * fps + _EPS
+            and length > me_limit
         ):
             etype = ExpressionType.MAE
             score = per_class[classes.index(etype)]
         if config.min_score is not None and score < config.min_score:
             continue
-        apex = snippet_offset + apex_at
         iv = span_to_interval(
             snippet_offset + start,
             snippet_offset + end,
             g,
             etype,
             score=score,
-            apex_snippet=apex,
+            apex_snippet=snippet_offset + cand.apex_at,
             frame_offset=frame_offset,
             n_frames=n_frames,
         )
         if iv is not None:
-            candidates.append(iv)
-    kept = nms_1d(candidates, config.nms_iou, class_wise=config.nms == "class")
+            kept_spans.append(iv)
+    kept = nms_1d(kept_spans, config.nms_iou, class_wise=config.nms == "class")
     if not shift:
         return kept
     return shift_offsets(kept, config, fps, frame_offset=frame_offset, n_frames=n_frames)

@@ -45,7 +45,16 @@ from engine.latency import (
 from engine.methods import METHODS, Method, build_method
 from engine.models import NetworkConfig, SpottingNetwork, build_network
 from engine.models.spotter import set_input_statistics
-from engine.proposals import OPERATING_GRID, POST_NMS_FIELDS, ProposalConfig, propose, shift_offsets
+from engine.proposals import (
+    OPERATING_GRID,
+    POST_NMS_FIELDS,
+    Candidates,
+    ProposalConfig,
+    candidate_key,
+    propose,
+    propose_candidates,
+    shift_offsets,
+)
 from engine.train_config import TrainConfig
 from stream.config import check_number
 from stream.errors import ConfigError
@@ -326,9 +335,17 @@ def predict(network: SpottingNetwork, method: Method, feats: VideoFeatures) -> S
     return np.where(ok[:, None], cls, np.nan), np.where(ok, act, np.nan)
 
 
-def spot(scores: Scores, video: Video, config: ProposalConfig, *, shift: bool = True) -> list[Interval]:
+def spot(
+    scores: Scores,
+    video: Video,
+    config: ProposalConfig,
+    *,
+    shift: bool = True,
+    candidates: Candidates | None = None,
+) -> list[Interval]:
     """The proposals of one video at an operating point (frames of the video's own numbering);
-    ``shift=False``: before the offset shift (`engine.proposals.propose`)."""
+    ``shift=False``: before the offset shift (`engine.proposals.propose`). ``candidates``: the
+    video's `spot_candidates` for a configuration of the same candidate key (reused)."""
     record, feats = video
     cls, act = scores
     if not np.isfinite(act).any():
@@ -342,6 +359,25 @@ def spot(scores: Scores, video: Video, config: ProposalConfig, *, shift: bool = 
         frame_offset=feats.first_frame,
         n_frames=record.n_frames,
         shift=shift,
+        candidates=candidates,
+    )
+
+
+def spot_candidates(scores: Scores, video: Video, config: ProposalConfig) -> Candidates | None:
+    """Steps 1-3 of `spot` (`engine.proposals.propose_candidates`); None for a video without a
+    valid score (which `spot` gives no proposal)."""
+    record, feats = video
+    cls, act = scores
+    if not np.isfinite(act).any():
+        return None
+    return propose_candidates(
+        cls,
+        config,
+        snippet_s=feats.snippet_s,
+        fps=feats.fps,
+        actionness=act,
+        frame_offset=feats.first_frame,
+        n_frames=record.n_frames,
     )
 
 
@@ -359,15 +395,29 @@ def grid_counts(
     fastest. The videos are spotted once per setting of the other fields. A prediction matches
     only truths of its own type and the shift moves each type by its own amount, so each type's
     counts are taken once per value of its shift and the points add them up: the cost grows
-    with the number of ME plus MaE shifts, not with their product.
+    with the number of ME plus MaE shifts, not with their product. The candidate spans and
+    their scores are made once per video and `engine.proposals.candidate_key` (thresholds,
+    mode) and shared by every point that only types, filters or suppresses them differently.
     """
     pre = [name for name in grid if name not in POST_NMS_FIELDS]
     post = [name for name in grid if name in POST_NMS_FIELDS]
     truths = {rec.video: list(rec.expressions) for rec, _ in videos}
+    made: dict[tuple[Any, ...], dict[str, Candidates | None]] = {}
     for values in itertools.product(*(grid[name] for name in pre)):
         setting = dict(zip(pre, values, strict=True))
         first = dataclasses.replace(base, **setting)
-        raw = {rec.video: spot(scores[rec.video], (rec, feats), first, shift=False) for rec, feats in videos}
+        key = candidate_key(first)
+        if key not in made:
+            made[key] = {
+                rec.video: spot_candidates(scores[rec.video], (rec, feats), first) for rec, feats in videos
+            }
+        shared = made[key]
+        raw = {
+            rec.video: []
+            if shared[rec.video] is None
+            else spot(scores[rec.video], (rec, feats), first, shift=False, candidates=shared[rec.video])
+            for rec, feats in videos
+        }
         points = [
             dataclasses.replace(first, **dict(zip(post, v, strict=True)))
             for v in itertools.product(*(grid[name] for name in post))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
 
 import numpy as np
@@ -11,12 +12,14 @@ import pytest
 from engine.proposals import (
     PRESETS,
     ProposalConfig,
+    candidate_key,
     interval_to_span,
     multi_threshold_proposals,
     multi_top_proposals,
     nms_1d,
     outer_inner_contrast,
     propose,
+    propose_candidates,
     span_to_frames,
     span_to_interval,
     top_k_from_divisor,
@@ -389,3 +392,34 @@ def test_duration_check_makes_a_long_me_typed_span_a_mae(type_rule: str) -> None
     assert sorted((iv.onset, iv.type) for iv in checked) == [(16, ME), (64, MAE)]
     # Off in GIM's preset (the paper's rule); its operating grid offers it to the training videos.
     assert not PRESETS["gim"].duration_check
+
+
+def test_shared_candidates_give_what_a_fresh_propose_gives() -> None:
+    """A grid search makes the candidate spans once per candidate key and finishes them for
+    every typing, filter and NMS setting: the result is the fresh `propose`'s, bit for bit."""
+    rng = np.random.default_rng(3)
+    t = 300
+    smooth = np.convolve(rng.random(t), np.ones(5) / 5, mode="same")  # (T,)
+    cls = np.stack([smooth * rng.random(t), smooth], axis=1)  # (T, 2)
+    act = np.clip(smooth + 0.1 * rng.standard_normal(t), 0.0, 1.0)  # (T,)
+    cls[:4], act[:4] = np.nan, np.nan
+    kw = {"snippet_s": 4 / 30, "fps": 30.0, "actionness": act, "frame_offset": 1, "n_frames": 4 * t}
+    for mode in ("threshold", "top"):
+        base = ProposalConfig(mode=mode, thresholds=(0.05, 0.2, 0.4), oic_source="class")
+        shared = propose_candidates(cls, base, **kw)
+        assert shared.key == candidate_key(base) and shared.spans
+        for rule, check, min_score, nms_iou in itertools.product(
+            ("duration", "class", "apex"), (False, True), (None, 0.1), (0.01, 0.5)
+        ):
+            cfg = dataclasses.replace(
+                base, type_rule=rule, duration_check=check, min_score=min_score, nms_iou=nms_iou
+            )
+            assert candidate_key(cfg) == shared.key
+            assert propose(cls, cfg, **kw, candidates=shared) == propose(cls, cfg, **kw)
+    # Candidates of another key (other thresholds) are refused, not silently reused.
+    other = ProposalConfig(thresholds=(0.5,))
+    with pytest.raises(ValueError, match="candidate_key"):
+        propose(cls, other, **kw, candidates=propose_candidates(cls, ProposalConfig(), **kw))
+    # In top mode the thresholds are not read, so they do not split the key.
+    top = ProposalConfig(mode="top")
+    assert candidate_key(top) == candidate_key(dataclasses.replace(top, thresholds=(0.5,)))
