@@ -346,18 +346,15 @@ def spot(
     """The proposals of one video at an operating point (frames of the video's own numbering);
     ``shift=False``: before the offset shift (`engine.proposals.propose`). ``candidates``: the
     video's `spot_candidates` for a configuration of the same candidate key (reused)."""
-    record, feats = video
-    cls, act = scores
-    if not np.isfinite(act).any():
-        return []
+    if candidates is None:
+        candidates = spot_candidates(scores, video, config)
+        if candidates is None:
+            return []
     return propose(
-        cls,
+        candidates.cls,
         config,
-        snippet_s=feats.snippet_s,
-        fps=feats.fps,
-        actionness=act,
-        frame_offset=feats.first_frame,
-        n_frames=record.n_frames,
+        snippet_s=candidates.snippet_s,
+        fps=candidates.fps,
         shift=shift,
         candidates=candidates,
     )
