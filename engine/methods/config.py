@@ -366,11 +366,12 @@ class PwesConfig(McwesConfig):
         class_balance: the focal snippet loss averages each class over its own labelled
             snippets, then over the classes, so that the few ME snippets weigh as much as the
             many MaE and background ones (off: one mean over all labelled snippets, eq. 16).
-        mil_k: how many snippets the video-level MIL pools per expression class: "divisor"
-            (MC-WES eq. 7, k = T / h whatever the video holds, the paper's) or "points" (the
-            video's points of the class times the longest expression of the class in snippets,
-            ME 0.5 s and MaE 4 s, at most T: the points count the expressions, so the pooled
-            snippets can cover them and little else). The background keeps T / h.
+        mil_k: how many snippets the video-level MIL pools per expression class: "points" (the
+            default since the eighth session: the video's points of the class times the longest
+            expression of the class in snippets, ME 0.5 s and MaE 4 s, at most T; the points
+            count the expressions, so the pooled snippets can cover them and little else) or
+            "divisor" (MC-WES eq. 7, k = T / h whatever the video holds, the paper's). The
+            background keeps T / h.
     """
 
     lambda_duration: float = 0.0
@@ -394,7 +395,7 @@ class PwesConfig(McwesConfig):
     pseudo_source: str = "eval"
     class_balance: bool = False
     class_regions: bool = True
-    mil_k: str = "divisor"
+    mil_k: str = "points"
 
     _prefix: ClassVar[str] = "pwes config"
     _weights: ClassVar[tuple[str, ...]] = (*McwesConfig._weights, "lambda_snippet", "lambda_contrast")

@@ -55,6 +55,10 @@ Where this differs from the paper:
   may label a class only within that reach of a point of the class (``class_regions``). The
   paper's MPLG labels any snippet; on SynthSpot-v2 93 % of the ME labels it added were wrong
   (docs/results.md).
+- The video-level MIL pools, per expression class, the video's points of the class times the
+  longest expression of the class (``mil_k="points"``) instead of T / h: MC-WES's h = 9 pools the
+  top 11 % of snippets as ME evidence where MEs cover about 2 %, teaching the ME class on MaEs and
+  background; the points count the expressions, so the pool can cover them and little else.
 - DFCL region spaces: the labelled snippets of a class, in time order, split into K_c contiguous
   groups of (nearly) equal size; a class with fewer than K_c labelled snippets leaves the
   remaining vectors empty (never used). Eq. 10 filters with the pseudo labels; we use them

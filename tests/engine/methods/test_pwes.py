@@ -70,6 +70,7 @@ def test_defaults_are_the_papers() -> None:
     assert PwesMethod.snippet_targets == ("points", "background", "pseudo", "possible")
     # mespot's fixes (docs/methods.md): point-free background, MPLG from an eval-mode forward.
     assert c.background_gap_s == (0.5, 4.0) and c.pseudo_source == "eval" and c.class_regions
+    assert c.mil_k == "points"  # the MIL pools what the points' expressions can cover
     method = build_method("pwes", network(), {"point_mode": "apex", "use_dfcl": False})
     assert isinstance(method, PwesMethod) and method.config.point_mode == "apex"
     assert PwesConfig.from_dict(c.to_dict()) == c
@@ -321,7 +322,7 @@ def test_memory_bank_sizes_and_updates(make_video) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-PAPER = {"background_gap_s": None, "pseudo_source": "batch"}
+PAPER = {"background_gap_s": None, "pseudo_source": "batch", "mil_k": "divisor"}
 
 
 def test_loss_before_and_after_pretraining(make_video) -> None:
