@@ -24,12 +24,15 @@ import dataclasses
 import itertools
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.bundle import lookahead_seconds
 from engine.data.features import VideoFeatures
 from engine.data.records import Dataset
+from engine.methods import METHODS
+from engine.train import choose_operating_point, cross_validated_scores
 from engine.train_config import TrainConfig
 from stream.errors import ConfigError
 
@@ -67,6 +70,7 @@ class Selection:
 
     Attributes:
         chosen: index of the winning candidate.
+        config: its training configuration.
         labels: every candidate's label, in the order offered.
         f1: each candidate's pooled overall F1 on its out-of-fold scores at its operating point.
         me_f1: the same for MEs (the tie-break).
@@ -75,6 +79,7 @@ class Selection:
     """
 
     chosen: int
+    config: TrainConfig
     labels: list[str]
     f1: list[float]
     me_f1: list[float]
@@ -174,10 +179,6 @@ def select_training_config(
     Raises:
         ConfigError: no candidate, or fewer than two groups in `dataset`.
     """
-    from engine.bundle import lookahead_seconds
-    from engine.methods import METHODS
-    from engine.train import choose_operating_point, cross_validated_scores
-
     if not offered:
         raise ConfigError("select_training_config: no candidate configuration")
     videos = [(r, features[r.video]) for r in dataset.videos if r.video in features]
@@ -197,4 +198,23 @@ def select_training_config(
         log.info("candidate %s: out-of-fold F1 %.3f (ME %.3f)", cand.label, f1[-1], me_f1[-1])
         if (f1[i], me_f1[i]) > (f1[best], me_f1[best]):
             best = i
-    return Selection(best, [c.label for c in offered], f1, me_f1, kept[best])
+    return Selection(best, offered[best].config, [c.label for c in offered], f1, me_f1, kept[best])
+
+
+def selector(
+    features: Mapping[str, VideoFeatures],
+    offered: Sequence[Candidate],
+    *,
+    group: str = "identity",
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    progress: bool = True,
+) -> Callable[[Dataset], Selection]:
+    """`select_training_config` over whatever training subset it is given, for
+    `engine.train.loso`'s ``select`` (each fold hands it its training identities)."""
+    if not offered:
+        raise ConfigError("selector: no candidate configuration")
+
+    def choose(training: Dataset) -> Selection:
+        return select_training_config(training, features, offered, group=group, grid=grid, progress=progress)
+
+    return choose

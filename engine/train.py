@@ -22,7 +22,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -575,7 +575,7 @@ def loso(
     grid: Mapping[str, Sequence[Any]] | None = None,
     progress: bool = True,
     operating_point: str = "own",
-    select: Sequence[Any] | None = None,
+    select: Callable[[Dataset], Any] | None = None,
 ) -> LosoResult:
     """Leave-one-identity-out (default) or leave-one-subject-out training and evaluation.
 
@@ -595,10 +595,11 @@ def loso(
             (`cross_validated_scores`), i.e. scores of people the scoring network never saw, as
             the held-out person's are (nested; about as many more trainings per fold as it has
             training groups). The fold's training report is then on those scores.
-        select: candidate training configurations (`engine.selection.Candidate`, built from
-            `config`); with two or more, each fold's training identities choose one by an inner
-            leave-one-out (`engine.selection.select_training_config`) and the fold trains with it
-            (an out-of-fold operating point then reuses the winner's inner scores).
+        select: chooses a fold's training configuration from its training identities alone
+            (`engine.selection.selector`: an inner leave-one-out per candidate); it is given
+            the fold's training subset and returns a `engine.selection.Selection`, whose
+            ``config`` the fold trains with (an out-of-fold operating point then reuses its
+            ``scores``). None: every fold trains with `config`.
 
     Returns:
         The `LosoResult`, its folds named by the held-out identity (or subject).
@@ -618,7 +619,7 @@ def loso(
     if missing:
         log.warning("%d video(s) have no features and are left out: %s", len(missing), missing[:5])
     plan = dataset.folds(group)
-    nested = select is not None and len(select) > 1
+    nested = select is not None
     if (operating_point == "out-of-fold" or nested) and len(plan) < 3:
         what = "out-of-fold operating points" if operating_point == "out-of-fold" else "--select"
         raise ConfigError(
@@ -651,19 +652,10 @@ def loso(
             (r, features[r.video]) for r in dataset.videos if r.subject in test_set and r.video in features
         ]
         fold_config, inner_scores = config, None
-        if nested:
-            from engine.selection import select_training_config
-
-            chosen = select_training_config(
-                dataset.subset(fold.train_subjects),
-                features,
-                select,
-                group=group,
-                grid=grid,
-                progress=progress,
-            )
+        if select is not None:
+            chosen = select(dataset.subset(fold.train_subjects))
             selections[held_out] = chosen
-            fold_config, inner_scores = select[chosen.chosen].config, chosen.scores
+            fold_config, inner_scores = chosen.config, chosen.scores
             log.info("fold %s %s: its training identities select %s", group, held_out, chosen.label)
         configs[held_out] = fold_config
         network, history = train(train_videos, fold_config, progress=progress)

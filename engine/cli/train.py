@@ -44,7 +44,7 @@ def _train(args: argparse.Namespace, group) -> int:
     from engine.latency import LATENCY_BUDGET_S, pooled
     from engine.methods import METHODS, build_method
     from engine.models import NetworkConfig
-    from engine.selection import candidates, parse_selection, select_training_config
+    from engine.selection import candidates, parse_selection, select_training_config, selector
     from engine.train import (
         TrainConfig,
         choose_operating_point,
@@ -106,7 +106,9 @@ def _train(args: argparse.Namespace, group) -> int:
             folds=args.folds,
             progress=not args.quiet,
             operating_point=args.operating_point,
-            select=offered,
+            select=None
+            if offered is None
+            else selector(features, offered, group=args.group, progress=not args.quiet),
         )
         if not main:
             return 0
@@ -192,7 +194,7 @@ def _train(args: argparse.Namespace, group) -> int:
     if offered is not None:
         # One leave-one-out per candidate over every identity; the bundle trains with the winner.
         chosen = select_training_config(dataset, features, offered, group=args.group, progress=not args.quiet)
-        config = offered[chosen.chosen].config
+        config = chosen.config
         if main:
             inner = ", ".join(f"{lab}: {f1:.3f}" for lab, f1 in zip(chosen.labels, chosen.f1, strict=True))
             print(f"selected {chosen.label} (out-of-fold F1 {inner})")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import engine.train as train_module
-from engine.selection import Candidate, candidates, parse_selection, select_training_config
+from engine.selection import Candidate, candidates, parse_selection, select_training_config, selector
 from engine.train import TrainConfig, choose_operating_point, loso, predict
 from stream.errors import ConfigError
 from tests.engine.test_train import CONFIG, NET, data  # noqa: F401  (data is a fixture)
@@ -111,7 +111,7 @@ def test_nested_selection_never_sees_the_held_out_subject(data, monkeypatch) -> 
         folds=1,
         progress=False,
         operating_point="out-of-fold",
-        select=offered,
+        select=selector(features, offered, group="subject", grid=GRID, progress=False),
         grid=GRID,
     )
     assert list(result.folds) == ["s1"]
@@ -119,7 +119,7 @@ def test_nested_selection_never_sees_the_held_out_subject(data, monkeypatch) -> 
     assert [s for s, _ in trained_on] == [{"s3"}, {"s2"}, {"s3"}, {"s2"}, {"s2", "s3"}]
     selection = result.selections["s1"]
     winner = offered[selection.chosen].config
-    assert result.configs["s1"] == winner and trained_on[-1][1] == winner.lr
+    assert selection.config == winner and result.configs["s1"] == winner and trained_on[-1][1] == winner.lr
     assert chosen_on[-1] == selection.scores  # the fold's point: the winner's out-of-fold scores
     assert {v.split("_")[0] for v in chosen_on[-1]} == {"s2", "s3"}
     # Those scores are the inner networks', not the fold network's.
@@ -128,4 +128,8 @@ def test_nested_selection_never_sees_the_held_out_subject(data, monkeypatch) -> 
     own = predict(fold_net, train_module.build_method("full", fold_net), features[rec.video])[1]
     assert not np.array_equal(own, selection.scores[rec.video][1], equal_nan=True)
     with pytest.raises(ConfigError, match="--select need at least 3 subject groups"):
-        loso(dataset.subset(["s1", "s2"]), features, TINY, group="subject", select=offered)
+        loso(
+            dataset.subset(["s1", "s2"]), features, TINY, group="subject", select=selector(features, offered)
+        )
+    with pytest.raises(ConfigError, match="no candidate"):
+        selector(features, [])
