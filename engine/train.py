@@ -383,6 +383,8 @@ def grid_counts(
     scores: Mapping[str, Scores],
     base: ProposalConfig,
     grid: Mapping[str, Sequence[Any]],
+    *,
+    memo: bool = True,
 ) -> Iterator[tuple[dict[str, Any], ProposalConfig, Metrics, Metrics]]:
     """Every grid point's pooled ME and MaE counts on the videos: (setting, configuration, ME
     counts, MaE counts), as `evaluate` of `spot` at that point would give them.
@@ -394,12 +396,15 @@ def grid_counts(
     counts are taken once per value of its shift and the points add them up: the cost grows
     with the number of ME plus MaE shifts, not with their product. The candidate spans and
     their scores are made once per video and `engine.proposals.candidate_key` (thresholds,
-    mode) and shared by every point that only types, filters or suppresses them differently.
+    mode) and shared by every point that only types, filters or suppresses them differently; a
+    video's counts of one type are made once per distinct set of its proposals of that type and
+    shift (``memo=False``: at every point, for checks).
     """
     pre = [name for name in grid if name not in POST_NMS_FIELDS]
     post = [name for name in grid if name in POST_NMS_FIELDS]
     truths = {rec.video: list(rec.expressions) for rec, _ in videos}
     made: dict[tuple[Any, ...], dict[str, Candidates | None]] = {}
+    seen: dict[tuple[Any, ...], Metrics] | None = {} if memo else None  # `_type_counts`' memo
     for values in itertools.product(*(grid[name] for name in pre)):
         setting = dict(zip(pre, values, strict=True))
         first = dataclasses.replace(base, **setting)
@@ -420,7 +425,7 @@ def grid_counts(
             for v in itertools.product(*(grid[name] for name in post))
         ]
         counts = {
-            (etype, seconds): _type_counts(videos, raw, truths, first, etype, seconds)
+            (etype, seconds): _type_counts(videos, raw, truths, first, etype, seconds, seen)
             for etype, k in ((ExpressionType.ME, 0), (ExpressionType.MAE, 1))
             for seconds in dict.fromkeys(p.offset_shift_s[k] for p in points)
         }
@@ -438,15 +443,29 @@ def _type_counts(
     config: ProposalConfig,
     etype: ExpressionType,
     seconds: float,
+    seen: dict[tuple[Any, ...], Metrics] | None = None,
 ) -> Metrics:
     """One type's pooled counts of the unshifted proposals ``raw`` with that type's offsets moved
-    by ``seconds`` (the other type's predictions cannot change them)."""
+    by ``seconds`` (the other type's predictions cannot change them).
+
+    ``seen`` memoises a video's counts by its proposals of the type and the shift: grid points
+    that type, filter or suppress differently mostly leave a video's proposals of one type as
+    they were, and matching is most of a grid search's time.
+    """
     moved = dataclasses.replace(config, offset_shift_s=(seconds, seconds))
     total = Metrics()
     for rec, feats in videos:
-        own = [iv for iv in raw[rec.video] if iv.type == etype]
-        own = shift_offsets(own, moved, feats.fps, frame_offset=feats.first_frame, n_frames=rec.n_frames)
-        total = total + match(own, truths[rec.video]).of(etype)
+        own = tuple(iv for iv in raw[rec.video] if iv.type == etype)
+        key = (rec.video, etype, seconds, own)
+        counts = None if seen is None else seen.get(key)
+        if counts is None:
+            shifted = shift_offsets(
+                own, moved, feats.fps, frame_offset=feats.first_frame, n_frames=rec.n_frames
+            )
+            counts = match(shifted, truths[rec.video]).of(etype)
+            if seen is not None:
+                seen[key] = counts
+        total = total + counts
     return total
 
 

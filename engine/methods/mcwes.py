@@ -435,12 +435,15 @@ class McwesMethod(Method):
     @classmethod
     def operating_grid(cls) -> Mapping[str, Sequence[Any]]:
         """The shared grid plus the proposal mode, multi-top (the paper's) or multi-threshold on
-        the attention, the type rule, by class or by duration (the paper's), and the duration check
-        on a class-typed span (an ME longer than an ME can last becomes a MaE), whichever the
-        training videos prefer: a weak T-CAM may know where an expression is better than which."""
+        the attention, the type rule, by class or by duration (the paper's), the ME share from
+        which a class-typed span is ME, and the duration check on a class-typed span (an ME longer
+        than an ME can last becomes a MaE), whichever the training videos prefer: a weak T-CAM may
+        know where an expression is better than which, and rank MEs by their ME share with most
+        of them just under one half (`ProposalConfig.me_share_min`)."""
         grid = dict(super().operating_grid())
         grid["mode"] = ("top", "threshold")
         grid["type_rule"] = ("class", "duration")
+        grid["me_share_min"] = (0.5, 0.45, 0.4, 0.35)
         grid["duration_check"] = (False, True)
         return MappingProxyType(grid)
 

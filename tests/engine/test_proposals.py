@@ -183,6 +183,40 @@ def test_type_by_class() -> None:
     assert type_by_class(np.array([[0.5, 0.5]]), 0, 1) == ME  # tie -> ME
 
 
+def test_type_by_class_me_share() -> None:
+    """The ME share line: at 0.5 the argmax; lower, a span whose ME share is at least the line is
+    ME; a class without a valid score never wins."""
+    s = np.array([[0.45, 0.55], [0.2, 0.8]])  # ME shares 0.45 and 0.2
+    assert type_by_class(s, 0, 1) == MAE
+    assert type_by_class(s, 0, 1, me_share_min=0.45) == ME
+    assert type_by_class(s, 0, 1, me_share_min=0.46) == MAE
+    assert type_by_class(s, 1, 2, me_share_min=0.4) == MAE
+    assert type_by_class(s, 0, 2, me_share_min=0.3) == ME  # means 0.325 / 0.675: share 0.325
+    rng = np.random.default_rng(0)
+    r = rng.random((200, 2))
+    for i in range(200):  # 0.5 is exactly the argmax, ties included
+        assert type_by_class(r, i, i + 1, me_share_min=0.5) == (ME if r[i, 0] >= r[i, 1] else MAE)
+    no_me = np.array([[np.nan, 0.1]])
+    assert type_by_class(no_me, 0, 1, me_share_min=0.05) == MAE
+    assert type_by_class(np.array([[0.01, np.nan]]), 0, 1, me_share_min=0.95) == ME
+    with pytest.raises(ConfigError, match="me_share_min"):
+        ProposalConfig(me_share_min=1.0)
+
+
+def test_me_share_types_the_spans_between() -> None:
+    """Through `propose`: a span whose ME share is 0.45 is MaE at the default line and ME at 0.4,
+    for both class rules; its score is then the ME class's."""
+    cls = np.full((20, 2), 0.01)
+    cls[5:8] = (0.36, 0.44)  # share 0.45
+    kw = {"snippet_s": 4 / 30, "fps": 30.0}
+    for rule in ("class", "apex"):
+        base = ProposalConfig(thresholds=(0.3,), oic_source="actionness", type_rule=rule)
+        (default,) = propose(cls, base, **kw)
+        (lowered,) = propose(cls, dataclasses.replace(base, me_share_min=0.4), **kw)
+        assert default.type == MAE and lowered.type == ME
+        assert (default.onset, default.offset) == (lowered.onset, lowered.offset)
+
+
 # --- config and the entry point -----------------------------------------------------------------
 
 
@@ -408,11 +442,16 @@ def test_shared_candidates_give_what_a_fresh_propose_gives() -> None:
         base = ProposalConfig(mode=mode, thresholds=(0.05, 0.2, 0.4), oic_source="class")
         shared = propose_candidates(cls, base, **kw)
         assert shared.key == candidate_key(base) and shared.spans
-        for rule, check, min_score, nms_iou in itertools.product(
-            ("duration", "class", "apex"), (False, True), (None, 0.1), (0.01, 0.5)
+        for rule, share, check, min_score, nms_iou in itertools.product(
+            ("duration", "class", "apex"), (0.5, 0.3), (False, True), (None, 0.1), (0.01, 0.5)
         ):
             cfg = dataclasses.replace(
-                base, type_rule=rule, duration_check=check, min_score=min_score, nms_iou=nms_iou
+                base,
+                type_rule=rule,
+                me_share_min=share,
+                duration_check=check,
+                min_score=min_score,
+                nms_iou=nms_iou,
             )
             assert candidate_key(cfg) == shared.key
             assert propose(cls, cfg, **kw, candidates=shared) == propose(cls, cfg, **kw)

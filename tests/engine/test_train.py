@@ -293,12 +293,17 @@ def test_the_grid_search_counts_each_point_as_a_fresh_spot_would(data) -> None:
         act = np.clip(feats.motion[:, :26].mean(axis=1) + rng.normal(0, 0.05, T), 0, 1)  # (T,)
         scores[record.video] = (np.stack([act, rng.uniform(0, 1, T)], axis=1), act)  # (T, 2), (T,)
     shifts = ((0.0, 0.0), (-0.2, 0.0), (0.0, 0.4), (-0.2, 0.4))
-    grid = {"offset_shift_s": shifts, "thresholds": ((0.1, 0.3), (0.2,)), "nms_iou": (0.5, 0.1)}
+    grid = {
+        "offset_shift_s": shifts,
+        "thresholds": ((0.1, 0.3), (0.2,)),
+        "nms_iou": (0.5, 0.1),
+        "me_share_min": (0.5, 0.3),  # points that retype some spans and leave others (the memo)
+    }
     base = ProposalConfig(type_rule="class")
     truths = {record.video: list(record.expressions) for record, _ in videos}
     points = list(grid_counts(videos, scores, base, grid))
     assert [p[0]["offset_shift_s"] for p in points[:4]] == list(shifts)  # varies fastest
-    assert len(points) == 16
+    assert len(points) == 32
     seen = set()
     for setting, config, me, mae in points:
         assert config == dataclasses.replace(base, **setting)
