@@ -51,6 +51,7 @@ __all__ = [
     "nms_1d",
     "outer_band",
     "outer_inner_contrast",
+    "proposal_key",
     "propose",
     "shift_offsets",
     "span_to_frames",
@@ -707,6 +708,16 @@ def candidate_key(config: ProposalConfig) -> tuple[Any, ...]:
     return tuple(getattr(config, name) for name in CANDIDATE_FIELDS if name != unused)
 
 
+def proposal_key(config: ProposalConfig) -> ProposalConfig:
+    """The configuration with the fields it does not read at their defaults: configurations with
+    equal keys give the same proposals from the same scores (the duration rule reads neither the
+    ME share line nor the duration check; a mode reads only its own candidate levels)."""
+    unused: dict[str, Any] = {"top_divisors" if config.mode == "threshold" else "thresholds": ()}
+    if config.type_rule == "duration":
+        unused.update(me_share_min=0.5, duration_check=False)
+    return dataclasses.replace(config, **unused)
+
+
 @dataclass(frozen=True)
 class SpanCandidate:
     """One candidate span after steps 1-3 of `propose` (before typing, filtering and NMS).
@@ -919,13 +930,14 @@ def propose(
         candidates.n_frames,
     )
     g = snippet_s * fps  # frames per snippet
-    me_limit = (config.me_max_s + config.duration_tolerance_hops * snippet_s) * fps + _EPS
+    # The longest ME a span may be, one tolerance for the duration rule and the duration check.
+    me_max_s = config.me_max_s + config.duration_tolerance_hops * snippet_s
+    me_limit = me_max_s * fps + _EPS
 
     kept_spans: list[Interval] = []
     for cand in candidates.spans:
         start, end, length, per_class = cand.start, cand.end, cand.length, cand.per_class
         if config.type_rule == "duration":
-            me_max_s = config.me_max_s + config.duration_tolerance_hops * snippet_s
             etype = type_by_duration(length, fps, me_max_s=me_max_s, max_s=config.max_duration_s)
             if etype is None:
                 continue

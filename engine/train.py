@@ -51,6 +51,7 @@ from engine.proposals import (
     Candidates,
     ProposalConfig,
     candidate_key,
+    proposal_key,
     propose,
     propose_candidates,
     shift_offsets,
@@ -397,38 +398,47 @@ def grid_counts(
     with the number of ME plus MaE shifts, not with their product. The candidate spans and
     their scores are made once per video and `engine.proposals.candidate_key` (thresholds,
     mode) and shared by every point that only types, filters or suppresses them differently; a
-    video's counts of one type are made once per distinct set of its proposals of that type and
-    shift (``memo=False``: at every point, for checks).
+    setting's counts are shared with the settings of equal `engine.proposals.proposal_key` (fields
+    its type rule does not read), and a video's counts of one type are made once per distinct set
+    of its proposals of that type and shift (``memo=False``: both at every point, for checks).
     """
     pre = [name for name in grid if name not in POST_NMS_FIELDS]
     post = [name for name in grid if name in POST_NMS_FIELDS]
     truths = {rec.video: list(rec.expressions) for rec, _ in videos}
     made: dict[tuple[Any, ...], dict[str, Candidates | None]] = {}
     seen: dict[tuple[Any, ...], Metrics] | None = {} if memo else None  # `_type_counts`' memo
+    # Counts by `proposal_key`: settings that differ only in fields their type rule ignores.
+    done: dict[ProposalConfig, dict[tuple[ExpressionType, float], Metrics]] = {}
     for values in itertools.product(*(grid[name] for name in pre)):
         setting = dict(zip(pre, values, strict=True))
         first = dataclasses.replace(base, **setting)
-        key = candidate_key(first)
-        if key not in made:
-            made[key] = {
-                rec.video: spot_candidates(scores[rec.video], (rec, feats), first) for rec, feats in videos
-            }
-        shared = made[key]
-        raw = {
-            rec.video: []
-            if shared[rec.video] is None
-            else spot(scores[rec.video], (rec, feats), first, shift=False, candidates=shared[rec.video])
-            for rec, feats in videos
-        }
         points = [
             dataclasses.replace(first, **dict(zip(post, v, strict=True)))
             for v in itertools.product(*(grid[name] for name in post))
         ]
-        counts = {
-            (etype, seconds): _type_counts(videos, raw, truths, first, etype, seconds, seen)
-            for etype, k in ((ExpressionType.ME, 0), (ExpressionType.MAE, 1))
-            for seconds in dict.fromkeys(p.offset_shift_s[k] for p in points)
-        }
+        same = proposal_key(first) if memo else None
+        counts = done.get(same) if memo else None
+        if counts is None:
+            key = candidate_key(first)
+            if key not in made:
+                made[key] = {
+                    rec.video: spot_candidates(scores[rec.video], (rec, feats), first)
+                    for rec, feats in videos
+                }
+            shared = made[key]
+            raw = {
+                rec.video: []
+                if shared[rec.video] is None
+                else spot(scores[rec.video], (rec, feats), first, shift=False, candidates=shared[rec.video])
+                for rec, feats in videos
+            }
+            counts = {
+                (etype, seconds): _type_counts(videos, raw, truths, first, etype, seconds, seen)
+                for etype, k in ((ExpressionType.ME, 0), (ExpressionType.MAE, 1))
+                for seconds in dict.fromkeys(p.offset_shift_s[k] for p in points)
+            }
+            if memo:
+                done[same] = counts
         for config in points:
             me_s, mae_s = config.offset_shift_s
             extra = {name: getattr(config, name) for name in post}

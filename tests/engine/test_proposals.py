@@ -18,6 +18,7 @@ from engine.proposals import (
     multi_top_proposals,
     nms_1d,
     outer_inner_contrast,
+    proposal_key,
     propose,
     propose_candidates,
     span_to_frames,
@@ -459,6 +460,12 @@ def test_shared_candidates_give_what_a_fresh_propose_gives() -> None:
     other = ProposalConfig(thresholds=(0.5,))
     with pytest.raises(ValueError, match="candidate_key"):
         propose(cls, other, **kw, candidates=propose_candidates(cls, ProposalConfig(), **kw))
+    # Fields a configuration does not read do not split the proposal key.
+    dur = ProposalConfig(type_rule="duration")
+    assert proposal_key(dur) == proposal_key(dataclasses.replace(dur, me_share_min=0.3, duration_check=True))
+    cls_rule = dataclasses.replace(dur, type_rule="class")
+    assert proposal_key(cls_rule) != proposal_key(dataclasses.replace(cls_rule, me_share_min=0.3))
+    assert proposal_key(cls_rule) != proposal_key(dataclasses.replace(cls_rule, duration_check=True))
     # In top mode the thresholds are not read, so they do not split the key.
     top = ProposalConfig(mode="top")
     assert candidate_key(top) == candidate_key(dataclasses.replace(top, thresholds=(0.5,)))

@@ -298,12 +298,13 @@ def test_the_grid_search_counts_each_point_as_a_fresh_spot_would(data) -> None:
         "thresholds": ((0.1, 0.3), (0.2,)),
         "nms_iou": (0.5, 0.1),
         "me_share_min": (0.5, 0.3),  # points that retype some spans and leave others (the memo)
+        "type_rule": ("class", "duration"),  # the duration rule ignores the share line
     }
     base = ProposalConfig(type_rule="class")
     truths = {record.video: list(record.expressions) for record, _ in videos}
     points = list(grid_counts(videos, scores, base, grid))
     assert [p[0]["offset_shift_s"] for p in points[:4]] == list(shifts)  # varies fastest
-    assert len(points) == 32
+    assert len(points) == 64
     seen = set()
     for setting, config, me, mae in points:
         assert config == dataclasses.replace(base, **setting)
