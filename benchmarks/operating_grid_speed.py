@@ -1,6 +1,7 @@
 """How much sharing the candidate spans speeds up the operating-point grid search.
 
-    python benchmarks/operating_grid_speed.py RUN ANNOTATIONS --features FEATURE_CACHE [--folds N]
+    python benchmarks/operating_grid_speed.py RUN ANNOTATIONS --features FEATURE_CACHE \\
+        [--folds N] [--search-only]
 
 For the first N fold bundles of a `mespot train --loso` run: the fold network's scores of its
 training videos, then the spotting of every pre-NMS grid point of two grids (GIM's and the
@@ -16,8 +17,9 @@ It checks that both give the same intervals at every point and prints both times
 ratio. The offset shift is left out: it applies after NMS to both alike.
 
 Then the whole search of the attention methods' grid, offset shifts included
-(`engine.train.grid_counts`), with and without its memo of each video's counts per distinct
-set of proposals of one type: the same counts at every point, both times and their ratio.
+(`engine.train.grid_counts`), with and without its memos (a setting's counts shared with the
+settings of equal `engine.proposals.proposal_key`, each video's counts per distinct set of
+proposals of one type): the same counts at every point, both times and their ratio.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ def main() -> None:
     ap.add_argument("annotations", type=Path)
     ap.add_argument("--features", type=Path, required=True)
     ap.add_argument("--folds", type=int, default=1)
+    ap.add_argument(
+        "--search-only", action="store_true", help="only the whole search, with and without its memo"
+    )
     args = ap.parse_args()
     dataset = load_dataset("csv", args.annotations)
     media = args.annotations.resolve().parent / "videos"
@@ -63,7 +68,8 @@ def main() -> None:
         method = bundle.method(network)
         scores = {r.video: predict(network, method, f) for r, f in videos}
         base = bundle.train_config.proposals
-        for name, grid in (("gim", GimMethod.operating_grid()), ("mcwes/pwes", McwesMethod.operating_grid())):
+        grids = (("gim", GimMethod.operating_grid()), ("mcwes/pwes", McwesMethod.operating_grid()))
+        for name, grid in () if args.search_only else grids:
             points = [dataclasses.replace(base, **s) for s in settings(grid)]
             t0 = time.perf_counter()
             fresh = [[spot(scores[r.video], (r, f), p, shift=False) for r, f in videos] for p in points]
