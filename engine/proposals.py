@@ -510,8 +510,9 @@ class ProposalConfig:
             class holds at least this share of the two classes' mean scores there. 0.5 is the
             higher class. A weakly supervised T-CAM can rank MEs above MaEs by their ME share
             and still give most MEs a share just under one half (PWES on SynthSpot-v2: AUROC
-            0.885, median ME share 0.496 against 0.399 for MaEs, docs/results.md), so the grid
-            lets the training videos place the line.
+            0.885, median ME share 0.496 against 0.399 for MaEs, docs/results.md). No method's
+            operating grid holds it (its training identities did not gain from it there);
+            `mespot eval --retune me_share_min=...` offers it to a run's folds.
         duration_check: with type_rule "class" or "apex", a span typed ME that lasts longer than
             an ME can (``me_max_s`` plus ``duration_tolerance_hops`` grid steps) is a MaE: class
             scores alone type long, low-intensity expressions ME (GIM's apex typing has no
