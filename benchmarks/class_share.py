@@ -14,6 +14,7 @@ on; the held-out side says whether it carries over.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 from datetime import date
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 from engine.bundle import load_bundle
 from engine.data import load_dataset
 from engine.data.features import dataset_features
+from engine.proposals import interval_to_span
 from engine.train import predict
 
 
@@ -62,10 +64,11 @@ def main() -> None:
             feats = features[video.video]
             cls, act = predict(network, method, feats)  # (T, 2), (T,)
             side = "training" if video.subject in trained else "held-out"
-            n = len(act)
             for iv in video.expressions:
-                a = max(0, int((iv.onset - feats.first_frame) / feats.snippet_frames))
-                b = min(n, int((iv.offset - feats.first_frame) / feats.snippet_frames) + 1)
+                if iv.offset < feats.first_frame:
+                    continue
+                inside_frames = dataclasses.replace(iv, onset=max(iv.onset, feats.first_frame), apex=None)
+                a, b = interval_to_span(inside_frames, feats.snippet_frames, frame_offset=feats.first_frame)
                 inside = cls[a:b]
                 inside = inside[~np.isnan(inside).any(axis=1)]  # (L, 2)
                 if not len(inside):

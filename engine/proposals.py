@@ -702,20 +702,26 @@ CANDIDATE_FIELDS: tuple[str, ...] = (
 )
 
 
+def _unused_levels(config: ProposalConfig) -> str:
+    """The candidate levels a configuration's mode does not read: top_divisors or thresholds."""
+    return "top_divisors" if config.mode == "threshold" else "thresholds"
+
+
 def candidate_key(config: ProposalConfig) -> tuple[Any, ...]:
     """What steps 1-3 of `propose` depend on: configurations with equal keys make the same
     candidates from the same scores (the unused one of thresholds / top_divisors left out)."""
-    unused = "top_divisors" if config.mode == "threshold" else "thresholds"
+    unused = _unused_levels(config)
     return tuple(getattr(config, name) for name in CANDIDATE_FIELDS if name != unused)
 
 
 def proposal_key(config: ProposalConfig) -> ProposalConfig:
-    """The configuration with the fields it does not read at their defaults: configurations with
-    equal keys give the same proposals from the same scores (the duration rule reads neither the
-    ME share line nor the duration check; a mode reads only its own candidate levels)."""
-    unused: dict[str, Any] = {"top_divisors" if config.mode == "threshold" else "thresholds": ()}
+    """The configuration with the fields it does not read cleared or at their defaults:
+    configurations with equal keys give the same proposals from the same scores (the duration
+    rule reads neither the ME share line nor the duration check; a mode reads only its own
+    candidate levels)."""
+    unused: dict[str, Any] = {_unused_levels(config): ()}
     if config.type_rule == "duration":
-        unused.update(me_share_min=0.5, duration_check=False)
+        unused.update(me_share_min=ProposalConfig.me_share_min, duration_check=ProposalConfig.duration_check)
     return dataclasses.replace(config, **unused)
 
 

@@ -408,7 +408,7 @@ def grid_counts(
     made: dict[tuple[Any, ...], dict[str, Candidates | None]] = {}
     seen: dict[tuple[Any, ...], Metrics] | None = {} if memo else None  # `_type_counts`' memo
     # Counts by `proposal_key`: settings that differ only in fields their type rule ignores.
-    done: dict[ProposalConfig, dict[tuple[ExpressionType, float], Metrics]] = {}
+    done: dict[ProposalConfig, dict[tuple[ExpressionType, float], Metrics]] | None = {} if memo else None
     for values in itertools.product(*(grid[name] for name in pre)):
         setting = dict(zip(pre, values, strict=True))
         first = dataclasses.replace(base, **setting)
@@ -416,8 +416,8 @@ def grid_counts(
             dataclasses.replace(first, **dict(zip(post, v, strict=True)))
             for v in itertools.product(*(grid[name] for name in post))
         ]
-        same = proposal_key(first) if memo else None
-        counts = done.get(same) if memo else None
+        same = proposal_key(first)
+        counts = None if done is None else done.get(same)
         if counts is None:
             key = candidate_key(first)
             if key not in made:
@@ -437,7 +437,7 @@ def grid_counts(
                 for etype, k in ((ExpressionType.ME, 0), (ExpressionType.MAE, 1))
                 for seconds in dict.fromkeys(p.offset_shift_s[k] for p in points)
             }
-            if memo:
+            if done is not None:
                 done[same] = counts
         for config in points:
             me_s, mae_s = config.offset_shift_s
