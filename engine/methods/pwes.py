@@ -59,6 +59,9 @@ Where this differs from the paper:
   longest expression of the class (``mil_k="points"``) instead of T / h: MC-WES's h = 9 pools the
   top 11 % of snippets as ME evidence where MEs cover about 2 %, teaching the ME class on MaEs and
   background; the points count the expressions, so the pool can cover them and little else.
+- The focal snippet loss averages each class over its own labelled snippets, then the classes
+  (``class_balance``), where eq. 16 takes one mean over all of them: the few ME snippets weigh as
+  much as the many background and MaE ones (every fold's training identities prefer it).
 - DFCL region spaces: the labelled snippets of a class, in time order, split into K_c contiguous
   groups of (nearly) equal size; a class with fewer than K_c labelled snippets leaves the
   remaining vectors empty (never used). Eq. 10 filters with the pseudo labels; we use them
