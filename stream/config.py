@@ -71,7 +71,12 @@ class FeatureConfig:
         crop_size: side of the aligned grey face crop in pixels.
         align_deadband_px: the alignment is held until the landmarks imply a move of the stable
             points beyond this many pixels of a 128 px crop (0: re-align every frame).
-        flow: optical-flow estimator name (dis, farneback, tvl1).
+        flow: optical-flow estimator name (dis-lean, dis, farneback, tvl1). "dis-lean" (DIS
+            with medium's finest scale, sparser patches and fewer iterations) is the default
+            since the tenth session: medium's end-point error at 0.65 of its time, the same
+            leave-one-identity-out accuracy over two seeds, and the pipeline at 0.84-0.92 of its
+            face tracker's rate against 0.66-0.73 (docs/results.md, docs/benchmarks.md); "dis"
+            is DIS medium.
         flow_scales_s: the flow time scales in seconds, shortest first: per scale s, one flow
             field per frame from the crop s seconds back (k = s * fps frames, a whole number at
             the canonical rate), and its motion features. Texture change and the eye-openness
@@ -105,7 +110,7 @@ class FeatureConfig:
     fps: float = 30.0
     crop_size: int = 128
     align_deadband_px: float = 1.0
-    flow: str = "dis"
+    flow: str = "dis-lean"
     flow_scales_s: tuple[float, ...] = (0.1, 0.2)
     pooling: str = "mean"
     rigid_model: str = "similarity"
