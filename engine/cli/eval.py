@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -96,10 +97,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
             [meta["held_out_subject"]] if meta.get("held_out_subject") is not None else None
         )
         held_out = meta.get("held_out", meta.get("held_out_subject"))
-        wanted = set(held_out_subjects or subjects or [v.subject for v in dataset.videos])
         trained_on = set(meta.get("train_subjects") or [])
-        if not held_out_subjects and wanted & trained_on:
-            log.warning("evaluating on subjects the bundle was trained on: %s", sorted(wanted & trained_on))
+        if args.every_video:  # a fold network on other videos: its held-out mark only names it
+            wanted = set(args.subjects or [v.subject for v in dataset.videos])
+        else:
+            wanted = set(held_out_subjects or subjects or [v.subject for v in dataset.videos])
+        if (args.every_video or not held_out_subjects) and wanted & trained_on:
+            log.warning(
+                "%s: evaluating on subjects named like its training subjects: %s",
+                bundle.path,
+                sorted(wanted & trained_on),
+            )
         shared = sorted(
             {identity_of[s] for s in wanted - trained_on if s in identity_of}
             & {identity_of[s] for s in trained_on if s in identity_of}
@@ -129,8 +137,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         scores, preds, report = spot_and_evaluate(network, bundle.method(network), point, videos)
         latencies.append(event_latency(videos, scores, point, lookahead_s=bundle.lookahead_s))
         key = held_out if held_out is not None else "all"
+        if args.every_video and group:  # the same videos under every fold: name them per fold
+            report = dataclasses.replace(report, videos={f"{key}/{v}": t for v, t in report.videos.items()})
         reports[key] = report
-        predictions.update(preds)
+        # several fold networks on the same videos (--every-video): one set of predictions each
+        per_network = args.every_video and group
+        predictions.update({f"{key}/{v}": p for v, p in preds.items()} if per_network else preds)
         per_fold[key] = {"bundle": str(bundle.path), **report.pooled.to_dict()}
         if shared:
             shared_identities[key] = shared
@@ -139,6 +151,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     held = f", {protocol_header(dataset, group, len(reports))}" if group is not None else ""
     print(f"{run}: {len(reports)} model(s) on {len(predictions)} videos ({dataset.name}{held})")
     print(counts.table())
+    if args.every_video and len(reports) > 1:  # every fold network on every video: one line each
+        for key, report in reports.items():
+            c = report.pooled
+            print(f"  {key}: ME F1 {c.me.f1:.3f}, MaE F1 {c.mae.f1:.3f}, overall F1 {c.overall.f1:.3f}")
     print(
         f"estimated live event latency (budget ME {LATENCY_BUDGET_S['me']:g} s, "
         f"MaE {LATENCY_BUDGET_S['mae']:g} s): {latency.summary()}"
@@ -182,6 +198,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     ev.add_argument("run", help="a bundle folder (bundle.json) or a `mespot train --loso` output folder")
     add_dataset_options(ev)
     ev.add_argument("--subjects", nargs="+", help="for a bundle: only these subjects (default: all)")
+    ev.add_argument(
+        "--every-video",
+        action="store_true",
+        help="a fold's bundle, or each fold of a leave-one-out run: score every video of the "
+        "dataset (or --subjects), not only the held-out identity: fold networks on another set of "
+        "people; for a run, the counts are pooled over its fold networks and each is printed",
+    )
     ev.add_argument(
         "--retune",
         action="append",

@@ -287,6 +287,16 @@ def test_synth_then_train_leave_one_identity_out(tmp_path: Path, capsys: pytest.
     assert all(p["min_score"] in (0.1, 0.5) for p in retuned["operating_points"].values())
     assert all(p["offset_shift_s"] in ([0, 0], [-0.1, 0.2]) for p in retuned["operating_points"].values())
     assert all(0.0 <= f <= 1.0 for f in retuned["train_f1"].values())
+    # --every-video: each fold network scores every video, its own training video included,
+    # and the counts pool over the networks; a fold's own held-out video keeps its counts.
+    assert main(["eval", str(out), *common, "--every-video", "--out", str(tmp_path / "all")]) == 0
+    every = json.loads((tmp_path / "all" / "eval_report.json").read_text())
+    videos = again["report"]["videos"]
+    assert set(every["report"]["videos"]) == {f"{f}/{v}" for f in ("ann", "bob") for v in videos}
+    own = {"ann": "s01", "bob": "s02"}
+    for fold, subject in own.items():
+        video = next(v for v in again["report"]["videos"] if v.startswith(subject))
+        assert every["report"]["videos"][f"{fold}/{video}"] == again["report"]["videos"][video]
     # The training-free baseline with subject folds names its folds by subject.
     assert main(["baseline", *common[:3], "--group", "subject", "--report", str(tmp_path / "bl")]) == 0
     assert "leave-one-subject-out over 2 subjects" in capsys.readouterr().out
