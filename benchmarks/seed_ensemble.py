@@ -18,6 +18,7 @@ pooled over the folds (as `mespot eval RUN TEST --every-video`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from datetime import date
 from pathlib import Path
@@ -72,12 +73,15 @@ def main() -> None:
     held: dict[str, dict] = {n: {} for n in names}
     unseen: dict[str, dict] = {n: {} for n in names}
     train_f1: dict[str, list[float]] = {n: [] for n in names}
+    loaded: dict = {}  # feature config (or ("test", config)) -> video id -> features
     for fold in folds:
         bundles = [load_bundle(r / "folds" / fold) for r in runs]
         config = bundles[0].feature_config
         if any(b.feature_config != config for b in bundles):
             raise SystemExit(f"{fold}: the runs' fold bundles were trained on different features")
-        features = dataset_features(dataset, media, args.features, config)
+        if config not in loaded:  # every fold of one recipe reads the same cache: once
+            loaded[config] = dataset_features(dataset, media, args.features, config)
+        features = loaded[config]
         trained = set(bundles[0].metadata["train_subjects"])
         train = [(v, features[v.video]) for v in dataset.videos if v.subject in trained]
         test = [(v, features[v.video]) for v in dataset.videos if v.subject not in trained]
@@ -86,9 +90,10 @@ def main() -> None:
         scored.append({v: mean_scores([s[v] for s in scored]) for v in scored[0]})
         other = []
         if test_set is not None:
-            other_features = dataset_features(
-                test_set, args.test.resolve().parent / "videos", args.features, config
-            )
+            if ("test", config) not in loaded:
+                other_media = args.test.resolve().parent / "videos"
+                loaded["test", config] = dataset_features(test_set, other_media, args.features, config)
+            other_features = loaded["test", config]
             other = [(v, other_features[v.video]) for v in test_set.videos if v.video in other_features]
             other_scored = [{r.video: predict(n, b.method(n), f) for r, f in other} for n, b in nets]
             other_scored.append({v: mean_scores([s[v] for s in other_scored]) for v in other_scored[0]})
@@ -101,7 +106,9 @@ def main() -> None:
             held[name][fold] = report_of(test, scored[i], point)
             if other:
                 rep = report_of(other, other_scored[i], point)
-                unseen[name][fold] = type(rep)({f"{fold}/{v}": t for v, t in rep.videos.items()}, rep.iou)
+                unseen[name][fold] = dataclasses.replace(
+                    rep, videos={f"{fold}/{v}": t for v, t in rep.videos.items()}
+                )
         print(f"{fold}: " + ", ".join(f"{n} {held[n][fold].overall.f1:.3f}" for n in names), flush=True)
     print(
         f"\n# seed_ensemble {date.today()}: {', '.join(str(r) for r in runs)}; {time.monotonic() - t0:.0f} s"

@@ -137,12 +137,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         scores, preds, report = spot_and_evaluate(network, bundle.method(network), point, videos)
         latencies.append(event_latency(videos, scores, point, lookahead_s=bundle.lookahead_s))
         key = held_out if held_out is not None else "all"
-        if args.every_video and group:  # the same videos under every fold: name them per fold
+        if args.every_video and group:  # the same videos under every fold network: name them per fold
             report = dataclasses.replace(report, videos={f"{key}/{v}": t for v, t in report.videos.items()})
+            preds = {f"{key}/{v}": p for v, p in preds.items()}
         reports[key] = report
-        # several fold networks on the same videos (--every-video): one set of predictions each
-        per_network = args.every_video and group
-        predictions.update({f"{key}/{v}": p for v, p in preds.items()} if per_network else preds)
+        predictions.update(preds)
         per_fold[key] = {"bundle": str(bundle.path), **report.pooled.to_dict()}
         if shared:
             shared_identities[key] = shared
