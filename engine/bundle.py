@@ -4,7 +4,8 @@ A bundle is a folder, by convention ``NAME.mespot/`` (DESIGN invariant 4)::
 
     NAME.mespot/
         bundle.json          the manifest (below); the only file that is not hashed
-        weights.pt           plain state dict of tensors, read with torch.load(weights_only=True)
+        weights.pt           plain state dict of tensors, read with torch.load(weights_only=True);
+                             an ensemble's holds every member (keys members.<i>.<name>)
         scorer.onnx          the exported window scorer (``engine.export``), absent until exported
         scorer.fp16.onnx     optional: the half-precision graph (TensorRT FP16)
         scorer.fp16.engine   optional: a serialized TensorRT engine (GPU- and version-specific)
@@ -79,7 +80,7 @@ if TYPE_CHECKING:
     import torch
 
     from engine.methods import Method
-    from engine.models import SpottingNetwork
+    from engine.models import NetworkEnsemble, SpottingNetwork
 
 log = logging.getLogger(__name__)
 
@@ -356,8 +357,9 @@ class Bundle:
         ]
         return sorted(found, key=lambda item: str(item[1].get("created", "")), reverse=True)
 
-    def network(self) -> SpottingNetwork:
-        """Build the network and load the bundle's weights; returned in eval mode.
+    def network(self) -> SpottingNetwork | NetworkEnsemble:
+        """Build the network (or the ensemble of ``train_config.ensemble`` networks, all in the one
+        weights file) and load the bundle's weights; returned in eval mode.
 
         Raises:
             BundleError: the weights file is not a plain tensor state dict or does not fit the
@@ -365,7 +367,7 @@ class Bundle:
         """
         import torch  # here, not at the top: reading a bundle for ONNX or TensorRT needs no torch
 
-        from engine.models import build_network
+        from engine.models import build_ensemble
 
         path = self.file(WEIGHTS)
         try:
@@ -376,7 +378,7 @@ class Bundle:
             ) from exc
         if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise BundleError(path, "not a state dict of tensors")
-        network = build_network(self.network_config)
+        network = build_ensemble(self.network_config, self.train_config.ensemble)
         try:
             network.load_state_dict(state)
         except RuntimeError as exc:
@@ -428,7 +430,7 @@ class Bundle:
 
 def save_bundle(
     path: str | Path,
-    network: SpottingNetwork,
+    network: SpottingNetwork | NetworkEnsemble,
     train_config: TrainConfig,
     feature_config: FeatureConfig,
     *,
@@ -441,7 +443,8 @@ def save_bundle(
 
     Args:
         path: the bundle folder (created; by convention ending in ``.mespot``).
-        network: the trained network (its configuration must equal ``train_config.network``).
+        network: the trained network, or ensemble of ``train_config.ensemble`` networks (its
+            configuration must equal ``train_config.network``).
         train_config: its training configuration (method, method options, ...).
         feature_config: the feature configuration it was trained on.
         operating_point: the proposal configuration chosen on training data; None: none (users
@@ -463,10 +466,17 @@ def save_bundle(
     folder = Path(path)
     import torch
 
-    from engine.models import SpottingNetwork
+    from engine.models import NetworkEnsemble, SpottingNetwork
 
-    if not isinstance(network, SpottingNetwork):
-        raise ConfigError(f"save_bundle: expected a SpottingNetwork, got {type(network).__name__}")
+    if not isinstance(network, SpottingNetwork | NetworkEnsemble):
+        raise ConfigError(
+            f"save_bundle: expected a SpottingNetwork or NetworkEnsemble, got {type(network).__name__}"
+        )
+    members = len(network.members) if isinstance(network, NetworkEnsemble) else 1
+    if members != train_config.ensemble:
+        raise ConfigError(
+            f"save_bundle: {members} network(s), but train_config.ensemble={train_config.ensemble}"
+        )
     if network.config != train_config.network:
         raise ConfigError(
             f"save_bundle: the network's configuration {network.config} differs from "

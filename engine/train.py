@@ -43,7 +43,7 @@ from engine.latency import (
     event_latency,
 )
 from engine.methods import METHODS, Method, build_method
-from engine.models import NetworkConfig, SpottingNetwork, build_network
+from engine.models import NetworkConfig, NetworkEnsemble, SpottingNetwork, build_network, ensemble_scores
 from engine.models.spotter import set_input_statistics
 from engine.proposals import (
     OPERATING_GRID,
@@ -199,8 +199,11 @@ def augment_batch(
 
 def train(
     videos: Sequence[Video], config: TrainConfig, *, progress: bool = True
-) -> tuple[SpottingNetwork, list[dict[str, float]]]:
-    """Train a network with `config.method` on random windows of `videos`.
+) -> tuple[SpottingNetwork | NetworkEnsemble, list[dict[str, float]]]:
+    """Train a network with `config.method` on random windows of `videos`; with
+    ``config.ensemble`` = N > 1, N networks, member i exactly as one network trained with seed
+    ``config.seed + i``, returned as a `NetworkEnsemble` whose history is the members' mean per
+    epoch (the member's own losses are in its own run with that seed).
 
     The same videos, config and seed give identical weights (seeded torch and numpy,
     deterministic algorithms, the caller's global RNG state left untouched).
@@ -211,11 +214,33 @@ def train(
         progress: show a tqdm bar.
 
     Returns:
-        (the network in eval mode, the history: one dict per epoch with the mean loss and parts).
+        (the network or ensemble in eval mode, the history: one dict per epoch with the mean loss
+        and parts).
 
     Raises:
         ConfigError: no training video, or features whose widths do not fit the network.
     """
+    if config.ensemble == 1:
+        return _train_network(videos, config, progress=progress)
+    members, histories = [], []
+    for i in range(config.ensemble):
+        log.info("training ensemble member %d of %d (seed %d)", i + 1, config.ensemble, config.seed + i)
+        member = dataclasses.replace(config, seed=config.seed + i, ensemble=1)
+        network, history = _train_network(videos, member, progress=progress)
+        members.append(network)
+        histories.append(history)
+    mean_history = [
+        {k: float(np.mean([h[epoch][k] for h in histories if k in h[epoch]])) for k in histories[0][epoch]}
+        for epoch in range(len(histories[0]))
+    ]
+    return NetworkEnsemble(members).eval(), mean_history
+
+
+def _train_network(
+    videos: Sequence[Video], config: TrainConfig, *, progress: bool = True
+) -> tuple[SpottingNetwork, list[dict[str, float]]]:
+    """Train one network with `config.method` on random windows of `videos` (`train`, which
+    documents the arguments and errors)."""
     if not videos:
         raise ConfigError("train: no training videos")
     for _, f in videos:
@@ -315,8 +340,9 @@ def train(
     return network, history
 
 
-def predict(network: SpottingNetwork, method: Method, feats: VideoFeatures) -> Scores:
-    """Scores of a whole video in one causal forward (equal to streaming it snippet by snippet).
+def predict(network: SpottingNetwork | NetworkEnsemble, method: Method, feats: VideoFeatures) -> Scores:
+    """Scores of a whole video in one causal forward (equal to streaming it snippet by snippet);
+    an ensemble's are its members' averaged (`engine.models.ensemble_scores`).
 
     Returns:
         (class_scores (T, 2) ME/MaE, actionness (T,)), NaN at invalid snippets so that no
@@ -329,9 +355,9 @@ def predict(network: SpottingNetwork, method: Method, feats: VideoFeatures) -> S
         motion = torch.from_numpy(np.asarray(feats.motion, dtype=np.float32))[None]  # (1, T, Dm)
         geometry = torch.from_numpy(np.asarray(feats.geometry, dtype=np.float32))[None]  # (1, T, Dg)
         valid = torch.from_numpy(np.asarray(feats.valid, dtype=bool))[None]  # (1, T)
-        outputs = network(motion, geometry, valid)
+        cls, act = ensemble_scores(network, method, motion, geometry, valid)  # (1, T, 2), (1, T)
     network.train(was_training)
-    cls, act = method.scores(outputs)  # (T, 2), (T,)
+    cls, act = cls[0].double().numpy(), act[0].double().numpy()  # as `Method.scores`
     ok = np.asarray(feats.valid, dtype=bool)
     return np.where(ok[:, None], cls, np.nan), np.where(ok, act, np.nan)
 

@@ -43,6 +43,9 @@ class TrainConfig:
             per training sample a motion gain (face size, expression strength), a constant
             geometry offset (face shape) and per-snippet noise, all in units of each
             feature's training standard deviation (`augment_batch`).
+        ensemble: networks trained, in [1, 16]: member i is trained alike with seed ``seed + i``
+            and the proposal scores are their mean (`engine.models.NetworkEnsemble`); 1: one
+            network. Each member costs a full training and a forward when scoring.
     """
 
     epochs: int = 30
@@ -58,6 +61,7 @@ class TrainConfig:
     method_options: Mapping[str, Any] = field(default_factory=dict)
     proposals: ProposalConfig | None = None
     augment: float = 0.0
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         check_number("train config", "epochs", self.epochs, 1, 10_000, integer=True)
@@ -72,7 +76,8 @@ class TrainConfig:
             check_number("train config", "grad_clip", self.grad_clip, 0.0, 1e6)
             if self.grad_clip <= 0:
                 raise ConfigError(f"train config grad_clip={self.grad_clip!r}: must be > 0 or None")
-        check_number("train config", "seed", self.seed, 0, 2**63 - 1, integer=True)
+        check_number("train config", "ensemble", self.ensemble, 1, 16, integer=True)
+        check_number("train config", "seed", self.seed, 0, 2**63 - self.ensemble, integer=True)
         if not isinstance(self.network, NetworkConfig):
             raise ConfigError(
                 f"train config network: must be a NetworkConfig, got {type(self.network).__name__}"

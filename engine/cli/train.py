@@ -71,6 +71,7 @@ def _train(args: argparse.Namespace, group) -> int:
         proposals=proposals,
         augment=args.augment,
         seed=args.seed,
+        ensemble=args.ensemble,
         method=args.method,
         method_options=parse_options(args.option, "--option"),
         network=NetworkConfig(
@@ -320,6 +321,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=int, help="windows or whole videos per step (default: the method's)")
     tr.add_argument("--lr", type=float, help="Adam learning rate (default: the method's)")
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument(
+        "--ensemble",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train N networks alike, with seeds SEED .. SEED+N-1, into one bundle that scores with "
+        "their mean (steadier on new people; N times the training and the scoring; default 1)",
+    )
     tr.add_argument(
         "--out",
         required=True,

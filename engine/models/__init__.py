@@ -27,6 +27,9 @@ _TORCH_NAMES = {
     "SpottingNetwork": "engine.models.spotter",
     "build_network": "engine.models.spotter",
     "parameter_count": "engine.models.spotter",
+    "NetworkEnsemble": "engine.models.ensemble",
+    "build_ensemble": "engine.models.ensemble",
+    "ensemble_scores": "engine.models.ensemble",
 }
 
 
@@ -44,10 +47,13 @@ __all__ = [
     "CausalConv1d",
     "ConcatEmbedding",
     "NetworkConfig",
+    "NetworkEnsemble",
     "SpottingNetwork",
     "TemporalBlock",
+    "build_ensemble",
     "build_network",
     "chain_receptive_field",
+    "ensemble_scores",
     "lookahead_snippets",
     "parameter_count",
 ]

@@ -8,17 +8,19 @@ from torch import Tensor, nn
 
 from engine.bundle import Bundle
 from engine.methods import Method
+from engine.models import ensemble_scores
 from engine.runtime.base import BACKENDS, Backend
 
 
 class WindowScorer(nn.Module):
-    """The exported tensor path: causal network -> `Method.score_tensors` over a window.
+    """The exported tensor path: causal network -> `Method.score_tensors` over a window (for an
+    ensemble, every member's, averaged: `engine.models.ensemble_scores`).
 
     Row t of its outputs sees rows <= t + L of the window (L: the network's look-ahead); the
     network pads the window's end with L invalid zero snippets itself.
 
     Attributes:
-        network: the spotting network (eval mode).
+        network: the spotting network or network ensemble (eval mode).
         method: the method whose ``score_tensors`` turns outputs into proposal scores.
     """
 
@@ -38,7 +40,7 @@ class WindowScorer(nn.Module):
         Returns:
             (class_scores (B, T, 2) ME/MaE, actionness (B, T)).
         """
-        return self.method.score_tensors(self.network(motion, geometry, valid))
+        return ensemble_scores(self.network, self.method, motion, geometry, valid)
 
 
 @BACKENDS.register("torch")

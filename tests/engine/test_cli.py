@@ -310,12 +310,15 @@ def test_synth_then_train_leave_one_identity_out(tmp_path: Path, capsys: pytest.
     assert main(["eval", str(out), *common, "--out", str(tmp_path / "ev1")]) == 0
     flagged = json.loads((tmp_path / "ev1" / "eval_report.json").read_text())
     assert flagged["shared_identities"] == {"ann": ["one"], "bob": ["one"]}
-    # A weak method trained on everything gives a bundle that carries its operating point.
+    # A weak method trained on everything, as an ensemble of two networks, gives a bundle that
+    # carries its operating point.
     model = tmp_path / "gim.mespot"
-    args = ["train", *common[:3], "--method", "gim", "--epochs", "2", "--out", str(model), "--quiet"]
+    args = ["train", *common[:3], "--method", "gim", "--epochs", "2", "--ensemble", "2", "--out", str(model)]
+    args.append("--quiet")
     assert main(args) == 0
     manifest = json.loads((model / "bundle.json").read_text())
     assert manifest["train_config"]["method"] == "gim"
+    assert manifest["train_config"]["ensemble"] == 2
     assert manifest["train_config"]["network"]["network"] == "gim"  # the paper's network by default
     assert manifest["operating_point"] is not None
     assert manifest["metadata"]["command"] == "mespot " + " ".join(args)  # how to make it again

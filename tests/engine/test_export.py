@@ -94,11 +94,13 @@ def test_the_scorer_module_is_the_method_over_the_network(exported: Path) -> Non
     network = bundle.network()
     scorer = WindowScorer(network, bundle.method(network))
     m, g, v = (torch.from_numpy(a) for a in random_windows(2, 16, 153, 153))
+    members = list(getattr(network, "members", [network]))
     with torch.no_grad():
         cls, act = scorer(m, g, v)
-        p = torch.softmax(network(m, g, v)["tcam"], dim=-1)
-    torch.testing.assert_close(cls, p[..., 1:])
-    torch.testing.assert_close(act, 1 - p[..., 0])
+        p = torch.stack([torch.softmax(n(m, g, v)["tcam"], dim=-1) for n in members])  # (N, B, T, 3)
+    # an ensemble's scores are the mean of its members' (each the method over its network)
+    torch.testing.assert_close(cls, p[..., 1:].mean(dim=0))
+    torch.testing.assert_close(act, (1 - p[..., 0]).mean(dim=0))
 
 
 def test_a_damaged_graph_is_caught_on_load(exported: Path, tmp_path: Path) -> None:

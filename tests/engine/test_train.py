@@ -93,6 +93,47 @@ def test_train_is_reproducible_and_the_loss_decreases(data) -> None:
     assert not torch.equal(next(other.parameters()), next(net_a.parameters()))
 
 
+def test_an_ensemble_is_its_members_trained_alone_and_scores_their_mean(data, tmp_path) -> None:
+    """Member i of `--ensemble N` is the network one training with seed + i gives; the ensemble's
+    scores are the members' mean; its bundle loads back to the same scores."""
+    from engine.bundle import load_bundle, save_bundle
+    from engine.models import NetworkEnsemble
+    from stream.config import FeatureConfig
+
+    dataset, features = data
+    videos = pairs_of(dataset, features, {"s1", "s2"})
+    cfg = TrainConfig(epochs=2, batch_size=8, window=48, steps_per_epoch=3, lr=3e-3, network=NET, seed=5)
+    ensemble, history = train(videos, dataclasses.replace(cfg, ensemble=2), progress=False)
+    assert isinstance(ensemble, NetworkEnsemble) and not ensemble.training
+    singles = [train(videos, dataclasses.replace(cfg, seed=5 + i), progress=False) for i in range(2)]
+    for member, (single, _) in zip(ensemble.members, singles, strict=True):
+        for (name, a), b in zip(member.state_dict().items(), single.state_dict().values(), strict=True):
+            assert torch.equal(a, b), name
+    for epoch, record in enumerate(history):  # the members' mean per epoch
+        assert record["loss"] == pytest.approx(np.mean([h[epoch]["loss"] for _, h in singles]))
+    method = build_method("full", ensemble, {})
+    feats = features["s3_v0"]
+    cls, act = predict(ensemble, method, feats)
+    alone = [predict(single, build_method("full", single, {}), feats) for single, _ in singles]
+    np.testing.assert_allclose(cls, np.mean([c for c, _ in alone], axis=0), atol=1e-6)
+    np.testing.assert_allclose(act, np.mean([a for _, a in alone], axis=0), atol=1e-6)
+    assert not np.allclose(alone[0][1], alone[1][1])  # two different networks
+    # The bundle holds both members in one weights file and scores as the ensemble did.
+    features_config = FeatureConfig(flow_scales_s=(0.1,), eye_openness=False)  # 153 + 153 wide
+    with pytest.raises(ConfigError, match="2 network"):
+        save_bundle(tmp_path / "bad.mespot", ensemble, cfg, features_config)
+    bundle = load_bundle(
+        save_bundle(tmp_path / "e.mespot", ensemble, dataclasses.replace(cfg, ensemble=2), features_config)
+    )
+    loaded = bundle.network()
+    assert isinstance(loaded, NetworkEnsemble) and len(loaded.members) == 2
+    again = predict(loaded, bundle.method(loaded), feats)
+    np.testing.assert_array_equal(again[0], cls)
+    np.testing.assert_array_equal(again[1], act)
+    with pytest.raises(ConfigError, match="ensemble"):
+        TrainConfig(ensemble=0)
+
+
 def test_full_loso_beats_chance_and_tunes_only_on_training_videos(data, monkeypatch) -> None:
     dataset, features = data
     seen: list[set[str]] = []
