@@ -4,6 +4,9 @@ combined fold by fold, against each run alone.
     python benchmarks/seed_ensemble.py RUN_A RUN_B [RUN_C ...] ANNOTATIONS --features FEATURE_CACHE \
         [--test OTHER_ANNOTATIONS]
 
+`mespot train --ensemble N` trains such an ensemble as one bundle (and, with ``--loso``, one run);
+this script combines runs already trained, to measure what averaging them would give.
+
 The runs must share their folds (`mespot train --loso` with the same data and grouping, another
 `--seed`). Per fold: every run's fold network scores every video; the ensemble's scores are the
 mean of the networks' class scores and actionness, snippet by snippet; its operating point is
