@@ -72,7 +72,7 @@ from engine.latency import (
     check_latency_budget,
     event_latency,
 )
-from engine.proposals import ProposalConfig
+from engine.proposals import ProposalConfig, proposal_key
 from engine.train import OPERATING_GRID, Scores, Video, grid_counts, predict, spot
 from stream.errors import ConfigError, MespotError
 
@@ -473,14 +473,15 @@ def calibrate(
     """
     check_latency_budget(latency_budget)
     points = sweep(videos, scores, base, grid, progress=progress)
-    latencies: dict[int, EventLatency] = {}
+    latencies: dict[ProposalConfig, EventLatency] = {}  # points of equal proposals stream alike
 
     def latency_of(i: int) -> EventLatency:
-        if i not in latencies:
-            latencies[i] = event_latency(
+        key = proposal_key(points[i].config)
+        if key not in latencies:
+            latencies[key] = event_latency(
                 videos, scores, points[i].config, lookahead_s=lookahead_s, processing_s=processing_s
             )
-        return latencies[i]
+        return latencies[key]
 
     chosen = choose(
         points,
@@ -491,7 +492,10 @@ def calibrate(
         max_candidates=MAX_LATENCY_CANDIDATES,
     )
     if len(latencies) > 1:
-        log.info("latency budget: %d better grid points exceed it; chose the next", len(latencies) - 1)
+        log.info(
+            "latency budget: better grid points of %d other proposal settings exceed it; chose the next",
+            len(latencies) - 1,
+        )
     return Calibration(
         points=tuple(points),
         chosen=chosen,

@@ -87,7 +87,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.proposals import ProposalConfig, clip_offset, outer_band, propose, shift_offsets, span_to_frames
+from engine.proposals import (
+    ProposalConfig,
+    clip_offset,
+    outer_band,
+    propose,
+    shift_offsets,
+    span_to_frames,
+    top_k_from_divisor,
+)
 from stream.errors import ConfigError
 from stream.intervals import ExpressionType, Interval
 from stream.ring import Ring
@@ -199,6 +207,7 @@ class OnlineSpotter:
         self._open: list[int | None] = [None] * len(self._thresholds)  # open run start per level
         self._spans: dict[tuple[int, int], int] = {}  # closed candidate runs at/after A -> band end
         self._recent: list[Interval] = []  # top mode: published intervals that may still overlap
+        self._top_ks: dict[int, list[int]] = {}  # top mode: window length -> its k values
         self._held: list[Interval] = []  # final, offset shifted later: waiting for that frame
         self._finished = False
 
@@ -448,6 +457,8 @@ class OnlineSpotter:
                 return []
             if math.isnan(self._scores[judged_end - 1 - self._origin][2]):  # type: ignore[operator]
                 return []  # a run ends on a valid snippet
+            if not self._top_run_may_end(first, judged_end):
+                return []  # `propose` would run, but no span of its can end here
         out: list[Interval] = []
         iou, class_wise = self.config.nms_iou, self.config.nms == "class"
         for iv in self._propose(first, n_frames if final else None):  # descending score
@@ -463,6 +474,33 @@ class OnlineSpotter:
         keep_from = self._frame_of(max(0, judged_end + 1 - self.lmax))
         self._recent = [p for p in self._recent if p.offset >= keep_from]
         return out
+
+    def _top_run_may_end(self, first: int, end: int) -> bool:
+        """Whether any top-k mask of the window [first, N) (`multi_top_proposals`) selects snippet
+        ``end - 1`` and not snippet ``end``: a necessary condition for a span to end at ``end``.
+
+        Most pushes fail it, and skipping their `propose` changes nothing: it would publish
+        nothing (every span is judged at its own end) and the published intervals it would let
+        go end before any span still to be judged can begin. It is what makes replaying a
+        multi-top operating point, as `engine.latency.event_latency` does per grid candidate,
+        cost a fraction of a `propose` per snippet."""
+        _, act = self._window(first)  # (n,)
+        valid = ~np.isnan(act)
+        n_valid = int(valid.sum())
+
+        def position(i: int) -> float:
+            """Place of window snippet i in `multi_top_proposals`' order (descending, earlier
+            first on ties, NaN never selected)."""
+            if i >= len(act) or not valid[i]:
+                return math.inf
+            return int(np.count_nonzero(act[valid] > act[i])) + int(np.count_nonzero(act[:i] == act[i]))
+
+        last, after = position(end - 1 - first), position(end - first)
+        if len(act) not in self._top_ks:  # the window's length changes only while it fills
+            self._top_ks[len(act)] = sorted(
+                {top_k_from_divisor(len(act), h) for h in self.config.top_divisors}
+            )
+        return any(last < min(k, n_valid) <= after for k in self._top_ks[len(act)])
 
 
 def replay(

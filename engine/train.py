@@ -561,8 +561,13 @@ def choose_operating_point(
     ranked.sort(key=lambda r: (-r[0][0], -r[0][1], r[1]))  # best first; the first (coarsest) wins ties
     chosen = ranked[0][2]
     if latency_budget is not None:
+        fits: dict[ProposalConfig, bool] = {}  # points of equal proposals stream alike: once each
         for _, _, cfg in ranked[:MAX_LATENCY_CANDIDATES]:
-            if event_latency(videos, scores, cfg, lookahead_s=lookahead_s).within(latency_budget):
+            same = proposal_key(cfg)
+            if same not in fits:
+                latency = event_latency(videos, scores, cfg, lookahead_s=lookahead_s)
+                fits[same] = latency.within(latency_budget)
+            if fits[same]:
                 chosen = cfg
                 break
         else:

@@ -270,6 +270,40 @@ def test_multi_top_is_sane() -> None:
     assert spotter.window_len <= spotter.capacity == round(30.0 / SNIPPET_S)
 
 
+@pytest.mark.parametrize("kind", ["smooth", "spiky", "ties"])
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (-0.2, 4 / 15)])
+def test_multi_top_skips_only_pushes_that_publish_nothing(kind: str, shift, monkeypatch) -> None:
+    """The multi-top spotter runs `propose` only where a span can end; every interval, its
+    finalising snippet and capture time are those of running it at every push."""
+    config = dataclasses.replace(
+        PRESETS["mc-wes-casme2"], video_score_weight=0.0, nms_iou=0.1, offset_shift_s=shift
+    )
+    published = 0
+    for seed in range(3):
+        cls, act = make_scores(seed, 700, "smooth" if kind == "smooth" else "spiky")
+        if kind == "ties":  # saturated and quantised scores: many equal values to rank
+            act = np.where(np.isnan(act), np.nan, np.round(act * 4) / 4)
+        calls = []
+        run = OnlineSpotter._propose
+
+        def counted(self, *args, _run=run, _calls=calls, **kwargs):
+            _calls.append(1)
+            return _run(self, *args, **kwargs)
+
+        with monkeypatch.context() as m:
+            m.setattr(OnlineSpotter, "_propose", counted)
+            fast = stream_all(OnlineSpotter(config, 4 / 30, 30.0, top_window_s=20.0), cls, act, n_frames=2800)
+            skipping = len(calls)
+            m.setattr(OnlineSpotter, "_top_run_may_end", lambda *a: True)
+            every = stream_all(
+                OnlineSpotter(config, 4 / 30, 30.0, top_window_s=20.0), cls, act, n_frames=2800
+            )
+        assert fast == every
+        assert skipping < 0.5 * (len(calls) - skipping)
+        published += len(every)
+    assert published >= 8  # intervals compared, over the seeds
+
+
 def test_offset_shift_moves_offsets_by_type_and_clips_at_the_end() -> None:
     """MaE offsets move later, ME offsets sooner (never before the onset); a MaE whose new offset
     passes the stream's end is clipped to the last frame, online as offline."""
