@@ -71,7 +71,9 @@ intervals whose run ends exactly ``bmax`` snippets ago (their right band is then
 window) are candidates; each is published unless it overlaps an already published interval with
 IoU above ``nms_iou`` (class-wise or joint, as the config says). Every span end is judged once,
 so nothing is published twice, and the latency is exactly ``bmax`` snippets (4 snippets =
-1.07 s on the default 4-frame grid at 30 fps). Before the window has filled, T is the number of snippets seen.
+1.07 s on the default 4-frame grid at 30 fps). A push at which no top-k mask can end a run at the
+judged end skips `propose` (`OnlineSpotter._top_run_may_end`): the same intervals, a fraction of
+the work. Before the window has filled, T is the number of snippets seen.
 Results differ from offline multi-top on the whole video (a window's top-k is local, which
 suits a live stream whose length is unknown).
 
