@@ -25,12 +25,12 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
+from calibration.operating_point import bundle_scores
 from engine.bundle import load_bundle
 from engine.data import load_dataset
 from engine.data.features import dataset_features
 from engine.latency import event_latency
 from engine.online import OnlineSpotter
-from engine.train import predict
 
 
 @contextmanager
@@ -61,9 +61,7 @@ def main() -> None:
         features = dataset_features(dataset, media, args.features, bundle.feature_config)
         trained = set(bundle.metadata["train_subjects"])
         videos = [(v, features[v.video]) for v in dataset.videos if v.subject in trained]
-        network = bundle.network()
-        method = bundle.method(network)
-        scores = {r.video: predict(network, method, f) for r, f in videos}
+        scores = bundle_scores(bundle, videos)  # the whole-sequence forward, as training scores
         point = dataclasses.replace(bundle.proposal_config(), mode="top")
         t0 = time.perf_counter()
         with proposing_at_every_push():
