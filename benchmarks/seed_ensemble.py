@@ -9,7 +9,9 @@ this script combines runs already trained, to measure what averaging them would 
 
 The runs must share their folds (`mespot train --loso` with the same data and grouping, another
 `--seed`). Per fold: every run's fold network scores every video; the ensemble's scores are the
-mean of the networks' class scores and actionness, snippet by snippet; its operating point is
+mean of the networks' class scores and actionness, snippet by snippet, computed as a bundle of
+`mespot train --ensemble` computes them (`engine.models.NetworkEnsemble` through
+`engine.train.predict`); its operating point is
 chosen on the fold's training identities' ensemble scores with the method's grid, as `loso` does
 for one network (`choose_operating_point`, the live latency budget included); the held-out
 identity is spotted at that point. Each run alone goes through the same code, so its line
@@ -32,14 +34,8 @@ from engine.bundle import load_bundle
 from engine.data import load_dataset
 from engine.data.features import dataset_features
 from engine.evaluate import evaluate, evaluate_folds
+from engine.models import NetworkEnsemble
 from engine.train import choose_operating_point, predict, spot
-
-
-def mean_scores(per_network: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Snippet-wise mean of (class scores (T, 2), actionness (T,)); NaN where the video is invalid."""
-    cls = np.mean([c for c, _ in per_network], axis=0)
-    act = np.mean([a for _, a in per_network], axis=0)
-    return cls, act
 
 
 def report_of(videos, scores, point):
@@ -89,8 +85,9 @@ def main() -> None:
         train = [(v, features[v.video]) for v in dataset.videos if v.subject in trained]
         test = [(v, features[v.video]) for v in dataset.videos if v.subject not in trained]
         nets = [(b.network(), b) for b in bundles]
+        # the pair as a bundle of `--ensemble` scores it: one NetworkEnsemble, one predict
+        nets.append((NetworkEnsemble([n for n, _ in nets]).eval(), bundles[0]))
         scored = [{r.video: predict(n, b.method(n), f) for r, f in train + test} for n, b in nets]
-        scored.append({v: mean_scores([s[v] for s in scored]) for v in scored[0]})
         other = []
         if test_set is not None:
             if ("test", config) not in loaded:
@@ -99,7 +96,6 @@ def main() -> None:
             other_features = loaded["test", config]
             other = [(v, other_features[v.video]) for v in test_set.videos if v.video in other_features]
             other_scored = [{r.video: predict(n, b.method(n), f) for r, f in other} for n, b in nets]
-            other_scored.append({v: mean_scores([s[v] for s in other_scored]) for v in other_scored[0]})
         base, grid = bundles[0].train_config.proposals, bundles[0].method().operating_grid()
         for i, name in enumerate(names):
             point, train_report = choose_operating_point(
