@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import cv2
 import numpy as np
@@ -41,6 +42,75 @@ class FaceObservation:
     @property
     def present(self) -> bool:
         return self.landmarks is not None
+
+
+# One landmark of a NormalizedLandmarkList on the wire when it holds x, y and z only: the field
+# tag and length of the entry, then each float's tag and its four little-endian bytes.
+_LANDMARK_WIRE = np.dtype(
+    [("tag", "u1"), ("size", "u1"), ("tx", "u1"), ("x", "<f4"), ("ty", "u1"), ("y", "<f4"),
+     ("tz", "u1"), ("z", "<f4")]
+)  # fmt: skip
+_LANDMARK_TAGS = {"tag": 0x0A, "size": 15, "tx": 0x0D, "ty": 0x15, "tz": 0x1D}
+
+
+def landmark_array(face: object, n: int = N_LANDMARKS) -> np.ndarray:
+    """(n, 2) float32 normalised (x, y) of the first n landmarks of a face-mesh landmark list.
+
+    Reading 468 protobuf messages one attribute at a time costs about 0.4 ms a frame, all of it
+    holding the GIL the pipeline's other thread needs; the list's serialised bytes hold the same
+    float32 values at fixed offsets when every landmark has exactly x, y and z, and are read in
+    one pass. Any other layout (visibility or presence set, a field missing) is read per message.
+    """
+    marks = face.landmark  # type: ignore[attr-defined]
+    raw = face.SerializeToString()  # type: ignore[attr-defined]
+    if len(raw) == _LANDMARK_WIRE.itemsize * len(marks) and len(marks) >= n:
+        rec = np.frombuffer(raw, _LANDMARK_WIRE)
+        if all((rec[name] == value).all() for name, value in _LANDMARK_TAGS.items()):
+            return np.stack([rec["x"][:n], rec["y"][:n]], axis=1)
+    return np.array([(p.x, p.y) for p in marks[:n]], dtype=np.float32)
+
+
+def mesh_faces(mesh: object, rgb: np.ndarray) -> list:
+    """The landmark lists a MediaPipe FaceMesh finds in one RGB frame: ``mesh.process(rgb)``'s
+    ``multi_face_landmarks`` (or []), without what `process` rebuilds on every call.
+
+    `process` creates a new named-tuple type for its result on every frame, about 0.25 ms held
+    under the GIL that the pipeline's other thread needs (docs/benchmarks.md, "Extraction: less
+    held in Python, one OpenCV thread"). The graph is fed here the way `process` feeds it, for the
+    one input and output FaceMesh has; a mesh laid out otherwise (another MediaPipe release) goes
+    through `process` itself.
+    """
+    if not _lean_mesh(mesh):
+        return mesh.process(rgb).multi_face_landmarks or []  # type: ignore[attr-defined]
+    from mediapipe.python import packet_creator, packet_getter
+    from mediapipe.python._framework_bindings import image_frame
+
+    m: Any = mesh
+    m._graph_outputs.clear()
+    m._simulated_timestamp += 33333  # as `process`: a simulated 30 fps clock
+    packet = packet_creator.create_image(rgb, image_format=image_frame.ImageFormat.SRGB)
+    m._graph.add_packet_to_input_stream(stream="image", packet=packet.at(m._simulated_timestamp))
+    m._graph.wait_until_idle()
+    out = m._graph_outputs.get("multi_face_landmarks")
+    if out is None or out.is_empty():
+        return []
+    return packet_getter.get_proto_list(out)
+
+
+def _lean_mesh(mesh: object) -> bool:
+    """Whether `mesh` has the one image input and one landmark-list output `mesh_faces` feeds."""
+    known = getattr(mesh, "_mespot_lean", None)
+    if known is None:
+        from mediapipe.python.solution_base import PacketDataType
+
+        known = (
+            getattr(mesh, "_input_stream_type_info", None) == {"image": PacketDataType.IMAGE}
+            and getattr(mesh, "_output_stream_type_info", None)
+            == {"multi_face_landmarks": PacketDataType.PROTO_LIST}
+            and all(hasattr(mesh, a) for a in ("_graph", "_graph_outputs", "_simulated_timestamp"))
+        )
+        mesh._mespot_lean = known  # type: ignore[attr-defined]
+    return known
 
 
 class FaceTracker:
@@ -115,13 +185,12 @@ class FaceTracker:
         if self._detector is not None and self._frames % self.check_every == 0:
             self._check_for_faces(rgb)
         self._frames += 1
-        result = (self._multi if self.multi_mode else self._single).process(rgb)
-        faces = result.multi_face_landmarks or []
+        faces = mesh_faces(self._multi if self.multi_mode else self._single, rgb)
         landmarks = None
         if faces:
             best, best_area = None, -1.0
             for face in faces:
-                pts = np.array([(p.x, p.y) for p in face.landmark[:N_LANDMARKS]], dtype=np.float32)
+                pts = landmark_array(face)
                 span = pts.max(axis=0) - pts.min(axis=0)
                 area = float(span[0] * span[1])
                 if area > best_area:

@@ -249,9 +249,13 @@ class RegionFeaturizer:
         self._lid_up = np.array([[a for a, _ in e.pairs] for e in EYES.values()])
         self._lid_lo = np.array([[b for _, b in e.pairs] for e in EYES.values()])
         self._corners = np.array([e.corners for e in EYES.values()])
+        # (2, E, 4): upper lids and outer corner, lower lids and inner corner
+        self._lid_points = np.stack(
+            [np.hstack([self._lid_up, self._corners[:, :1]]), np.hstack([self._lid_lo, self._corners[:, 1:]])]
+        )
         ys, xs = np.mgrid[0:crop_size, 0:crop_size].astype(np.float32)
         self._grid = np.dstack([xs, ys])  # (S, S, 2) pixel coordinates (x, y)
-        self._history: deque[AlignedFace] = deque(maxlen=self.ks[-1])
+        self._history: deque[_Seen] = deque(maxlen=self.ks[-1])
         self._neutral: np.ndarray | None = None
 
     @classmethod
@@ -281,20 +285,21 @@ class RegionFeaturizer:
         ready = len(hist) >= self.ks[-1] and all(f is not None for f in flows)
         prevs = [hist[len(hist) - k] for k in self.ks] if ready else []
         # eye openness reference: the running neutral's lids, before this frame updates it
-        open_ref = self._openness(self._neutral if self._neutral is not None else face.landmarks)
+        seen = self._see(face)
+        open_ref = self._openness(self._neutral) if self._neutral is not None else seen.openness
         geometry_pos = self._geometry(face)
-        hist.append(face)
+        hist.append(seen)
         if not ready:
             return FrameFeatures(index, None, None)
         # motion per scale: flow minus the rigid motion fitted at the reference landmarks of frame t-k
         motion = [self._motion(flow, prev) for flow, prev in zip(flows, prevs, strict=True)]
         # appearance: mean absolute intensity change over the shortest scale
         short = prevs[0]
-        diff = cv2.absdiff(face.crop, short.crop).astype(np.float32) / 255.0
-        texture = self._pool_field(diff[..., None], face.landmarks[self._idx])
+        diff = cv2.absdiff(face.crop, short.face.crop).astype(np.float32) / 255.0
+        texture = self._pool_field(diff[..., None], seen)
         geometry = np.concatenate([geometry_pos, texture], axis=1).reshape(-1)  # (3R,)
         if self.eye_openness:
-            now, before = self._openness(face.landmarks), self._openness(short.landmarks)
+            now, before = seen.openness, short.openness
             eyes = np.stack([now / open_ref - 1.0, (now - before) / open_ref], axis=1)  # (E, 2)
             geometry = np.concatenate([geometry, eyes.reshape(-1)])
         return FrameFeatures(
@@ -303,23 +308,33 @@ class RegionFeaturizer:
             geometry.astype(np.float32),
         )
 
-    def _motion(self, flow: np.ndarray, prev: AlignedFace) -> np.ndarray:
+    def _see(self, face: AlignedFace) -> _Seen:
+        """What every later frame reads of this one: its patches at the ROI and reference
+        landmarks and its lid openness, computed once rather than once per scale and use."""
+        n_roi = len(self._idx)
+        boxes = self._boxes(face.landmarks[np.concatenate([self._idx, self._ref])])
+        return _Seen(face, boxes, boxes.take(slice(0, n_roi)), boxes.take(slice(n_roi, None)),
+                     self._openness(face.landmarks))  # fmt: skip
+
+    def _motion(self, flow: np.ndarray, prev: _Seen) -> np.ndarray:
         """(R, 3) pooled residual u, v, |f| of one flow field (128-px-crop pixels)."""
-        ref_pts = prev.landmarks[self._ref].astype(np.float64)
+        ref_pts = prev.face.landmarks[self._ref].astype(np.float64)
         flow_sat = _integral(flow)
-        ref_flow = self._box_means(flow_sat, self._boxes(ref_pts))  # (Nref, 2)
+        if self.pooling == "robust" or self.rigid_model == "projective":
+            ref_flow = self._box_means(flow_sat, prev.ref_boxes)  # (Nref, 2)
+        else:  # the ROI patches' mean flow comes from the same gather (used below)
+            both = self._box_means(flow_sat, prev.boxes)
+            roi_flow, ref_flow = both[: len(self._idx)], both[len(self._idx) :]
         rigid = fit_rigid(self.rigid_model, ref_pts, ref_pts + ref_flow)
         u, v = cv2.split(cv2.subtract(flow, self._rigid_field(rigid)))
         mag = cv2.magnitude(u, v)
-        points = prev.landmarks[self._idx]
         if self.pooling == "robust" or self.rigid_model == "projective":
-            return self._pool_field(cv2.merge([u, v, mag]), points) * self.unit
+            return self._pool_field(cv2.merge([u, v, mag]), prev) * self.unit
         # Mean pooling under an affine head motion: a patch's mean residual u, v is its mean flow
         # minus the rigid displacement at the patch's centre, so u and v come from the flow's
         # summed-area table already built, and only the magnitude needs a table of its own.
-        boxes = self._boxes(points)
-        centres = np.stack([boxes.cx, boxes.cy], axis=1)
-        uv = self._box_means(flow_sat, boxes) - (centres @ (rigid[:2, :2] - np.eye(2)).T + rigid[:2, 2])
+        boxes = prev.roi_boxes
+        uv = roi_flow - (boxes.centres @ (rigid[:2, :2] - np.eye(2)).T + rigid[:2, 2])
         means = np.concatenate([uv, self._box_means(_integral(mag), boxes)], axis=1)  # (N, 3)
         return self._avg @ means * self.unit
 
@@ -347,7 +362,7 @@ class RegionFeaturizer:
         y = np.clip(np.rint(points[:, 1]).astype(int), 0, s - 1)
         x0, x1 = np.maximum(x - r, 0), np.minimum(x + r + 1, s)
         y0, y1 = np.maximum(y - r, 0), np.minimum(y + r + 1, s)
-        return _Boxes(x0, x1, y0, y1)
+        return _Boxes(x, y, x0, x1, y0, y1)
 
     @staticmethod
     def _box_means(integral: np.ndarray, b: _Boxes) -> np.ndarray:
@@ -361,46 +376,58 @@ class RegionFeaturizer:
 
     def _openness(self, landmarks: np.ndarray) -> np.ndarray:
         """(E,) mean upper-to-lower lid distance over the eye's width, per eye."""
-        lm = np.asarray(landmarks, np.float64)
-        gap = np.linalg.norm(lm[self._lid_up] - lm[self._lid_lo], axis=-1).mean(1)
-        width = np.linalg.norm(lm[self._corners[:, 0]] - lm[self._corners[:, 1]], axis=-1)
-        return gap / np.maximum(width, 1e-6)
+        # one gather and hypot-free norms (what np.linalg.norm computes for 2-vectors, bit for bit)
+        lm = np.asarray(landmarks, np.float64)[self._lid_points]  # (2, E, 4, 2)
+        d = lm[0] - lm[1]  # (E, 4, 2): three lid gaps, then the eye's width
+        norms = np.sqrt(d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1])
+        return norms[:, :3].mean(1) / np.maximum(norms[:, 3], 1e-6)
 
-    def _pool_field(self, img: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """(S, S, C) field -> (R, C) per ROI over its landmark patches at `points` (N, 2): the mean
+    def _pool_field(self, img: np.ndarray, seen: _Seen) -> np.ndarray:
+        """(S, S, C) field -> (R, C) per ROI over the patches at a frame's ROI landmarks: the mean
         of the patch means, or ("robust") the per-channel median over the union of the patch pixels."""
+        boxes = seen.roi_boxes
         if self.pooling == "mean":
-            return self._avg @ self._patch_means(_integral(img), points)
+            return self._avg @ self._box_means(_integral(img), boxes)
         s = self.size
-        x = np.clip(np.rint(points[:, 0]).astype(int), 0, s - 1)
-        y = np.clip(np.rint(points[:, 1]).astype(int), 0, s - 1)
         dy, dx = self._offsets
-        lin = np.clip(y[:, None] + dy, 0, s - 1) * s + np.clip(x[:, None] + dx, 0, s - 1)  # (N, P)
+        # (N, P) flat pixel index of every patch pixel
+        lin = np.clip(boxes.y[:, None] + dy, 0, s - 1) * s + np.clip(boxes.x[:, None] + dx, 0, s - 1)
         flat = img.reshape(s * s, -1)
         return np.stack([np.median(flat[np.unique(lin[rows])], axis=0) for rows in self._rows])
 
 
 @dataclass(frozen=True, slots=True)
 class _Boxes:
-    """Pixel boxes [x0, x1) x [y0, y1), one per point."""
+    """Pixel boxes [x0, x1) x [y0, y1), one per point, around the point's pixel (x, y)."""
 
+    x: np.ndarray
+    y: np.ndarray
     x0: np.ndarray
     x1: np.ndarray
     y0: np.ndarray
     y1: np.ndarray
+    area: np.ndarray = field(init=False)
+    centres: np.ndarray = field(init=False)  # (N, 2) mean pixel coordinates (x, y) of each box
 
-    @property
-    def area(self) -> np.ndarray:
-        return ((self.x1 - self.x0) * (self.y1 - self.y0)).astype(np.float64)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "area", ((self.x1 - self.x0) * (self.y1 - self.y0)).astype(np.float64))
+        centres = np.stack([(self.x0 + self.x1 - 1) / 2.0, (self.y0 + self.y1 - 1) / 2.0], axis=1)
+        object.__setattr__(self, "centres", centres)
 
-    @property
-    def cx(self) -> np.ndarray:
-        """Centre x of each box in pixel coordinates (the mean of its pixels' x)."""
-        return (self.x0 + self.x1 - 1) / 2.0
+    def take(self, rows: slice) -> _Boxes:
+        return _Boxes(self.x[rows], self.y[rows], self.x0[rows], self.x1[rows], self.y0[rows], self.y1[rows])
 
-    @property
-    def cy(self) -> np.ndarray:
-        return (self.y0 + self.y1 - 1) / 2.0
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """One frame in the featurizer's history: its aligned face, the patches at its ROI landmarks
+    then reference landmarks (`boxes`, split into `roi_boxes` and `ref_boxes`), its lid openness."""
+
+    face: AlignedFace
+    boxes: _Boxes
+    roi_boxes: _Boxes
+    ref_boxes: _Boxes
+    openness: np.ndarray
 
 
 def _integral(img: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from stream.align import AlignedFace, Aligner
@@ -122,11 +123,25 @@ class Pipeline:
         two cores.
         Both halves are the same methods `push` calls, in the same order, so the outputs are
         identical to the unthreaded run.
+
+        While it runs threaded, OpenCV's own worker pool is held at one thread (and restored
+        after): the two halves already fill two cores, and splitting a 128 px crop's flow or a
+        frame's colour conversion over a pool only adds hand-offs between them (docs/benchmarks.md,
+        "Extraction: less held in Python, one OpenCV thread"). OpenCV's results do not depend on
+        its thread count.
         """
         if not threaded:
             for item in items:
                 yield from self.push(item)
             return
+        opencv_threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            yield from self._run_threaded(items)
+        finally:
+            cv2.setNumThreads(opencv_threads)
+
+    def _run_threaded(self, items: Iterable[Frame | SourceEvent]) -> Iterator[Output]:
         handoff: queue.Queue = queue.Queue(maxsize=16)
         stop = threading.Event()
         done = object()

@@ -298,7 +298,7 @@ def test_mean_pooling_subtracts_the_head_motion_at_each_patch_centre(
     edge = aligned.landmarks.copy()
     edge[f._idx[:4]] = [[1.0, 1.0], [126.5, 3.0], [2.0, 127.0], [127.0, 64.0]]  # clipped patches
     face = replace(aligned, landmarks=edge)
-    got = f._motion(flow, face)
+    got = f._motion(flow, f._see(face))
     ref = face.landmarks[f._ref].astype(np.float64)
     from stream.features import _integral, fit_rigid
 
