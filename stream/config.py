@@ -105,6 +105,12 @@ class FeatureConfig:
             default: chaining lets more of a small head turn through on the 0.2 s scale
             (`tests/stream/test_features.py`; docs/results.md). Recorded in `to_dict` (and so in
             the digest) only when on, so configurations from before it keep their digests.
+        mesh_every: run the face mesh on one canonical frame in this many while a face is
+            tracked, the frames between keeping its landmarks (`stream.face.FaceTracker`): 2 halves
+            the face tracker's time, the landmarks then lag by up to a frame (0.43 px at 640x360
+            on the benchmark clip, against 0.6 px of the mesh's own frame-to-frame motion;
+            docs/benchmarks.md). 1 (every frame) is the default. Recorded in `to_dict` only when
+            not 1, as flow_compose.
     """
 
     fps: float = 30.0
@@ -122,6 +128,7 @@ class FeatureConfig:
     neutral_tau_s: float = 3.0
     max_hold_s: float = 0.25
     flow_compose: bool = False
+    mesh_every: int = 1
 
     _RANGES: ClassVar[dict[str, tuple[float, float]]] = {
         "fps": (1.0, 1000.0),
@@ -130,12 +137,13 @@ class FeatureConfig:
         "patch_radius": (1.0, 32.0),
         "neutral_tau_s": (0.1, 600.0),
         "max_hold_s": (0.01, 10.0),
+        "mesh_every": (1, 4),
     }
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in self._RANGES.items():
             check_number("feature config", name, getattr(self, name), lo, hi)
-        for name in ("crop_size",):
+        for name in ("crop_size", "mesh_every"):
             if not isinstance(getattr(self, name), int):
                 raise ConfigError(f"feature config {name}={getattr(self, name)!r}: must be an integer")
         hop = whole_frames("feature config", "hop_s", self.hop_s, self.fps)
@@ -215,6 +223,8 @@ class FeatureConfig:
         d["flow_scales_s"] = list(self.flow_scales_s)
         if not self.flow_compose:  # added later: caches and bundles made before it keep their digests
             del d["flow_compose"]
+        if self.mesh_every == 1:  # likewise
+            del d["mesh_every"]
         return d
 
     @classmethod

@@ -78,7 +78,7 @@ class Pipeline:
     def __init__(self, config: FeatureConfig | None = None, **flow_options: object) -> None:
         self.config = config = config or FeatureConfig()
         self.resampler = Resampler(config.fps, max_hold_s=config.max_hold_s)
-        self.tracker = FaceTracker()
+        self.tracker = FaceTracker(mesh_every=config.mesh_every)
         self.aligner = Aligner(config.crop_size, deadband_px=config.align_deadband_px)
         self.flow = MultiScaleFlow(
             FLOWS.build(config.flow, **flow_options), config.flow_ks, compose=config.flow_compose

@@ -51,15 +51,24 @@ def live_journal_of(argv: Sequence[str]) -> tuple[str, str] | None:
     return None if known.journal is None else (known.journal, known.stream)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command-line parser: with `command` (one of COMMANDS), only that command's, so that
+    `mespot extract` does not import what `mespot export` needs (torch: about 2 s of start-up);
+    otherwise every command's (``mespot --help``, a misspelt command)."""
     import importlib
 
     parser = argparse.ArgumentParser(prog="mespot", description="Facial micro/macro-expression spotting.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMANDS:
+    for name in (command,) if command in COMMANDS else COMMANDS:
         importlib.import_module(f"engine.cli.{name}").add_parser(sub)
     return parser
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command a command line names: its first word that is not an option (the only global
+    option, -v, takes no value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def setup_logging(verbose: bool) -> None:
@@ -89,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     # The parser imports every command (torch among them): a signal meanwhile exits quietly, and
     # `mespot live` notes it in its journal. Each command installs its own handlers after.
     with startup_signals(lambda: live_journal_of(argv) if "live" in argv else None):
-        args = build_parser().parse_args(argv)
+        args = build_parser(command_of(argv)).parse_args(argv)
     args.argv = argv  # recorded in the bundles a command writes
     setup_logging(args.verbose)
     return run_command(args)

@@ -94,3 +94,52 @@ def test_mesh_faces_of_an_unknown_layout_go_through_process(face_frames: list[np
         assert len(faces) == 1 and len(faces[0].landmark) >= N_LANDMARKS
     finally:
         mesh.inner.close()
+
+
+def test_mesh_every_keeps_the_meshed_landmarks_between_mesh_runs(face_frames: list[np.ndarray]) -> None:
+    from stream.face import FaceTracker
+    from stream.frame import Frame
+
+    frames = [Frame(i, i / 30, 0, img) for i, img in enumerate(face_frames[:12])]
+    with FaceTracker() as every, FaceTracker(mesh_every=2) as second:
+        want = [every.process(f) for f in frames]
+        got = [second.process(f) for f in frames]
+    assert all(o.present for o in got) and all(o.present for o in want)
+    assert got[0].changed and not any(o.changed for o in got[1:])
+    for i in range(1, len(frames), 2):  # frames between mesh runs: the last meshed landmarks
+        assert got[i].frame_index == i
+        np.testing.assert_array_equal(got[i].landmarks, got[i - 1].landmarks)
+    np.testing.assert_array_equal(got[0].landmarks, want[0].landmarks)  # the first run is the same mesh
+    # the meshed frames track the face as closely as meshing every frame does (within a pixel)
+    for i in range(2, len(frames), 2):
+        assert np.abs(got[i].landmarks - want[i].landmarks).mean() < 1.0
+
+
+def test_mesh_every_meshes_every_frame_without_a_face(face_frames: list[np.ndarray]) -> None:
+    from stream.face import FaceTracker
+    from stream.frame import Frame
+
+    blank = np.full_like(face_frames[0], 127)
+    frames = [Frame(0, 0.0, 0, blank), Frame(1, 1 / 30, 0, face_frames[0])]
+    with FaceTracker(mesh_every=3) as tracker:
+        seen = [tracker.process(f) for f in frames]
+    assert not seen[0].present
+    assert seen[1].present and seen[1].changed  # found on the next frame, not three frames later
+
+
+def test_mesh_every_out_of_range_names_the_field() -> None:
+    import pytest
+
+    from stream.config import FeatureConfig
+    from stream.errors import ConfigError
+    from stream.face import FaceTracker
+
+    for bad in (0, 5, 1.5):
+        with pytest.raises(ConfigError, match="mesh_every"):
+            FeatureConfig(mesh_every=bad)
+    with pytest.raises(ConfigError, match="mesh_every"):
+        FaceTracker(mesh_every=0)
+    # the default keeps the digest of configurations made before the option
+    assert "mesh_every" not in FeatureConfig().to_dict()
+    assert FeatureConfig(mesh_every=2).digest() != FeatureConfig().digest()
+    assert FeatureConfig.from_dict(FeatureConfig(mesh_every=2).to_dict()).mesh_every == 2
