@@ -426,3 +426,25 @@ def test_train_refuses_a_bad_select_before_reading_data(
     assert "--select 'augment=0.5': the values must be a JSON list" in err and "absent.csv" not in err
     assert main([*args, "--select", "augment=[0, 2]"]) == 2
     assert "--select candidate augment=2" in capsys.readouterr().err
+
+
+def test_a_command_builds_only_its_own_parser_and_extract_does_not_import_torch() -> None:
+    from engine import cli
+
+    assert cli.command_of(["-v", "extract", "x.mp4", "--out", "f"]) == "extract"
+    assert cli.command_of(["--help"]) is None
+    one = cli.build_parser("extract")
+    assert one.parse_args(["extract", "x.mp4", "--out", "f"]).command == "extract"
+    with pytest.raises(SystemExit):  # the other commands are not in the one-command parser
+        one.parse_args(["train", "a.csv", "--features", "f", "--out", "o"])
+    every = cli.build_parser(None)  # --help and a misspelt command see every command
+    assert every.parse_args(["listen", "tcp://127.0.0.1:1"]).command == "listen"
+    # `mespot extract` and `mespot live` start without torch (about 2 s of imports here)
+    for command in ("extract", "live"):
+        probe = (
+            "import sys\nfrom engine.cli import main\n"
+            f"try:\n    main(['{command}', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)"
+        )
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+        assert out.stdout.strip().splitlines()[-1] == "False", command
