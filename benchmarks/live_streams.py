@@ -35,7 +35,7 @@ def free_endpoint() -> str:
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
-def run(n: int, video: Path) -> list[tuple[int, int]]:
+def run(n: int, video: Path, extra: list[str]) -> list[tuple[int, int]]:
     procs = [
         subprocess.Popen(
             [
@@ -50,6 +50,7 @@ def run(n: int, video: Path) -> list[tuple[int, int]]:
                 free_endpoint(),
                 "--snapshot",
                 "none",
+                *extra,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
