@@ -107,10 +107,10 @@ class FeatureConfig:
             the digest) only when on, so configurations from before it keep their digests.
         mesh_every: run the face mesh on one canonical frame in this many while a face is
             tracked, the frames between keeping its landmarks (`stream.face.FaceTracker`): 2 halves
-            the face tracker's time, the landmarks then lag by up to a frame (0.43 px at 640x360
-            on the benchmark clip, against 0.6 px of the mesh's own frame-to-frame motion;
-            docs/benchmarks.md). 1 (every frame) is the default. Recorded in `to_dict` only when
-            not 1, as flow_compose.
+            the face tracker's time (extraction 1.15x faster end to end), the landmarks then lag
+            by up to a frame, and it costs accuracy on SynthSpot-v2 (GIM over two seeds: overall
+            F1 -0.01 and -0.04, ME F1 -0.04 and -0.05; docs/results.md, twelfth session). 1
+            (every frame) is the default. Recorded in `to_dict` only when not 1, as flow_compose.
     """
 
     fps: float = 30.0
