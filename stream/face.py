@@ -199,6 +199,7 @@ class FaceTracker:
         return obs
 
     def _mesh(self, frame: Frame) -> FaceObservation:
+        """Run the mesh on one frame: the largest face's landmarks in pixels, and the state."""
         h, w = frame.image.shape[:2]
         rgb = cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB)
         if self._detector is not None and self._frames % self.check_every == 0:

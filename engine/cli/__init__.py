@@ -95,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     from engine.startup import startup_signals
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    # The parser imports every command (torch among them): a signal meanwhile exits quietly, and
-    # `mespot live` notes it in its journal. Each command installs its own handlers after.
+    # Building the parser imports the command's module (some import torch): a signal meanwhile
+    # exits quietly, and `mespot live` notes it in its journal. Each command installs its own
+    # handlers after.
     with startup_signals(lambda: live_journal_of(argv) if "live" in argv else None):
         args = build_parser(command_of(argv)).parse_args(argv)
     args.argv = argv  # recorded in the bundles a command writes
