@@ -123,3 +123,23 @@ def test_a_failing_source_reaches_the_consumer() -> None:
 
     with Pipeline() as pipe, pytest.raises(OSError, match="camera unplugged"):
         list(pipe.run(broken(), threaded=True))
+
+
+def test_a_threaded_run_holds_opencv_at_one_thread_and_restores_it(videos: Path) -> None:
+    """While the two halves run, OpenCV's pool is one thread (the halves fill the cores); after
+    the run the caller's setting is back. The features do not depend on it: the streaming run
+    above, at OpenCV's own thread count, equals the threaded one exactly."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    seen = []
+    with open_source(videos / "single_face.mp4") as src, Pipeline(FeatureConfig()) as pipe:
+
+        def items():
+            while (item := src.read()) is not None:
+                seen.append(cv2.getNumThreads())
+                yield item
+
+        assert sum(1 for _ in pipe.run(items(), threaded=True)) > 0
+    assert seen and set(seen) == {1}
+    assert cv2.getNumThreads() == before
