@@ -164,8 +164,10 @@ def test_dropped_connection_gap_is_detected_and_recovered() -> None:
                     pub.publish_event(me(20 * k), fps=30.0)
                 proxy.start()  # same port: the SUB reconnects by itself
 
-                # The next heartbeat's heads reveal the gap; the snapshot endpoint fills it.
-                items = collect(listener, n_events(3))
+                # The next heartbeat's heads reveal the gap; the snapshot endpoint fills it. The SUB's
+                # reconnection through the proxy can take seconds on a loaded machine: a long bound
+                # (the wait ends as soon as the three events are in).
+                items = collect(listener, n_events(3), timeout_s=30.0)
                 gaps = [i for i in items if isinstance(i, GapReport)]
                 assert len(gaps) == 1 and gaps[0].topic == "event"
                 assert (gaps[0].first, gaps[0].last, gaps[0].recovered, gaps[0].lost) == (2, 4, 3, 0)
