@@ -370,10 +370,6 @@ class RegionFeaturizer:
         total = integral[b.y1, b.x1] - integral[b.y0, b.x1] - integral[b.y1, b.x0] + integral[b.y0, b.x0]
         return total / b.area[:, None]
 
-    def _patch_means(self, integral: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """(N, C) mean of each channel over the square patch around each point."""
-        return self._box_means(integral, self._boxes(points))
-
     def _openness(self, landmarks: np.ndarray) -> np.ndarray:
         """(E,) mean upper-to-lower lid distance over the eye's width, per eye."""
         # one gather and hypot-free norms (what np.linalg.norm computes for 2-vectors, bit for bit)

@@ -302,10 +302,10 @@ def test_mean_pooling_subtracts_the_head_motion_at_each_patch_centre(
     ref = face.landmarks[f._ref].astype(np.float64)
     from stream.features import _integral, fit_rigid
 
-    rigid = fit_rigid(rigid_model, ref, ref + f._patch_means(_integral(flow), ref))
+    rigid = fit_rigid(rigid_model, ref, ref + f._box_means(_integral(flow), f._boxes(ref)))
     u, v = cv2.split(cv2.subtract(flow, f._rigid_field(rigid)))
     field = cv2.merge([u, v, cv2.magnitude(u, v)])
-    want = f._avg @ f._patch_means(_integral(field), face.landmarks[f._idx]) * f.unit
+    want = f._avg @ f._box_means(_integral(field), f._boxes(face.landmarks[f._idx])) * f.unit
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert np.abs(got[:, :2]).max() > 0.05  # the local motion is left, the head turn is gone
 
