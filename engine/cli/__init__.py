@@ -95,11 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     from engine.startup import startup_signals
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    command = command_of(argv)
     # Building the parser imports the command's module (some import torch): a signal meanwhile
-    # exits quietly, and `mespot live` notes it in its journal. Each command installs its own
-    # handlers after.
-    with startup_signals(lambda: live_journal_of(argv) if "live" in argv else None):
-        args = build_parser(command_of(argv)).parse_args(argv)
-    args.argv = argv  # recorded in the bundles a command writes
-    setup_logging(args.verbose)
+    # exits quietly, and `mespot live` notes it in its journal. `live` stays inside the guard
+    # until its own handlers take over (`engine.startup.stop_on_signals`), so that no signal
+    # falls between the two; the other commands install theirs, if any, after it.
+    with startup_signals(lambda: live_journal_of(argv) if command == "live" else None):
+        args = build_parser(command).parse_args(argv)
+        args.argv = argv  # recorded in the bundles a command writes
+        setup_logging(args.verbose)
+        if command == "live":
+            return run_command(args)
     return run_command(args)

@@ -28,11 +28,12 @@ def _catches(pid: int, signum: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("entry", [["run_live.py"], ["-m", "engine.cli", "live"]], ids=["run_live", "mespot"])
 def test_a_signal_during_start_up_imports_exits_quietly_with_a_journal_line(
-    tmp_path: Path, signum: int, code: int
+    tmp_path: Path, entry: list[str], signum: int, code: int
 ) -> None:
     journal = tmp_path / "j.jsonl"
-    cmd = [sys.executable, "run_live.py", "--journal", str(journal), "--stream", "door"]
+    cmd = [sys.executable, *entry, "--journal", str(journal), "--stream", "door"]
     cmd += ["--pub", "tcp://127.0.0.1:*", "--snapshot", "none"]
     child = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -93,3 +94,48 @@ def test_an_import_error_without_a_signal_is_not_taken_for_one() -> None:
 
     with pytest.raises(ImportError, match="no such module"), startup_signals():
         raise ImportError("no such module")
+
+
+def _swallow_a_signal(signum: int) -> None:
+    """A signal whose StartupInterrupted an import swallows (a bare ``except:``, say)."""
+    import os
+
+    from engine.startup import StartupInterrupted
+
+    try:
+        os.kill(os.getpid(), signum)
+        time.sleep(5)  # the handler raises at the next bytecode
+    except StartupInterrupted:
+        pass
+    else:
+        raise AssertionError("the start-up handler did not raise")
+
+
+def test_a_signal_an_import_swallowed_is_handed_to_the_programs_stop() -> None:
+    """The program's handlers take over a start-up signal nobody saw: its run stops at once."""
+    import threading
+
+    from engine.startup import startup_signals, stop_on_signals
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop, received = threading.Event(), []
+    try:
+        with startup_signals():
+            _swallow_a_signal(signal.SIGTERM)
+            stop_on_signals(stop, received)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    assert stop.is_set() and received == [signal.SIGTERM]
+
+
+def test_a_signal_an_import_swallowed_still_ends_the_start_up(capsys) -> None:
+    """A block that ends without handing the signal over exits as if it had come through."""
+    from engine.startup import startup_signals
+
+    with pytest.raises(SystemExit) as stopped, startup_signals():
+        _swallow_a_signal(signal.SIGINT)
+    assert stopped.value.code == 130
+    assert "stopped during start-up (SIGINT)" in capsys.readouterr().err
+    with startup_signals():  # handled once: the next start-up does not see it again
+        pass
