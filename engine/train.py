@@ -261,6 +261,10 @@ def _train_network(
     rng = np.random.default_rng(config.seed)
     history: list[dict[str, float]] = []
     videos = [(rec, network_inputs(feats, config.network)) for rec, feats in videos]
+    if config.clip_s is not None:  # clips labelled on their own (engine.data.clips)
+        from engine.data.clips import cut_into_clips
+
+        videos = [clip for rec, feats in videos for clip in cut_into_clips(rec, feats, config.clip_s)]
     with torch.random.fork_rng(devices=[]), _deterministic():
         torch.manual_seed(config.seed)
         network = build_network(config.network)

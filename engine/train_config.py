@@ -46,6 +46,10 @@ class TrainConfig:
         ensemble: networks trained, in [1, 16]: member i is trained alike with seed ``seed + i``
             and the proposal scores are their mean (`engine.models.NetworkEnsemble`); 1: one
             network. Each member costs a full training and a forward when scoring.
+        clip_s: whole-video methods only: train on the training videos cut into clips of about
+            this many seconds, each labelled by the expressions it holds
+            (`engine.data.clips`), as a dataset of short labelled clips would be; in [0.5,
+            3600]. None: whole videos (the default). Scoring and evaluation stay on whole videos.
     """
 
     epochs: int = 30
@@ -62,6 +66,7 @@ class TrainConfig:
     proposals: ProposalConfig | None = None
     augment: float = 0.0
     ensemble: int = 1
+    clip_s: float | None = None
 
     def __post_init__(self) -> None:
         check_number("train config", "epochs", self.epochs, 1, 10_000, integer=True)
@@ -77,6 +82,8 @@ class TrainConfig:
             if self.grad_clip <= 0:
                 raise ConfigError(f"train config grad_clip={self.grad_clip!r}: must be > 0 or None")
         check_number("train config", "ensemble", self.ensemble, 1, 16, integer=True)
+        if self.clip_s is not None:
+            check_number("train config", "clip_s", self.clip_s, 0.5, 3600.0)
         check_number("train config", "seed", self.seed, 0, 2**63 - self.ensemble, integer=True)
         if not isinstance(self.network, NetworkConfig):
             raise ConfigError(
@@ -96,6 +103,11 @@ class TrainConfig:
             raise ConfigError(f"train config method_options={self.method_options!r}: must be a mapping")
         # A private read-only copy: never shared with (or mutated through) the caller's dict.
         object.__setattr__(self, "method_options", MappingProxyType(dict(self.method_options)))
+        if self.clip_s is not None and not METHODS.get(self.method).whole_videos:
+            raise ConfigError(
+                f"train config clip_s={self.clip_s!r}: method {self.method!r} trains on windows, not "
+                "whole videos (set window instead)"
+            )
         # Validate the method's options now rather than after the first fold's data loading.
         # (The configuration classes need no torch: reading a bundle does not import the method.)
         METHOD_CONFIGS[self.method].from_dict(self.method_options)
@@ -106,6 +118,8 @@ class TrainConfig:
         d["network"] = self.network.to_dict()
         d["proposals"] = self.proposals.to_dict()
         d["method_options"] = dict(self.method_options)
+        if self.clip_s is None:  # whole videos: the runs before the option read alike
+            del d["clip_s"]
         return d
 
     @classmethod

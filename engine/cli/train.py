@@ -72,6 +72,7 @@ def _train(args: argparse.Namespace, group) -> int:
         augment=args.augment,
         seed=args.seed,
         ensemble=args.ensemble,
+        clip_s=args.clip_s,
         method=args.method,
         method_options=parse_options(args.option, "--option"),
         network=NetworkConfig(
@@ -328,6 +329,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="N",
         help="train N networks alike, with seeds SEED .. SEED+N-1, into one bundle that scores with "
         "their mean (steadier on new people; N times the training and the scoring; default 1)",
+    )
+    tr.add_argument(
+        "--clip-s",
+        type=float,
+        metavar="S",
+        help="whole-video methods: train on clips of about S seconds cut from the training videos, "
+        "each labelled by the expressions it holds (engine.data.clips; labels per clip, not per "
+        "video); scoring stays on whole videos (default: whole videos)",
     )
     tr.add_argument(
         "--out",

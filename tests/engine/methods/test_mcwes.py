@@ -347,6 +347,32 @@ def test_training_reduces_the_loss_and_is_reproducible(make_video) -> None:
     assert cls.shape == (96, 2) and np.isfinite(act).all()
 
 
+def test_clip_training_feeds_the_loss_clips_labelled_on_their_own(make_video, monkeypatch) -> None:
+    """`clip_s`: each batch holds clips of the training videos, with each clip's own labels."""
+    import engine.train as train_module
+
+    kinds = [("me", "mae", "me"), ("mae", "mae"), ("me", "mae"), ("mae", "me")]
+    videos = [make_video(f"s{i}_v", 100 + i, kinds=k) for i, k in enumerate(kinds)]
+    seen: list[tuple[int, list[list[float]]]] = []
+    whole_batch = train_module._whole_batch
+
+    def spy(vids, targets, method, picks):
+        out = whole_batch(vids, targets, method, picks)
+        seen.append((out[0].shape[1], out[3]["video_labels"].tolist()))
+        return out
+
+    monkeypatch.setattr(train_module, "_whole_batch", spy)
+    snippet_s = videos[0][1].snippet_s
+    cfg = TrainConfig(
+        epochs=2, batch_size=4, steps_per_epoch=3, network=NET, method="mcwes", clip_s=24 * snippet_s
+    )
+    _, hist = train(videos, cfg, progress=False)
+    assert np.isfinite(hist[-1]["loss"])
+    assert max(length for length, _ in seen) < 96  # clips, not the 96-snippet videos
+    labels = {tuple(row) for _, rows in seen for row in rows}
+    assert (0.0, 0.0) in labels and len(labels) >= 3  # clips without expressions, and of one type only
+
+
 # --------------------------------------------------------------------------------------------
 # mespot's fixes: cosine L_fc, attention smoothness
 # --------------------------------------------------------------------------------------------
