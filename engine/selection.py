@@ -47,6 +47,7 @@ SELECTABLE_FIELDS: tuple[str, ...] = (
     "batch_size",
     "weight_decay",
     "steps_per_epoch",
+    "clip_s",  # null: whole videos
 )
 OPTION_PREFIX = "option."
 

@@ -314,7 +314,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="FIELD=[V1,V2,...]",
         help="let the training identities choose a training option: each candidate is run "
         "leave-one-out over them and the best out-of-fold F1 wins (nested in every fold under "
-        "--loso). FIELD: augment, lr, epochs, batch_size, weight_decay, steps_per_epoch, or "
+        "--loso). FIELD: augment, lr, epochs, batch_size, weight_decay, steps_per_epoch, clip_s (null: "
+        "whole videos), or "
         "option.KEY for a method option; repeat for every combination (engine.selection)",
     )
     tr.add_argument("--folds", type=int, help="only the first N folds (quick runs)")

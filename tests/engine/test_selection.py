@@ -58,6 +58,8 @@ def test_candidates_are_every_combination_first_values_first() -> None:
     assert offered[3].config.lr == 0.0005 and offered[3].config.method_options["mil_k"] == "points"
     assert all(c.config.method_options["class_balance"] is True for c in offered)  # the base's options stay
     assert candidates(base, {})[0].config is base
+    clips = candidates(base, parse_selection(["clip_s=[null, 10]"]))  # whole videos or 10 s clips
+    assert [c.config.clip_s for c in clips] == [None, 10]
 
 
 def test_a_candidate_the_configuration_refuses_names_it_and_the_field() -> None:
