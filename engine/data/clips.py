@@ -22,17 +22,11 @@ import math
 import numpy as np
 
 from engine.data.features import VideoFeatures
+from engine.data.labels import snippet_of_frame
 from engine.data.records import Blink, Interval, VideoRecord
 from stream.errors import ConfigError
 
 __all__ = ["clip_bounds", "cut_into_clips"]
-
-
-def _span(record: VideoRecord, onset: int, offset: int, frames_per_snippet: float) -> tuple[int, int]:
-    """Snippets [first, last] an inclusive frame interval touches."""
-    first = math.floor(record.frame_position(onset) / frames_per_snippet)
-    last = math.floor(record.frame_position(offset) / frames_per_snippet)
-    return first, last
 
 
 def clip_bounds(record: VideoRecord, feats: VideoFeatures, clip_s: float) -> list[tuple[int, int]]:
@@ -41,15 +35,16 @@ def clip_bounds(record: VideoRecord, feats: VideoFeatures, clip_s: float) -> lis
     Raises:
         ConfigError: `clip_s` shorter than two snippets.
     """
-    per = round(clip_s / feats.snippet_s)
-    if not math.isfinite(clip_s) or per < 2:
+    per = round(clip_s / feats.snippet_s) if math.isfinite(clip_s) else 0  # snippets a clip
+    if per < 2:
         raise ConfigError(
             f"clip_s={clip_s!r}: a clip must hold at least two snippets of {feats.snippet_s:.4g} s"
         )
     n = len(feats.valid)
     inside = np.zeros(n + 1, dtype=bool)  # inside[c]: a cut before snippet c splits an expression
     for e in record.expressions:
-        first, last = _span(record, e.onset, e.offset, feats.snippet_frames)
+        first = snippet_of_frame(record, e.onset, feats.snippet_s)
+        last = snippet_of_frame(record, e.offset, feats.snippet_s)
         inside[max(first + 1, 0) : max(min(last + 1, n), 0)] = True
     cuts = [0]
     while cuts[-1] + per < n:
