@@ -641,7 +641,16 @@ def write_dataset(
         "opencv": cv2.__version__,
     }
     stats["recipe"] = recipe.to_dict()
-    stats["faces"] = [{"name": f.name, "source": f.source, "sha256": f.sha256} for f in faces]
+    poses = {i.base.name: i.base_pose for i in identities if i.base_pose is not None}
+    stats["faces"] = [
+        {
+            "name": f.name,
+            "source": f.source,
+            "sha256": f.sha256,
+            **({"pose": poses[f.name].to_dict()} if f.name in poses else {}),
+        }
+        for f in faces
+    ]
     (out / "stats.json").write_text(json.dumps(stats, indent=1))
     log.info("wrote %d videos to %s in %.0f s", len(reports), out, wall)
     return stats

@@ -24,6 +24,7 @@ records each subject's base photo (leave-one-base-out is the stricter split).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
@@ -50,6 +51,11 @@ BUNDLED_FACES = "bundled:faces"
 #: prefix of a photo inside an installed Python package: pkg:NAME/path/inside/it
 PKG_PREFIX = "pkg:"
 MIN_IOD_PX = 24.0  # smaller faces give too few pixels per action unit
+#: Beyond this head yaw a photo is outside what the synthesiser is made for: expression sizes are
+#: set from the eye distance seen in the photo, which a turned head foreshortens (by cos(yaw)), so
+#: its expressions render smaller than on a frontal face of the same size, and the far side of the
+#: face is hidden. Such a face is used, with a warning (docs/synthspot.md, "Faces").
+FRONTAL_YAW_DEG = 20.0
 
 
 class FaceNotFound(SourceError):
@@ -204,12 +210,18 @@ class LandmarkDetector:
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         """Landmarks of the largest face in a BGR image, or None."""
+        pts = self.with_depth(image)
+        return None if pts is None else np.ascontiguousarray(pts[:, :2])
+
+    def with_depth(self, image: np.ndarray) -> np.ndarray | None:
+        """(468, 3) landmarks of the largest face, or None: x, y in pixels and the mesh's relative
+        depth z in the same unit as x (MediaPipe scales z like x), smaller toward the camera."""
         h, w = image.shape[:2]
         result = self._mesh.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
         best, best_area = None, -1.0
         for face in result.multi_face_landmarks or []:
-            pts = np.array([(p.x, p.y) for p in face.landmark[:468]], dtype=np.float32) * [w, h]
-            span = pts.max(0) - pts.min(0)
+            pts = np.array([(p.x, p.y, p.z) for p in face.landmark[:468]], dtype=np.float32) * [w, h, w]
+            span = pts[:, :2].max(0) - pts[:, :2].min(0)
             if span[0] * span[1] > best_area:
                 best, best_area = pts.astype(np.float32), float(span[0] * span[1])
         return best
@@ -244,6 +256,44 @@ def find_face(detector: LandmarkDetector, face: BaseFace) -> np.ndarray:
             f"the face is too small: {iod:.0f} px between the outer eye corners (need >= {MIN_IOD_PX:g})",
         )
     return lm
+
+
+@dataclass(frozen=True)
+class FacePose:
+    """How a base photo's face sits: what decides whether the synthesiser renders it faithfully.
+
+    Attributes:
+        yaw_deg: head turn about the vertical axis, from the depth difference of the outer eye
+            corners against their distance in the image (0: frontal; the sign says which way).
+        iod_px: the eye distance seen in the photo (outer corners), pixels.
+        iod_unturned_px: the same distance with the depth difference put back, pixels: what
+            the face's size would give frontally.
+    """
+
+    yaw_deg: float
+    iod_px: float
+    iod_unturned_px: float
+
+    @property
+    def frontal(self) -> bool:
+        return abs(self.yaw_deg) <= FRONTAL_YAW_DEG
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: round(v, 2) for k, v in asdict(self).items()}
+
+
+def face_pose(detector: LandmarkDetector, face: BaseFace) -> FacePose:
+    """The pose of the largest face in a base photo (MediaPipe's mesh depth).
+
+    Raises:
+        FaceNotFound: naming the file, when there is no face.
+    """
+    lm = detector.with_depth(face.image)
+    if lm is None:
+        raise FaceNotFound(face.source, "no face found (MediaPipe face mesh saw none)")
+    d = (lm[263] - lm[33]).astype(np.float64)  # outer eye corners, right to left of the image
+    seen = float(np.hypot(d[0], d[1]))
+    return FacePose(float(np.degrees(np.arctan2(d[2], seen))), seen, float(np.linalg.norm(d)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,6 +393,7 @@ class Identity:
         origin: plate coordinates of the output frame's top-left corner at rest (m, m).
         frame_size: output (width, height).
         morph_scale: how much of the drawn shape warp was kept (1 unless the face was lost).
+        base_pose: the pose of the face in the base photo (`face_pose`), when measured.
     """
 
     name: str
@@ -353,6 +404,7 @@ class Identity:
     origin: tuple[float, float]
     frame_size: tuple[int, int]
     morph_scale: float = 1.0
+    base_pose: FacePose | None = None
 
     @property
     def iod(self) -> float:
@@ -369,6 +421,7 @@ class Identity:
             "morph_scale": self.morph_scale,
             "frame_size": list(self.frame_size),
             "spec": asdict(self.spec),
+            **({"base_pose": self.base_pose.to_dict()} if self.base_pose is not None else {}),
         }
 
 
@@ -505,14 +558,30 @@ def make_identities(
     own = detector is None
     det = detector or LandmarkDetector()
     try:
+        poses: dict[str, FacePose] = {}
         for b in bases:
             find_face(det, b)
+            poses[b.name] = pose = face_pose(det, b)
+            if not pose.frontal:
+                log.warning(
+                    "%s: the face is turned about %.0f degrees (yaw; the synthesiser is made for faces "
+                    "within %g): expression sizes follow the eye distance the photo shows, %.0f px "
+                    "against %.0f px unturned, so its expressions render about %.0f %% smaller and "
+                    "the far side of the face is hidden",
+                    b.source,
+                    abs(pose.yaw_deg),
+                    FRONTAL_YAW_DEG,
+                    pose.iod_px,
+                    pose.iod_unturned_px,
+                    100 * (1 - pose.iod_px / pose.iod_unturned_px),
+                )
         out = []
         for j in range(n_subjects):
             base = bases[j % len(bases)]
             rng = np.random.default_rng([seed, 7, j])
             spec = IdentitySpec.draw(rng, base.name, j // len(bases))
-            out.append(make_identity(f"s{j + 1:02d}", base, spec, det, frame_size))
+            ident = make_identity(f"s{j + 1:02d}", base, spec, det, frame_size)
+            out.append(dataclasses.replace(ident, base_pose=poses[base.name]))
             log.info("subject %s from %s: IOD %.0f px", out[-1].name, base.name, out[-1].iod)
         return out
     finally:

@@ -75,6 +75,9 @@ def test_synth_writes_a_small_dataset_from_an_unseen_face(
     assert stats["me"]["count"] + stats["mae"]["count"] == len(rows)
     assert stats["blink"]["count"] == sum(r["type"] == "blink" for r in drows)
     assert stats["subjects"] == 2 and stats["render"]["render_fps"] > 0
+    assert [f["pose"]["yaw_deg"] for f in stats["faces"]] and all(
+        abs(f["pose"]["yaw_deg"]) < 20 for f in stats["faces"]
+    )  # the astronaut looks at the camera
     subjects = json.loads((out / "subjects.json").read_text())
     assert [s["spec"]["mirror"] for s in subjects] == [False, True]
     assert all(s["base_source"] == str(astronaut_crop) for s in subjects)
