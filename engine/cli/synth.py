@@ -19,7 +19,7 @@ from stream.errors import ConfigError
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``synth`` subcommand (handler in ``func``) to a `mespot` subparsers object."""
-    from stream.synth.dataset import RECIPES, default_workers
+    from stream.synth.dataset import EXPRESSION_SIZES, RECIPES, default_workers
 
     p = subparsers.add_parser(
         "synth",
@@ -57,6 +57,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="expressions only: no blinks, head motion, lighting changes, drift or noise",
     )
     p.add_argument(
+        "--expression-size",
+        choices=EXPRESSION_SIZES,
+        help="what facial actions are sized by: photo (the eye distance the photo shows, smaller "
+        "on a turned head; the default and every fixed recipe's) or unturned (the eye distance the "
+        "face would show frontally, from the face mesh's depth; docs/synthspot.md)",
+    )
+    p.add_argument(
         "--workers", type=int, default=default_workers(), help="rendering processes (default: up to 2 cores)"
     )
     p.add_argument("--force", action="store_true", help="replace a dataset already in --out")
@@ -84,6 +91,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         density=args.density,
         me_share=args.me_share,
         distractors=args.distractors,
+        expression_size=args.expression_size,
     )
     if args.workers < 1:
         raise ConfigError(f"--workers {args.workers}: must be >= 1")

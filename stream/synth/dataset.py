@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from stream.errors import ConfigError
-from stream.synth.identity import BaseFace, make_identities
+from stream.synth.identity import BaseFace, make_identities, unturned_actions
 from stream.synth.render import RenderReport, write_video
 from stream.synth.timeline import Timeline, TimelineConfig
 
@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 CSV_COLUMNS = ("video", "subject", "onset", "apex", "offset", "type", "fps")
 #: the columns of a recipe that names the real person behind each base photo (SynthSpot-v2)
 IDENTITY_COLUMNS = (*CSV_COLUMNS, "identity")
+
+
+#: what `DatasetRecipe.expression_size` may be
+EXPRESSION_SIZES = ("photo", "unturned")
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,10 @@ class DatasetRecipe:
         persons: (base photo name, person id) for each base photo: the real person behind it.
             When given, subjects.json records each subject's person and annotations.csv and
             distractors.csv get an `identity` column (leave-one-identity-out splits).
+        expression_size: what facial actions are sized by: "photo" (the eye distance the photo
+            shows, foreshortened on a turned head; every fixed recipe) or "unturned" (the eye
+            distance the face would show frontally, from the mesh depth: a turned face's
+            expressions as large against the face as a frontal one's; `Identity.action_scale`).
     """
 
     name: str = "custom"
@@ -77,8 +85,14 @@ class DatasetRecipe:
     faces_sha256: tuple[tuple[str, str], ...] = ()
     empty_share: float = 0.0
     persons: tuple[tuple[str, str], ...] = ()
+    expression_size: str = "photo"
 
     def __post_init__(self) -> None:
+        if self.expression_size not in EXPRESSION_SIZES:
+            raise ConfigError(
+                f"dataset expression_size={self.expression_size!r}: "
+                f"choose one of {', '.join(EXPRESSION_SIZES)}"
+            )
         for key, lo, hi in (("subjects", 1, 10_000), ("videos", 1, 100_000)):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
@@ -119,6 +133,8 @@ class DatasetRecipe:
         for key in ("empty_share", "persons"):  # SynthSpot-v2's: absent at their defaults
             if not d[key]:
                 del d[key]
+        if d["expression_size"] == "photo":  # absent at its default, as every fixed recipe has it
+            del d["expression_size"]
         if "persons" in d:
             d["persons"] = dict(self.persons)
         return d
@@ -579,6 +595,8 @@ def write_dataset(
         raise ConfigError(f"{out} already holds a dataset (annotations.csv); pass --force to replace it")
     t_start = time.perf_counter()
     identities = make_identities(faces, recipe.subjects, recipe.seed, (recipe.width, recipe.height))
+    if recipe.expression_size == "unturned":
+        identities = [unturned_actions(i) for i in identities]
     for folder, pattern in (("videos", "*.mp4"), ("timelines", "*.json"), ("subjects", "*.jpg")):
         for stale in (out / folder).glob(pattern):  # a previous dataset's files (overwrite)
             stale.unlink()

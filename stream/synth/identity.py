@@ -291,7 +291,7 @@ def face_pose(detector: LandmarkDetector, face: BaseFace) -> FacePose:
     lm = detector.with_depth(face.image)
     if lm is None:
         raise FaceNotFound(face.source, "no face found (MediaPipe face mesh saw none)")
-    d = (lm[263] - lm[33]).astype(np.float64)  # outer eye corners, right to left of the image
+    d = (lm[263] - lm[33]).astype(np.float64)  # outer eye corners, the subject's right to left
     seen = float(np.hypot(d[0], d[1]))
     return FacePose(float(np.degrees(np.arctan2(d[2], seen))), seen, float(np.linalg.norm(d)))
 
@@ -394,6 +394,9 @@ class Identity:
         frame_size: output (width, height).
         morph_scale: how much of the drawn shape warp was kept (1 unless the face was lost).
         base_pose: the pose of the face in the base photo (`face_pose`), when measured.
+        action_scale: factor on the size of every action unit's motion (expressions and speech;
+            a blink's lid travel is set by the lids): 1 sizes them by the eye distance the plate
+            shows; `unturned_actions` sets it so a turned face's are sized by its unturned one.
     """
 
     name: str
@@ -405,6 +408,7 @@ class Identity:
     frame_size: tuple[int, int]
     morph_scale: float = 1.0
     base_pose: FacePose | None = None
+    action_scale: float = 1.0
 
     @property
     def iod(self) -> float:
@@ -422,7 +426,26 @@ class Identity:
             "frame_size": list(self.frame_size),
             "spec": asdict(self.spec),
             **({"base_pose": self.base_pose.to_dict()} if self.base_pose is not None else {}),
+            **({"action_scale": round(self.action_scale, 4)} if self.action_scale != 1.0 else {}),
         }
+
+
+def unturned_actions(identity: Identity) -> Identity:
+    """`identity` with its facial actions sized by the eye distance its face would show unturned
+    (`FacePose.iod_unturned_px`) rather than the foreshortened one its photo shows: on a face
+    turned by yaw, about 1 / cos(yaw) larger. Vertical motion then has its frontal size and
+    horizontal motion is up to 1 / cos(yaw) too large, against too small in every direction at
+    the photo's own size.
+
+    Raises:
+        ConfigError: the identity has no measured pose (`make_identities` measures it).
+    """
+    pose = identity.base_pose
+    if pose is None or pose.iod_px <= 0:
+        raise ConfigError(
+            f"subject {identity.name}: no measured pose of its base photo to size its actions by"
+        )
+    return dataclasses.replace(identity, action_scale=pose.iod_unturned_px / pose.iod_px)
 
 
 def _grid(w: int, h: int) -> tuple[np.ndarray, np.ndarray]:

@@ -265,7 +265,7 @@ class Renderer:
     def _scale(self, amp: float) -> np.ndarray:
         """(3,) per-channel scale of an AU field at `amp` px@100IOD: displacement in plate px;
         shading deepens with the amplitude up to 5 px@100IOD, so micro-movements barely shade."""
-        px = amp * self.face.iod / 100.0
+        px = amp * self.face.iod * self.identity.action_scale / 100.0
         return np.array([px, px, min(amp / 5.0, 1.0)], np.float32)
 
     def _sample(self, field: np.ndarray, point: np.ndarray) -> np.ndarray:

@@ -132,6 +132,17 @@ def test_the_benchmark_recipe_is_fixed(astronaut_crop: Path, tmp_path: Path) -> 
     assert len(plans) == 24 and len({p.subject for p in plans}) == 12
 
 
+def test_the_expression_size_is_part_of_the_recipe(tmp_path: Path) -> None:
+    # every fixed recipe sizes by the photo, and says so by leaving the key out
+    assert SYNTHSPOT_V1.expression_size == "photo" and "expression_size" not in SYNTHSPOT_V1.to_dict()
+    unturned = recipe_from(None, videos=2, expression_size="unturned")
+    assert unturned.to_dict()["expression_size"] == "unturned"
+    with pytest.raises(ConfigError, match="expression_size='frontal'"):
+        recipe_from(None, expression_size="frontal")
+    with pytest.raises(ConfigError, match="contradicts recipe synthspot-v1"):
+        synth(["--recipe", "synthspot-v1", "--expression-size", "unturned", "--out", str(tmp_path)])
+
+
 def test_an_existing_dataset_is_not_overwritten_by_accident(tmp_path: Path) -> None:
     (tmp_path / "annotations.csv").write_text("video,subject,onset,apex,offset,type,fps\n")
     with pytest.raises(ConfigError, match="--force"):

@@ -3,11 +3,13 @@ about, on real photos."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
 import pytest
 
+from stream.errors import ConfigError
 from stream.synth.identity import (
     FRONTAL_YAW_DEG,
     BaseFace,
@@ -16,6 +18,7 @@ from stream.synth.identity import (
     face_pose,
     load_face,
     make_identities,
+    unturned_actions,
 )
 
 
@@ -66,3 +69,17 @@ def test_a_photo_without_a_face_has_no_pose(detector: LandmarkDetector) -> None:
     blank = BaseFace("blank", "blank.png", np.full((200, 200, 3), 128, np.uint8), "0")
     with pytest.raises(FaceNotFound, match=r"blank\.png"):
         face_pose(detector, blank)
+
+
+def test_unturned_actions_size_a_turned_face_by_its_unturned_eye_distance(
+    detector: LandmarkDetector, turned_face: BaseFace, bundled_face: BaseFace
+) -> None:
+    frontal, turned = (unturned_actions(s) for s in make_identities([bundled_face, turned_face], 2, seed=3))
+    assert (
+        turned.action_scale == pytest.approx(turned.base_pose.iod_unturned_px / turned.base_pose.iod_px)
+        and turned.action_scale > 1.3
+    )  # the cameraman: about 1 / cos(50 degrees)
+    assert frontal.action_scale == pytest.approx(1.0, abs=0.03)
+    assert turned.to_dict()["action_scale"] == round(turned.action_scale, 4)
+    with pytest.raises(ConfigError, match="no measured pose"):
+        unturned_actions(dataclasses.replace(turned, base_pose=None))

@@ -8,6 +8,8 @@ level everywhere else. A blink must raise the eye ROIs.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -152,3 +154,17 @@ def test_every_action_unit_field_peaks_at_one_near_its_landmarks(identity: Ident
         assert centroid["r"] < centroid["l"], code
         if all(k.l is not None for k in au.kernels):
             assert centroid["r"] < mid_x < centroid["l"], code
+
+
+def test_an_action_scale_sizes_the_motion_and_not_the_shading(identity: Identity) -> None:
+    larger = dataclasses.replace(identity, action_scale=1.5)
+    base, scaled = Renderer(identity), Renderer(larger)
+    assert np.allclose(scaled._scale(2.0)[:2], 1.5 * base._scale(2.0)[:2])
+    assert scaled._scale(2.0)[2] == base._scale(2.0)[2]  # shading follows the amplitude alone
+    rest = FrameState(0, (), 0.0, (0.0, 0.0, 0.0, 0.0), 0.0, 0.0, 0.0)
+    smile = dataclasses.replace(rest, aus=(("AU12", "both", 3.0),))
+
+    def change(r: Renderer) -> float:
+        return float(np.abs(r.render(smile).astype(int) - r.render(rest).astype(int)).mean())
+
+    assert change(scaled) > 1.2 * change(base)
