@@ -181,7 +181,7 @@ def augment_batch(
     Args:
         motion: (B, T, Dm); geometry: (B, T, Dg).
         motion_std, geometry_std: (Dm,), (Dg,) per-feature training standard deviations.
-        strength: s in (0, 1].
+        strength: s in (0, 2] (at 2: a gain of exp(N(0, 0.6)), shapes of one standard deviation).
         rng: the trainer's generator.
     """
     b, t, dm = motion.shape

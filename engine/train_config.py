@@ -39,7 +39,7 @@ class TrainConfig:
         method_options: the method's own configuration fields (validated by the method).
         proposals: the base proposal configuration; `loso` tunes its thresholds / min_score.
             None: the method's own (`Method.default_proposals`).
-        augment: strength of feature-space augmentation for new people, in [0, 1] (0: off):
+        augment: strength of feature-space augmentation for new people, in [0, 2] (0: off):
             per training sample a motion gain (face size, expression strength), a constant
             geometry offset (face shape) and per-snippet noise, all in units of each
             feature's training standard deviation (`augment_batch`).
@@ -70,7 +70,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_number("train config", "epochs", self.epochs, 1, 10_000, integer=True)
-        check_number("train config", "augment", self.augment, 0.0, 1.0)
+        check_number("train config", "augment", self.augment, 0.0, 2.0)
         check_number("train config", "batch_size", self.batch_size, 1, 4096, integer=True)
         check_number("train config", "window", self.window, 2, 100_000, integer=True)
         if self.steps_per_epoch is not None:

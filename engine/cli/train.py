@@ -288,7 +288,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         metavar="STRENGTH",
-        help="feature-space augmentation for new people in [0, 1]: motion gain, face-shape offset, "
+        help="feature-space augmentation for new people in [0, 2]: motion gain, face-shape offset, "
         "noise (engine.train.augment_batch; default 0, off)",
     )
     tr.add_argument(

@@ -424,8 +424,8 @@ def test_train_refuses_a_bad_select_before_reading_data(
     assert main([*args, "--select", "augment=0.5"]) == 2
     err = capsys.readouterr().err
     assert "--select 'augment=0.5': the values must be a JSON list" in err and "absent.csv" not in err
-    assert main([*args, "--select", "augment=[0, 2]"]) == 2
-    assert "--select candidate augment=2" in capsys.readouterr().err
+    assert main([*args, "--select", "augment=[0, 3]"]) == 2
+    assert "--select candidate augment=3" in capsys.readouterr().err
 
 
 def test_a_command_builds_only_its_own_parser_and_extract_does_not_import_torch() -> None:

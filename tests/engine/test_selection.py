@@ -63,8 +63,8 @@ def test_candidates_are_every_combination_first_values_first() -> None:
 
 
 def test_a_candidate_the_configuration_refuses_names_it_and_the_field() -> None:
-    with pytest.raises(ConfigError, match=r"candidate augment=2.*augment"):
-        candidates(TINY, {"augment": [0, 2]})
+    with pytest.raises(ConfigError, match=r"candidate augment=3.*augment"):
+        candidates(TINY, {"augment": [0, 3]})
     with pytest.raises(ConfigError, match="mil_k"):
         candidates(dataclasses.replace(TINY, method="pwes"), {"option.mil_k": ["divisor", "sometimes"]})
 

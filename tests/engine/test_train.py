@@ -319,7 +319,7 @@ def test_augmentation_keeps_training_reproducible_and_changes_the_batches() -> N
     torch.testing.assert_close(m0, motion)
     torch.testing.assert_close(g0, geometry)
     with pytest.raises(ConfigError, match="augment"):
-        TrainConfig(augment=2.0)
+        TrainConfig(augment=2.5)
 
 
 def test_the_grid_search_counts_each_point_as_a_fresh_spot_would(data) -> None:
