@@ -237,19 +237,20 @@ class LandmarkDetector:
 
 
 def find_face(detector: LandmarkDetector, face: BaseFace) -> np.ndarray:
-    """Landmarks of the face in a base photo.
+    """(468, 3) landmarks of the face in a base photo: x, y in pixels and the mesh's depth
+    (`LandmarkDetector.with_depth`), so one mesh run serves both the face and its pose.
 
     Raises:
         FaceNotFound: naming the file, when there is no face or it is too small.
     """
-    lm = detector(face.image)
+    lm = detector.with_depth(face.image)
     if lm is None:
         raise FaceNotFound(
             face.source,
             "no face found (MediaPipe face mesh saw none); give a photo with one clearly visible, "
             "roughly frontal face",
         )
-    iod = FaceFrame.from_landmarks(lm).iod
+    iod = FaceFrame.from_landmarks(lm[:, :2]).iod
     if iod < MIN_IOD_PX:
         raise FaceNotFound(
             face.source,
@@ -281,19 +282,21 @@ class FacePose:
     def to_dict(self) -> dict[str, float]:
         return {k: round(v, 2) for k, v in asdict(self).items()}
 
+    @classmethod
+    def from_landmarks(cls, landmarks: np.ndarray) -> FacePose:
+        """The pose of (468, 3) landmarks with depth (`find_face`)."""
+        d = (landmarks[263] - landmarks[33]).astype(np.float64)  # outer eye corners, subject's right to left
+        seen = float(np.hypot(d[0], d[1]))
+        return cls(float(np.degrees(np.arctan2(d[2], seen))), seen, float(np.linalg.norm(d)))
+
 
 def face_pose(detector: LandmarkDetector, face: BaseFace) -> FacePose:
-    """The pose of the largest face in a base photo (MediaPipe's mesh depth).
+    """The pose of the face in a base photo (MediaPipe's mesh depth).
 
     Raises:
-        FaceNotFound: naming the file, when there is no face.
+        FaceNotFound: naming the file, when there is no face or it is too small (`find_face`).
     """
-    lm = detector.with_depth(face.image)
-    if lm is None:
-        raise FaceNotFound(face.source, "no face found (MediaPipe face mesh saw none)")
-    d = (lm[263] - lm[33]).astype(np.float64)  # outer eye corners, the subject's right to left
-    seen = float(np.hypot(d[0], d[1]))
-    return FacePose(float(np.degrees(np.arctan2(d[2], seen))), seen, float(np.linalg.norm(d)))
+    return FacePose.from_landmarks(find_face(detector, face))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,7 +554,9 @@ def make_identity(
     if not (64 <= w <= 4096 and 64 <= h <= 4096):
         raise ConfigError(f"frame size {w}x{h}: width and height must lie in [64, 4096]")
     image = base.image[:, ::-1].copy() if spec.mirror else base.image
-    lm0 = find_face(detector, BaseFace(base.name, base.source, image, base.sha256))
+    lm0 = np.ascontiguousarray(
+        find_face(detector, BaseFace(base.name, base.source, image, base.sha256))[:, :2]
+    )
     placed, lm_placed = _place(image, lm0, spec, frame_size, margin)
     for factor in (1.0, 0.5, 0.0):
         s = spec.scaled(factor) if factor != 1.0 else spec
@@ -583,8 +588,7 @@ def make_identities(
     try:
         poses: dict[str, FacePose] = {}
         for b in bases:
-            find_face(det, b)
-            poses[b.name] = pose = face_pose(det, b)
+            poses[b.name] = pose = face_pose(det, b)  # one mesh run: finds and checks the face too
             if not pose.frontal:
                 log.warning(
                     "%s: the face is turned about %.0f degrees (yaw; the synthesiser is made for faces "
